@@ -1,0 +1,5 @@
+"""`python -m genaug` runs the CLI."""
+
+from genaug.cli import entry
+
+entry()

@@ -1,0 +1,71 @@
+"""The `genaug` command line: one command per stage, each registered by its stage's own cli module."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+import typer
+
+from genaug.errors import GenaugError
+
+app = typer.Typer(
+    name="genaug",
+    help="Generative models as a data augmentation for self-supervised learning: "
+    "ingest -> generate -> train -> eval, all through WebDataset shard sets.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# Each stage module defines register(app); imports of torch and friends stay inside the commands so --help is fast.
+STAGE_MODULES = (
+    "genaug.ingest.cli",
+    "genaug.generate.cli",
+    "genaug.train.cli",
+    "genaug.evaluate.cli",
+    "genaug.inspect_cli",
+    "genaug.shards.cli",
+    "genaug.demo",
+)
+
+for _name in STAGE_MODULES:
+    importlib.import_module(_name).register(app)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; user errors print one line `genaug: error: ...` and exit 2, never a traceback."""
+    command = typer.main.get_command(app)
+    try:
+        rv = command.main(args=argv, prog_name="genaug", standalone_mode=False)
+    except GenaugError as e:
+        print(f"genaug: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except click.exceptions.NoArgsIsHelpError as e:
+        e.show()
+        return 0
+    except click.ClickException as e:
+        msg = e.format_message()
+        ctx = getattr(e, "ctx", None)
+        where = f"{ctx.command_path}: " if ctx is not None else ""
+        print(f"genaug: error: {where}{' '.join(msg.split())} (see --help)", file=sys.stderr)
+        return 2
+    except click.exceptions.Abort:
+        print("genaug: aborted", file=sys.stderr)
+        return 130
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("genaug: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+    return rv if isinstance(rv, int) else 0
+
+
+def entry() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,103 @@
+"""Where a shard set's files live: shards/<set>/<split>/ and shards/<set>/gen/<recipe>/<split>/."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from genaug.errors import GenaugError
+
+SHARD_RE = re.compile(r"^(\d{6})\.tar$")
+KEY_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+DEFAULT_HOME = "shards"
+
+
+def shard_name(index: int) -> str:
+    """File name of shard number `index`: 000042.tar."""
+    return f"{index:06d}.tar"
+
+
+def stats_name(index: int) -> str:
+    """File name of the stats (completion marker) of shard `index`: 000042.json."""
+    return f"{index:06d}.json"
+
+
+def make_key(shard: int, row: int) -> str:
+    """Stable sample key from shard index and row: s000042r000007 (no dots, independent of workers)."""
+    return f"s{shard:06d}r{row:06d}"
+
+
+def check_key(key: str) -> str:
+    """Return `key` if it is a valid sample key (letters, digits, _ and -), else raise."""
+    if not KEY_RE.match(key):
+        raise GenaugError(f"sample key {key!r} is invalid: keys may hold only letters, digits, '_' and '-' (no dots)")
+    return key
+
+
+def shards_home() -> Path:
+    """The folder that `--shards NAME` is relative to: $GENAUG_SHARDS or ./shards."""
+    return Path(os.environ.get("GENAUG_SHARDS", DEFAULT_HOME))
+
+
+def resolve_shard_set(name_or_path: str | os.PathLike) -> Path:
+    """`--shards NAME` means shards/NAME; anything with a path separator or that exists is a path."""
+    text = str(name_or_path)
+    if not text:
+        raise GenaugError("--shards is empty: give a shard set name (shards/NAME) or a path")
+    p = Path(text)
+    if os.sep in text or "/" in text or p.exists() or text.startswith("."):
+        return p
+    return shards_home() / text
+
+
+@dataclass(frozen=True)
+class ShardSet:
+    """A shard set rooted at `root`: source splits and generated columns."""
+
+    root: Path
+
+    @classmethod
+    def open(cls, name_or_path: str | os.PathLike, must_exist: bool = True) -> ShardSet:
+        """Open a shard set by name or path; with must_exist, a missing set is a user error."""
+        root = resolve_shard_set(name_or_path)
+        if must_exist and not root.is_dir():
+            raise GenaugError(f"shard set {str(root)!r} does not exist: run `genaug ingest SOURCE --shards {name_or_path}`")
+        return cls(root)
+
+    def split_dir(self, split: str) -> Path:
+        """Folder of the source shards of `split`."""
+        return self.root / split
+
+    def gen_dir(self, recipe: str, split: str) -> Path:
+        """Folder of the generated column `recipe` for `split`."""
+        return self.root / "gen" / recipe / split
+
+    def splits(self) -> list[str]:
+        """Source splits present (folders with a manifest.json), sorted."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and p.name != "gen" and (p / "manifest.json").exists())
+
+    def columns(self) -> list[str]:
+        """Generated columns present, sorted."""
+        g = self.root / "gen"
+        return sorted(p.name for p in g.iterdir() if p.is_dir()) if g.is_dir() else []
+
+    def column_splits(self, recipe: str) -> list[str]:
+        """Splits that generated column `recipe` has, sorted."""
+        d = self.root / "gen" / recipe
+        return sorted(p.name for p in d.iterdir() if p.is_dir() and (p / "manifest.json").exists()) if d.is_dir() else []
+
+
+def list_shards(folder: Path) -> list[int]:
+    """Indices of the committed .tar files in `folder`, sorted."""
+    if not folder.is_dir():
+        return []
+    out = []
+    for p in folder.iterdir():
+        m = SHARD_RE.match(p.name)
+        if m:
+            out.append(int(m.group(1)))
+    return sorted(out)

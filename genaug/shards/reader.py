@@ -1,0 +1,71 @@
+"""Reading shards with genaug's own decoders: known fields only, nothing is ever unpickled."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+from PIL import Image
+
+from genaug.errors import GenaugError
+from genaug.shards.tario import read_samples
+
+IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
+
+
+def is_image_field(field: str) -> bool:
+    """True for fields that hold encoded image bytes (jpg, png, webp, gen_3.jpg, ...)."""
+    return field.rsplit(".", 1)[-1].lower() in IMAGE_EXTS
+
+
+def decode_image(data: bytes, mode: str = "RGB") -> Image.Image:
+    """Decode image bytes with PIL into a loaded image of `mode`."""
+    img = Image.open(io.BytesIO(data))
+    img.load()
+    return img.convert(mode) if img.mode != mode else img
+
+
+def decode_sample(raw: dict, images: str = "pil") -> dict:
+    """Decode the known fields of a raw sample: images (pil or raw bytes), cls -> int, json -> dict, txt -> str.
+
+    Any other field (.pyd, .pth, .pkl, ...) stays raw bytes: genaug never unpickles or torch.loads shard content.
+    """
+    out: dict = {}
+    for field, data in raw.items():
+        if field.startswith("__"):
+            out[field] = data
+        elif is_image_field(field):
+            out[field] = decode_image(data) if images == "pil" else data
+        elif field == "cls":
+            out[field] = int(data.decode("ascii").strip())
+        elif field == "json":
+            out[field] = json.loads(data.decode("utf-8"))
+        elif field == "txt":
+            out[field] = data.decode("utf-8")
+        else:
+            out[field] = data
+    return out
+
+
+def iter_shard_raw(path: Path) -> Iterator[dict]:
+    """Samples of one tar as raw bytes, with __key__ and __shard__; a corrupt tar is a user error naming it."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            for sample in read_samples(f):
+                sample["__shard__"] = path.name
+                yield sample
+    except FileNotFoundError:
+        raise GenaugError(f"shard {path} is missing: run `genaug verify` on its shard set") from None
+    except Exception as e:  # tarfile raises several types on truncated or garbage input
+        if isinstance(e, GenaugError):
+            raise
+        raise GenaugError(f"shard {path} is unreadable ({type(e).__name__}: {e}): run `genaug verify`") from None
+
+
+def iter_shard(path: Path, images: str = "pil") -> Iterator[dict]:
+    """Decoded samples of one tar (see decode_sample)."""
+    for raw in iter_shard_raw(path):
+        yield decode_sample(raw, images=images)

@@ -1,0 +1,202 @@
+"""The commit protocol (temp file, fsync, validate, rename, stats last) and a resumable shard writer."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from genaug import __version__
+from genaug.errors import GenaugError
+from genaug.shards.layout import shard_name, stats_name
+from genaug.shards.manifest import (
+    file_sha256,
+    fsync_dir,
+    read_json,
+    read_manifest,
+    tmp_suffix,
+    write_json_atomic,
+    write_manifest,
+)
+from genaug.shards.tario import read_samples, write_samples
+
+
+class ShardValidationError(RuntimeError):
+    """A freshly written shard failed its re-read check (a bug or a failing disk, never committed)."""
+
+
+def _validate(data: bytes, keys: list[str], required: Callable[[dict], Iterable[str]] | Sequence[str]) -> None:
+    seen = []
+    for sample in read_samples(io.BytesIO(data)):
+        need = required(sample) if callable(required) else required
+        missing = [f for f in need if f not in sample]
+        if missing:
+            raise ShardValidationError(f"sample {sample['__key__']} lacks fields {missing}")
+        seen.append(sample["__key__"])
+    if seen != keys:
+        raise ShardValidationError(f"re-read {len(seen)} samples, expected {len(keys)} with the same keys in order")
+
+
+def commit_shard(
+    folder: Path,
+    index: int,
+    samples: Sequence[dict],
+    required_fields: Callable[[dict], Iterable[str]] | Sequence[str] = (),
+    stats: dict[str, Any] | None = None,
+) -> dict:
+    """Write shard `index` of `folder` by the commit protocol and return its stats.
+
+    The tar goes to NNNNNN.tar.tmp-<host>-<pid>, is flushed and fsynced, re-read and validated (count, keys in
+    order, required fields), renamed to NNNNNN.tar; then the stats file NNNNNN.json is written the same way. Only
+    a shard whose stats file exists and whose checksum matches is done.
+    """
+    folder = Path(folder)
+    final = folder / shard_name(index)
+    tmp = final.with_name(final.name + tmp_suffix())
+    buf = io.BytesIO()
+    write_samples(buf, samples)
+    data = buf.getvalue()
+    keys = [s["__key__"] for s in samples]
+    if len(set(keys)) != len(keys):
+        raise ShardValidationError(f"{final}: duplicate keys")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        with open(tmp, "rb") as f:
+            written = f.read()
+        _validate(written, keys, required_fields)
+        sha = hashlib.sha256(written).hexdigest()
+        os.replace(tmp, final)
+        fsync_dir(folder)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    doc = dict(stats or {})
+    doc.update(
+        shard=final.name,
+        count=len(keys),
+        sha256=sha,
+        bytes=len(written),
+        first_key=keys[0] if keys else None,
+        last_key=keys[-1] if keys else None,
+        genaug_version=__version__,
+        committed_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    )
+    doc.setdefault("failures", [])
+    write_json_atomic(folder / stats_name(index), doc)
+    return doc
+
+
+def read_stats(folder: Path, index: int) -> dict | None:
+    """The stats of shard `index`, or None when it has none (or an unreadable one)."""
+    p = Path(folder) / stats_name(index)
+    if not p.exists():
+        return None
+    try:
+        doc = read_json(p)
+    except GenaugError:
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def is_shard_done(folder: Path, index: int, check_sha: bool = True) -> bool:
+    """True when shard `index` has a stats file and its tar's size (and sha256) match it."""
+    folder = Path(folder)
+    stats = read_stats(folder, index)
+    tar = folder / shard_name(index)
+    if stats is None or not tar.exists():
+        return False
+    try:
+        if tar.stat().st_size != stats.get("bytes"):
+            return False
+    except OSError:
+        return False
+    return not check_sha or file_sha256(tar) == stats.get("sha256")
+
+
+def cleanup_shard(folder: Path, index: int) -> list[Path]:
+    """Delete the leftovers of an unfinished shard `index` (temp files, a tar without valid stats); return them."""
+    folder = Path(folder)
+    removed = []
+    prefixes = (shard_name(index) + ".tmp-", f"{index:06d}.json.tmp-")
+    for p in folder.glob(f"{index:06d}.*"):
+        if p.name.startswith(prefixes):
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    if not is_shard_done(folder, index, check_sha=False):
+        for p in (folder / shard_name(index), folder / stats_name(index)):
+            if p.exists():
+                p.unlink()
+                removed.append(p)
+    return removed
+
+
+@dataclass
+class ShardPlan:
+    """One planned shard: its index and the work items that become its samples."""
+
+    index: int
+    items: list = field(default_factory=list)
+
+
+class ShardWriter:
+    """A resumable writer of one folder of shards: checks the manifest, skips done shards, cleans orphans."""
+
+    def __init__(self, folder: Path, manifest: dict, identity_keys: Sequence[str] = ("plan_hash",)) -> None:
+        self.folder = Path(folder)
+        self.manifest = manifest
+        self.identity_keys = tuple(identity_keys)
+
+    def prepare(self, overwrite: bool = False) -> None:
+        """Create the folder and write the manifest; refuse a folder that holds a different plan."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if (self.folder / "manifest.json").exists():
+            old = read_manifest(self.folder)
+            diff = [k for k in self.identity_keys if old.get(k) != self.manifest.get(k)]
+            if diff and not overwrite:
+                raise GenaugError(
+                    f"{self.folder} already holds shards made with other settings ({', '.join(diff)} differ): "
+                    "write to another --shards/--split (or column), or pass --overwrite to replace them"
+                )
+            if diff and overwrite:
+                for p in self.folder.iterdir():
+                    if p.is_file():
+                        p.unlink()
+        write_manifest(self.folder, self.manifest)
+
+    def pending(self, indices: Iterable[int], check_sha: bool = True) -> list[int]:
+        """Indices among `indices` that are not done; their leftovers are deleted."""
+        todo = []
+        for i in indices:
+            if is_shard_done(self.folder, i, check_sha=check_sha):
+                continue
+            cleanup_shard(self.folder, i)
+            todo.append(i)
+        return todo
+
+    def commit(self, index: int, samples: Sequence[dict], required_fields=(), stats: dict | None = None) -> dict:
+        """Commit one shard of this folder (see commit_shard)."""
+        return commit_shard(self.folder, index, samples, required_fields, stats)
+
+
+def load_stats_all(folder: Path, indices: Iterable[int]) -> dict[int, dict | None]:
+    """Stats of each shard index (None where absent)."""
+    return {i: read_stats(folder, i) for i in indices}
+
+
+def stats_path(folder: Path, index: int) -> Path:
+    """Path of shard `index`'s stats file."""
+    return Path(folder) / stats_name(index)
+
+
+def tar_path(folder: Path, index: int) -> Path:
+    """Path of shard `index`'s tar."""
+    return Path(folder) / shard_name(index)
+

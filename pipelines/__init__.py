@@ -1,0 +1,1 @@
+"""Generation recipes (YAML), shipped inside the wheel as genaug.pipelines."""

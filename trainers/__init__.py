@@ -1,0 +1,1 @@
+"""Training recipes (YAML), shipped inside the wheel as genaug.trainers."""
