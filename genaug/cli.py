@@ -5,8 +5,12 @@ from __future__ import annotations
 import importlib
 import sys
 
-import click
 import typer
+
+try:  # typer >= 0.20 vendors click as typer._click; older versions use click itself
+    from typer import _click as click
+except ImportError:  # pragma: no cover
+    import click
 
 from genaug.errors import GenaugError
 

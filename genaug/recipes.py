@@ -32,7 +32,8 @@ def recipe_path(kind: str, name_or_path: str) -> Path | Any:
     if not res.is_file():
         flag = "--model" if kind == "pipelines" else "--method"
         raise GenaugError(
-            f"unknown {flag} {name_or_path!r}: choose one of {', '.join(available(kind))} or give a path to a .yaml recipe"
+            f"unknown {flag} {name_or_path!r}: choose one of {', '.join(available(kind))} "
+            "or give a path to a .yaml recipe"
         )
     return res
 

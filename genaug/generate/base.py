@@ -43,7 +43,7 @@ class Generator(ABC):
     def generate(self, images: list[Image.Image], keys: list[str], seeds: list[list[int]]) -> list[list[Variant]]:
         """Return, for each source image, len(seeds[i]) variants made with those seeds (same order)."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, most generators need nothing
         """Release the model (GPU memory)."""
 
 
@@ -61,5 +61,7 @@ def register_generator(kind: str) -> Callable[[type[Generator]], type[Generator]
 def generator_class(kind: str) -> type[Generator]:
     """The Generator subclass registered under `kind`."""
     if kind not in _REGISTRY:
-        raise GenaugError(f"recipe names generator {kind!r}, which genaug does not know ({', '.join(sorted(_REGISTRY))})")
+        raise GenaugError(
+            f"recipe names generator {kind!r}, which genaug does not know ({', '.join(sorted(_REGISTRY))})"
+        )
     return _REGISTRY[kind]

@@ -1,7 +1,82 @@
-"""Placeholder registration (filled in by the foundation work in progress)."""
+"""`genaug ingest`."""
+
+from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
 
 def register(app: typer.Typer) -> None:
-    """Register nothing yet."""
+    """Add the `ingest` command to the CLI."""
+
+    @app.command(
+        "ingest",
+        help="Turn a source image set into a shard set split of WebDataset tars with labels. "
+        "SOURCE is an ImageNet-style tree (one folder per class, classes sorted as torchvision's ImageFolder "
+        "does), a flat folder of images (no labels), or existing WebDataset .tar files. Resumable: rerun the "
+        "same command after a crash. Bad files are skipped and recorded in the shard stats. "
+        "Example: `genaug ingest /data/imagenet/train --shards imagenet --split train --short-side 256`.",
+    )
+    def ingest(
+        source: Path = typer.Argument(..., help="Image folder tree, flat image folder, or folder of .tar shards."),
+        shards: str = typer.Option(..., "--shards", help="Shard set name (written to shards/NAME) or path."),
+        split: str = typer.Option("train", "--split", help="Split name: train, val, ..."),
+        per_shard: int = typer.Option(1000, "--per-shard", help="Samples per tar shard."),
+        short_side: int = typer.Option(
+            None,
+            "--short-side",
+            help="Downscale so the short side is at most this (ImageNet copies are usually stored at 256).",
+        ),
+        max_side: int = typer.Option(None, "--max-side", help="Downscale so the long side is at most this."),
+        quality: int = typer.Option(95, "--quality", help="JPEG quality of re-encoded images."),
+        workers: int = typer.Option(None, "--workers", help="Worker processes (default: number of CPUs; 0 = none)."),
+        layout: str = typer.Option("auto", "--layout", help="auto, imagefolder, flat or wds."),
+        min_side: int = typer.Option(8, "--min-side", help="Skip images whose short side is smaller than this."),
+        max_pixels: int = typer.Option(
+            178_956_970, "--max-pixels", help="Skip images with more pixels than this (decompression-bomb limit)."
+        ),
+        reencode: bool = typer.Option(
+            False,
+            "--reencode",
+            help="Re-encode JPEGs even when they need no change "
+            "(by default an RGB JPEG that needs no resize is stored as it is).",
+        ),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace a split made with other settings."),
+        quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    ) -> None:
+        from genaug.ingest.run import ingest as run_ingest
+
+        summary = run_ingest(
+            source,
+            shards,
+            split,
+            per_shard,
+            short_side,
+            max_side,
+            quality,
+            workers,
+            layout,
+            min_side,
+            max_pixels,
+            reencode,
+            overwrite,
+            progress=not quiet,
+        )
+        print(format_summary(summary))
+
+
+def format_summary(s: dict) -> str:
+    """One readable paragraph of an ingest summary."""
+    lines = [
+        f"ingested {s['images_written']} images into {s['folder']} ({s['layout']} layout, {s['classes']} classes)",
+        f"  shards: {s['shards']} ({s['shards_written']} written now, {s['shards_skipped']} already done)",
+        f"  skipped bad files: {s['images_failed']} (errors in the shards' .json stats)"
+        + (
+            f", {s['scan_skipped']} unreadable folders/entries (manifest.json scan_skipped)"
+            if s["scan_skipped"]
+            else ""
+        ),
+        f"  time: {s['seconds']} s, {s['images_per_s']} images/s",
+    ]
+    return "\n".join(lines)

@@ -1,7 +1,38 @@
-"""Placeholder registration (filled in by the foundation work in progress)."""
+"""`genaug verify`."""
+
+from __future__ import annotations
+
+import sys
 
 import typer
 
 
 def register(app: typer.Typer) -> None:
-    """Register nothing yet."""
+    """Add the `verify` command to the CLI."""
+
+    @app.command(
+        "verify",
+        help="Check every shard of a shard set against its stats and manifest: counts, sha256, "
+        "keys, fields, and alignment of generated columns with their source. Prints one problem per line; "
+        "exit status 1 if there is any. Example: `genaug verify --shards imagenet`.",
+    )
+    def verify(
+        shards: str = typer.Option(..., "--shards", help="Shard set name (shards/NAME) or path."),
+        no_sha: bool = typer.Option(False, "--no-sha", help="Skip the sha256 checks (faster on huge sets)."),
+    ) -> None:
+        from genaug.shards.verify import verify_set
+
+        reports, problems = verify_set(shards, check_sha=not no_sha)
+        for rep in reports:
+            for note in rep.notes:
+                print(f"note: {note}")
+        for p in problems:
+            print(p)
+        for rep in reports:
+            status = "ok" if not rep.problems else f"{len(rep.problems)} problem(s)"
+            print(
+                f"{rep.folder}: {rep.shards} shards, {rep.samples} samples, {rep.failures} recorded failures: {status}",
+                file=sys.stderr,
+            )
+        if problems:
+            raise typer.Exit(1)

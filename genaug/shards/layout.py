@@ -63,7 +63,9 @@ class ShardSet:
         """Open a shard set by name or path; with must_exist, a missing set is a user error."""
         root = resolve_shard_set(name_or_path)
         if must_exist and not root.is_dir():
-            raise GenaugError(f"shard set {str(root)!r} does not exist: run `genaug ingest SOURCE --shards {name_or_path}`")
+            raise GenaugError(
+                f"shard set {str(root)!r} does not exist: run `genaug ingest SOURCE --shards {name_or_path}`"
+            )
         return cls(root)
 
     def split_dir(self, split: str) -> Path:
@@ -78,7 +80,9 @@ class ShardSet:
         """Source splits present (folders with a manifest.json), sorted."""
         if not self.root.is_dir():
             return []
-        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and p.name != "gen" and (p / "manifest.json").exists())
+        return sorted(
+            p.name for p in self.root.iterdir() if p.is_dir() and p.name != "gen" and (p / "manifest.json").exists()
+        )
 
     def columns(self) -> list[str]:
         """Generated columns present, sorted."""
@@ -88,7 +92,9 @@ class ShardSet:
     def column_splits(self, recipe: str) -> list[str]:
         """Splits that generated column `recipe` has, sorted."""
         d = self.root / "gen" / recipe
-        return sorted(p.name for p in d.iterdir() if p.is_dir() and (p / "manifest.json").exists()) if d.is_dir() else []
+        return (
+            sorted(p.name for p in d.iterdir() if p.is_dir() and (p / "manifest.json").exists()) if d.is_dir() else []
+        )
 
 
 def list_shards(folder: Path) -> list[int]:

@@ -69,3 +69,34 @@ def iter_shard(path: Path, images: str = "pil") -> Iterator[dict]:
     """Decoded samples of one tar (see decode_sample)."""
     for raw in iter_shard_raw(path):
         yield decode_sample(raw, images=images)
+
+
+def complete_shards(folder: Path, check_sha: bool = False) -> list[Path]:
+    """Paths of the shards of `folder` that are done (stats present and matching); half-written ones never appear."""
+    from genaug.shards.layout import list_shards, shard_name
+    from genaug.shards.writer import is_shard_done
+
+    folder = Path(folder)
+    return [folder / shard_name(i) for i in list_shards(folder) if is_shard_done(folder, i, check_sha=check_sha)]
+
+
+def split_for(paths: list, rank: int = 0, world_size: int = 1, worker: int = 0, num_workers: int = 1) -> list:
+    """The shards one (rank, DataLoader worker) reads: every (world_size*num_workers)-th, disjoint and complete."""
+    slot, slots = rank * num_workers + worker, world_size * num_workers
+    return list(paths[slot::slots])
+
+
+def make_shard_dataset(paths: list[Path], images: str = "bytes", rank: int = 0, world_size: int = 1):
+    """A torch IterableDataset of decoded samples that splits `paths` across ranks and DataLoader workers."""
+    import torch.utils.data as tud
+
+    class ShardDataset(tud.IterableDataset):
+        """Decoded samples of a list of shards, each shard read by exactly one (rank, worker)."""
+
+        def __iter__(self):
+            info = tud.get_worker_info()
+            worker, nw = (info.id, info.num_workers) if info is not None else (0, 1)
+            for p in split_for(list(paths), rank, world_size, worker, nw):
+                yield from iter_shard(p, images=images)
+
+    return ShardDataset()

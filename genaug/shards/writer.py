@@ -26,6 +26,14 @@ from genaug.shards.manifest import (
 from genaug.shards.tario import read_samples, write_samples
 
 
+def _fault(point: str, index: int) -> None:
+    """Crash injection for tests: GENAUG_FAULT=<point> or <point>:<shard> kills this process with SIGKILL there."""
+    if os.environ.get("GENAUG_FAULT") in (point, f"{point}:{index}"):
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 class ShardValidationError(RuntimeError):
     """A freshly written shard failed its re-read check (a bug or a failing disk, never committed)."""
 
@@ -69,6 +77,7 @@ def commit_shard(
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        _fault("tar-tmp-written", index)
         with open(tmp, "rb") as f:
             written = f.read()
         _validate(written, keys, required_fields)
@@ -78,6 +87,7 @@ def commit_shard(
     finally:
         if tmp.exists():
             tmp.unlink()
+    _fault("tar-renamed", index)
     doc = dict(stats or {})
     doc.update(
         shard=final.name,
@@ -199,4 +209,3 @@ def stats_path(folder: Path, index: int) -> Path:
 def tar_path(folder: Path, index: int) -> Path:
     """Path of shard `index`'s tar."""
     return Path(folder) / shard_name(index)
-

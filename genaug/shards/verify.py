@@ -1,0 +1,147 @@
+"""`genaug verify`: check every shard of a set against its stats and manifest, and generated columns' alignment."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from genaug.errors import GenaugError
+from genaug.shards.layout import SHARD_RE, ShardSet, check_key
+from genaug.shards.manifest import read_manifest
+from genaug.shards.reader import is_image_field
+from genaug.shards.tario import read_samples
+from genaug.shards.writer import read_stats
+
+
+@dataclass
+class FolderReport:
+    """What verify found in one folder of shards."""
+
+    folder: Path
+    shards: int = 0
+    samples: int = 0
+    failures: int = 0
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    keys: dict[str, list[str]] = field(default_factory=dict)
+
+
+def _required(kind: str, manifest: dict, sample: dict) -> list[str]:
+    if kind == "generated":
+        meta = {}
+        try:
+            meta = json.loads(sample.get("json", b"{}"))
+        except (ValueError, UnicodeDecodeError):
+            return ["json (valid)"]
+        if meta.get("failed"):
+            return ["json"]
+        return ["json"] + [f"gen_{k}.jpg" for k in range(int(manifest.get("k", 0)))]
+    need = ["json"]
+    if manifest.get("classes") is not None:
+        need.append("cls")
+    if not any(is_image_field(f) for f in sample if not f.startswith("__")):
+        need.append("jpg|png|webp")
+    return need
+
+
+def verify_folder(folder: Path, check_sha: bool = True) -> FolderReport:
+    """Check one folder (a source split or a generated column split) against its manifest and stats."""
+    rep = FolderReport(folder)
+    try:
+        manifest = read_manifest(folder)
+    except GenaugError as e:
+        rep.problems.append(str(e))
+        return rep
+    kind = manifest.get("kind", "source")
+    names = manifest.get("shards") or []
+    per_shard, planned = manifest.get("samples_per_shard"), manifest.get("num_planned")
+    on_disk = sorted(p.name for p in folder.iterdir() if SHARD_RE.match(p.name))
+    for extra in sorted(set(on_disk) - set(names)):
+        rep.problems.append(f"{folder / extra}: tar is not in manifest.json")
+    for p in sorted(folder.glob("*.tmp-*")):
+        rep.notes.append(f"{p}: temporary file (a writer is running, or one crashed: a rerun deletes it)")
+    for i, name in enumerate(names):
+        tar = folder / name
+        index = int(name[:6])
+        stats = read_stats(folder, index)
+        if not tar.exists():
+            rep.problems.append(f"{tar}: missing (not written yet, or deleted): rerun the stage that writes it")
+            continue
+        if stats is None:
+            rep.problems.append(f"{tar}: no valid stats file {index:06d}.json, so it is not complete: rerun to redo it")
+            continue
+        data = tar.read_bytes()
+        if len(data) != stats.get("bytes"):
+            rep.problems.append(f"{tar}: size {len(data)} differs from stats ({stats.get('bytes')}): rerun to redo it")
+            continue
+        if check_sha and hashlib.sha256(data).hexdigest() != stats.get("sha256"):
+            rep.problems.append(f"{tar}: sha256 differs from its stats: the file changed after commit")
+            continue
+        keys: list[str] = []
+        try:
+            for sample in read_samples(io.BytesIO(data)):
+                key = sample["__key__"]
+                try:
+                    check_key(key)
+                except GenaugError as e:
+                    rep.problems.append(f"{tar}: {e}")
+                missing = [f for f in _required(kind, manifest, sample) if f not in sample]
+                if missing:
+                    rep.problems.append(f"{tar}: sample {key} lacks {', '.join(missing)}")
+                keys.append(key)
+        except Exception as e:
+            rep.problems.append(f"{tar}: unreadable tar ({type(e).__name__}: {e})")
+            continue
+        if len(set(keys)) != len(keys):
+            rep.problems.append(f"{tar}: duplicate keys")
+        if len(keys) != stats.get("count"):
+            rep.problems.append(f"{tar}: {len(keys)} samples but stats say {stats.get('count')}")
+        nfail = len(stats.get("failures") or [])
+        if kind == "source" and per_shard and planned is not None:
+            expect = min(per_shard, planned - i * per_shard)
+            if len(keys) + nfail != expect:
+                rep.problems.append(f"{tar}: {len(keys)} samples + {nfail} failures, but {expect} were planned")
+        rep.keys[name] = keys
+        rep.shards += 1
+        rep.samples += len(keys)
+        rep.failures += nfail
+    return rep
+
+
+def verify_set(shards: str, check_sha: bool = True) -> tuple[list[FolderReport], list[str]]:
+    """Verify every split and generated column of a shard set; returns the reports and all problems."""
+    sset = ShardSet.open(shards)
+    reports, problems = [], []
+    splits = sset.splits()
+    if not splits:
+        problems.append(f"{sset.root}: no split with a manifest.json: run `genaug ingest SOURCE --shards {shards}`")
+    src_reports = {}
+    for split in splits:
+        rep = verify_folder(sset.split_dir(split), check_sha)
+        reports.append(rep)
+        src_reports[split] = rep
+    for col in sset.columns():
+        for split in sset.column_splits(col):
+            folder = sset.gen_dir(col, split)
+            rep = verify_folder(folder, check_sha)
+            reports.append(rep)
+            src = src_reports.get(split)
+            if src is None:
+                rep.problems.append(f"{folder}: generated column for split {split!r}, which has no source shards")
+                continue
+            try:
+                src_names = read_manifest(sset.split_dir(split)).get("shards")
+                gen_names = read_manifest(folder).get("shards")
+            except GenaugError:
+                continue
+            if src_names != gen_names:
+                rep.problems.append(f"{folder}: its shard list differs from the source split's: regenerate the column")
+            for name, keys in rep.keys.items():
+                if name in src.keys and src.keys[name] != keys:
+                    rep.problems.append(f"{folder / name}: keys are not those of the source shard, in the same order")
+    for rep in reports:
+        problems.extend(rep.problems)
+    return reports, problems
