@@ -50,9 +50,24 @@ def split_name(name: str) -> tuple[str, str]:
     return name[: slash + 1] + base[:dot], base[dot + 1 :]
 
 
+def _size_of(fileobj: BinaryIO) -> int | None:
+    try:
+        pos = fileobj.tell()
+        end = fileobj.seek(0, 2)
+        fileobj.seek(pos)
+        return end - pos
+    except (OSError, AttributeError, ValueError):
+        return None
+
+
 def read_samples(fileobj: BinaryIO) -> Iterator[dict]:
-    """Stream samples out of a tar: consecutive members with the same key form one sample of raw bytes."""
+    """Stream samples out of a tar: consecutive members with the same key form one sample of raw bytes.
+
+    Python's streaming tar reader takes a corrupt header in the middle for the end of the archive; when the
+    size of the input is known, stopping well before its end raises tarfile.ReadError instead.
+    """
     current: dict | None = None
+    size = _size_of(fileobj)
     with tarfile.open(fileobj=fileobj, mode="r|") as tar:
         for info in tar:
             if not info.isfile():
@@ -67,5 +82,7 @@ def read_samples(fileobj: BinaryIO) -> Iterator[dict]:
                     yield current
                 current = {"__key__": key}
             current[field] = data
+        if size is not None and size - tar.offset > tarfile.RECORDSIZE + 2 * tarfile.BLOCKSIZE:
+            raise tarfile.ReadError(f"corrupt tar header at offset {tar.offset} of {size} bytes")
     if current is not None:
         yield current

@@ -129,3 +129,15 @@ def test_reader_never_unpickles(tmp_path):
     dec = decode_sample(raw, images="bytes")
     assert isinstance(dec["pyd"], bytes) and isinstance(dec["pth"], bytes)
     assert not (tmp_path / "pwned").exists()
+
+
+def test_corrupt_header_mid_tar_is_an_error_not_a_short_shard(tmp_path):
+    from genaug.errors import GenaugError
+
+    commit_shard(tmp_path, 0, _samples(0, 6), ("jpg",))
+    p = tmp_path / "000000.tar"
+    data = bytearray(p.read_bytes())
+    data[512 * 6 + 100 : 512 * 6 + 160] = b"\xff" * 60  # garble the 4th member's header (name/mode/size)
+    p.write_bytes(bytes(data))
+    with pytest.raises(GenaugError, match="corrupt tar header"):
+        list(iter_shard_raw(p))
