@@ -35,6 +35,9 @@ class Opaque:
     def __setstate__(self, state: Any) -> None:
         self.state = state
 
+    def __call__(self, *args: Any, **kwargs: Any) -> Opaque:
+        return Opaque(*args)
+
     def __repr__(self) -> str:
         return f"<opaque {self.qualname}>"
 
@@ -48,6 +51,7 @@ _ALLOWED = {
     ("builtins", "set"),
     ("builtins", "frozenset"),
     ("builtins", "complex"),
+    ("_codecs", "encode"),  # how protocol-2 pickles spell bytes
     ("numpy", "dtype"),
     ("numpy.core.multiarray", "scalar"),
     ("numpy._core.multiarray", "scalar"),
