@@ -88,6 +88,8 @@ def resolve_recipe(
             raise GenaugError(f"recipe {model!r} lacks `{key}:`")
     if int(recipe["k"]) < 1:
         raise GenaugError(f"--k must be at least 1 (got {recipe['k']})")
+    if recipe.get("dtype", "fp32") not in ("fp32", "fp16", "bf16"):
+        raise GenaugError(f"dtype {recipe['dtype']!r} is not supported: use fp32, fp16 or bf16 (--dtype or the recipe)")
     bs = int((recipe.get("runtime") or {}).get("batch_size", 8))
     if bs < 1:
         raise GenaugError(f"--batch-size must be at least 1 (got {bs})")
