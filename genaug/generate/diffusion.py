@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,12 @@ def cpu_generators(seeds: list[int]) -> list[torch.Generator]:
 
 def load_pipeline(cls: Any, recipe: dict, weights: str | None, dtype: torch.dtype, **kwargs: Any) -> Any:
     """from_pretrained of `cls` from --weights DIR, the tiny cache folder, or the hub id and revision of the recipe."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch_dtype= is the spelling every supported diffusers takes
+        return _load_pipeline(cls, recipe, weights, dtype, **kwargs)
+
+
+def _load_pipeline(cls: Any, recipe: dict, weights: str | None, dtype: torch.dtype, **kwargs: Any) -> Any:
     model = recipe.get("model", {})
     if weights:
         path = Path(weights)

@@ -28,11 +28,16 @@ GENERATOR_MODULES = ("genaug.generate.sd", "genaug.generate.unclip", "genaug.gen
 SOURCE_IMAGE_FIELDS = ("jpg", "jpeg", "png", "webp")
 
 
-def load_generator_modules() -> None:
-    """Import the generator modules present so that their classes register themselves."""
+def load_generator_class(kind: str) -> type[Generator]:
+    """The Generator class of a recipe's `generator:` kind, importing generator modules until one registers it."""
+    from genaug.generate import base
+
     for name in GENERATOR_MODULES:
+        if kind in base._REGISTRY:
+            break
         if importlib.util.find_spec(name) is not None:
             importlib.import_module(name)
+    return base.generator_class(kind)
 
 
 def process_rank() -> tuple[int, int]:
@@ -347,11 +352,9 @@ def generate(
     }
     if all(is_shard_done(col.folder, i, check_sha=False) for i in col.indices):
         return base  # nothing to do: do not even load the model
-    load_generator_modules()
-    from genaug.generate.base import generator_class
     from genaug.generate.diffusion import default_device
 
-    cls = generator_class(recipe["generator"])
+    cls = load_generator_class(recipe["generator"])
     dev = device or default_device()
     t = time.perf_counter()
     with warnings.catch_warnings():
