@@ -180,8 +180,11 @@ class Runner:
                     self.heartbeat.add(lease)
                     cleanup_shard(self.column.folder, i)
                     self._make_shard(ShardJob(i, [], {}, lease))
-                if not claimed:  # everything left is held by live peers (or in our writer queue): wait
-                    self.writer.check()
+                if not claimed:
+                    if self.writer.queue.unfinished_tasks:  # our own shards are still being committed
+                        self.writer.flush()
+                        continue
+                    self.writer.check()  # everything left is held by live peers: wait, take over if they stop
                     time.sleep(min(2.0, max(0.05, self.lease_timeout / 8)))
             self.writer.close()
         finally:

@@ -90,6 +90,11 @@ class ShardWriterThread:
         if self.error is not None:
             raise self.error
 
+    def flush(self) -> None:
+        """Wait until everything queued so far is encoded and committed."""
+        self.queue.join()
+        self.check()
+
     def close(self) -> None:
         """Finish everything queued and stop the thread."""
         self.queue.put(None)
@@ -99,24 +104,29 @@ class ShardWriterThread:
     def _run(self) -> None:
         while True:
             item = self.queue.get()
-            if item is None:
-                return
-            if self.error is not None:
-                continue  # drain after a failure; the main thread re-raises it
-            t0 = time.perf_counter()
             try:
-                job, rows, variants = item
-                if rows is None:
-                    self._commit(job)
-                else:
-                    for (key, k), v in zip(rows, variants, strict=True):
-                        job.jpgs.setdefault(key, {})[k] = encode_jpeg(v.image, self.size, self.quality, self.resample)
-                        if v.meta.get("black"):
-                            job.black.setdefault(key, []).append(k)
-                    self.on_images(len(rows))
-            except BaseException as e:  # noqa: BLE001 - handed to the main thread
-                self.error = e
-            self.busy_seconds += time.perf_counter() - t0
+                if item is None:
+                    return
+                if self.error is None:  # after a failure only drain; the main thread re-raises it
+                    self._handle(item)
+            finally:
+                self.queue.task_done()
+
+    def _handle(self, item: tuple) -> None:
+        t0 = time.perf_counter()
+        try:
+            job, rows, variants = item
+            if rows is None:
+                self._commit(job)
+            else:
+                for (key, k), v in zip(rows, variants, strict=True):
+                    job.jpgs.setdefault(key, {})[k] = encode_jpeg(v.image, self.size, self.quality, self.resample)
+                    if v.meta.get("black"):
+                        job.black.setdefault(key, []).append(k)
+                self.on_images(len(rows))
+        except BaseException as e:  # noqa: BLE001 - handed to the main thread
+            self.error = e
+        self.busy_seconds += time.perf_counter() - t0
 
     def _commit(self, job: ShardJob) -> None:
         samples, failures = [], []
