@@ -74,10 +74,13 @@ def main() -> None:
     name = torch.cuda.get_device_name(dev) if dev.startswith("cuda") else f"cpu x{torch.get_num_threads()} threads"
     print(f"IC-GAN {args.model} (res {cfg.resolution}, G_ch {cfg.G_ch}) on {name}")
     print(f"baseline (batch 1, fp32, SN power iteration every forward): {base:.3f} images/s")
-    print(f"genaug (batch {args.batch}, {str(dtype).replace('torch.', '')}, SN weights frozen once): {fast:.3f} images/s")
+    dt = str(dtype).replace("torch.", "")
+    print(f"genaug (batch {args.batch}, {dt}, SN weights frozen once): {fast:.3f} images/s")
     print(f"ratio: {fast / base:.2f}x")
-    print(f"SwAV ResNet-50 features: {feat_rate:.3f} source images/s; "
-          f"end to end at k={args.k}: {e2e:.3f} generated images/s")
+    print(
+        f"SwAV ResNet-50 features: {feat_rate:.3f} source images/s; "
+        f"end to end at k={args.k}: {e2e:.3f} generated images/s"
+    )
 
 
 if __name__ == "__main__":

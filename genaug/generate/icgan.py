@@ -3,9 +3,9 @@
 Variant k of a source image uses noise drawn from its own seed (the runner's variant_seed(recipe seed, key, k)):
 a standard normal truncated to [-2t, 2t] (t = `sampling.truncation`, 0.7 by default, as the official colab's
 `truncnorm.rvs(-2t, 2t)`), drawn by inverse CDF from a CPU generator so that it is the same on every machine.
-With `sampling.oversample: m > 1`, variant k is the best of m candidates (candidate 0 uses the variant's seed, candidate j
-a seed derived from it and j): the one whose feature is closest to the source's, the official colab's ranking done
-per variant so that variant k still depends on (seed, key, k) alone.
+With `sampling.oversample: m > 1`, variant k is the best of m candidates (candidate 0 uses the variant's seed,
+candidate j a seed derived from it and j): the one whose feature is closest to the source's. This is the official
+colab's ranking, done per variant so that variant k still depends on (seed, key, k) alone.
 """
 
 from __future__ import annotations
@@ -75,8 +75,10 @@ class ICGAN(Generator):
             raise GenaugError(f"icgan sampling.oversample must be >= 1, got {self.oversample}")
         weights = weights or recipe.get("weights")
         if not weights:
-            raise GenaugError("--model icgan needs --weights DIR: a folder with the extracted IC-GAN checkpoint "
-                              "(G_ema_best*.pth, state_dict_best*.pth) and swav_800ep_pretrain.pth.tar")
+            raise GenaugError(
+                "--model icgan needs --weights DIR: a folder with the extracted IC-GAN checkpoint "
+                "(G_ema_best*.pth, state_dict_best*.pth) and swav_800ep_pretrain.pth.tar"
+            )
         wdir = Path(weights).expanduser()
         if not wdir.is_dir():
             raise GenaugError(f"--weights {wdir} is not a folder")
@@ -124,16 +126,18 @@ class ICGAN(Generator):
         metas = [{"seed": int(s)} for s in seeds]
         picks = list(range(0, len(imgs), m))
         if m > 1:
-            gen = torch.cat([
-                self.F(generated_to_features_input(imgs[i : i + chunk]).to(self.dtype)).float()
-                for i in range(0, len(imgs), chunk)
-            ])
+            gen = torch.cat(
+                [
+                    self.F(generated_to_features_input(imgs[i : i + chunk]).to(self.dtype)).float()
+                    for i in range(0, len(imgs), chunk)
+                ]
+            )
             dists = (gen - feats.float()).norm(dim=1).view(-1, m)
             best = dists.argmin(dim=1)
             picks = [r * m + int(j) for r, j in enumerate(best)]
             for r, j in enumerate(best.tolist()):
                 metas[r].update(candidate=j, feature_distance=round(float(dists[r, j]), 6))
-        return [Variant(image=im, meta=meta) for im, meta in zip(to_pil(imgs[picks]), metas)]
+        return [Variant(image=im, meta=meta) for im, meta in zip(to_pil(imgs[picks]), metas, strict=True)]
 
     def generate(self, images: list[Image.Image], keys: list[str], seeds: list[list[int]]) -> list[list[Variant]]:
         """For each source image, len(seeds[i]) IC-GAN variants (each the best of `oversample` candidates)."""
@@ -141,7 +145,7 @@ class ICGAN(Generator):
         rows = [(i, s) for i, ss in enumerate(seeds) for s in ss]
         flat = self.sample([conds[i] for i, _ in rows], [s for _, s in rows])
         out: list[list[Variant]] = [[] for _ in images]
-        for (i, _), v in zip(rows, flat):
+        for (i, _), v in zip(rows, flat, strict=True):
             out[i].append(v)
         return out
 
@@ -151,4 +155,3 @@ class ICGAN(Generator):
         self.F = None
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-

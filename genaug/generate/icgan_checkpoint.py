@@ -78,9 +78,9 @@ def _np_scalar(dtype: np.dtype, data: bytes | None = None) -> Any:
 
 
 _restricted_pickle = types.SimpleNamespace(
-    __name__="genaug_restricted_pickle", Unpickler=_RestrictedUnpickler, load=lambda f, **kw: _RestrictedUnpickler(
-        f, **kw
-    ).load()
+    __name__="genaug_restricted_pickle",
+    Unpickler=_RestrictedUnpickler,
+    load=lambda f, **kw: _RestrictedUnpickler(f, **kw).load(),
 )
 
 
@@ -153,12 +153,16 @@ def check_config(state: dict, arch: dict, where: Path) -> None:
     cfg = state.get("config")
     if not isinstance(cfg, dict):
         return
-    mapping = {"resolution": "resolution", "G_ch": "G_ch", "G_attn": "G_attn", "dim_z": "dim_z", "hier": "hier",
-               "shared_dim_feat": "shared_dim_feat", "num_G_SVs": "num_G_SVs", "n_classes": "n_classes"}
-    diffs = [f"{k}={cfg[ck]!r} (recipe {arch[k]!r})" for k, ck in mapping.items()
-             if ck in cfg and k in arch and isinstance(cfg[ck], (int, float, str, bool)) and cfg[ck] != arch[k]]
+    keys = ("resolution", "G_ch", "G_attn", "dim_z", "hier", "shared_dim_feat", "num_G_SVs", "n_classes")
+    diffs = [
+        f"{k}={cfg[k]!r} (recipe {arch[k]!r})"
+        for k in keys
+        if k in cfg and k in arch and isinstance(cfg[k], (int, float, str, bool)) and cfg[k] != arch[k]
+    ]
     if cfg.get("class_cond") is True:
         diffs.append("class_cond=True (genaug's IC-GAN recipes are instance-conditioned only)")
     if diffs:
-        raise GenaugError(f"IC-GAN checkpoint {where} was trained with {', '.join(diffs)}; use the recipe that "
-                          "matches it (icgan-64, icgan-128, icgan, icgan-256-half) or override model.* values")
+        raise GenaugError(
+            f"IC-GAN checkpoint {where} was trained with {', '.join(diffs)}; use the recipe that "
+            "matches it (icgan-64, icgan-128, icgan, icgan-256-half) or override model.* values"
+        )

@@ -62,7 +62,13 @@ class SNConv2d(nn.Conv2d, SNMixin):
     """Conv layer (kernel 3 / padding 1 by default) with BigGAN-style spectral normalisation."""
 
     def __init__(
-        self, in_ch: int, out_ch: int, kernel_size: int = 3, padding: int = 1, bias: bool = True, num_svs: int = 1,
+        self,
+        in_ch: int,
+        out_ch: int,
+        kernel_size: int = 3,
+        padding: int = 1,
+        bias: bool = True,
+        num_svs: int = 1,
         eps: float = 1e-6,
     ) -> None:
         nn.Conv2d.__init__(self, in_ch, out_ch, kernel_size, padding=padding, bias=bias)

@@ -97,7 +97,7 @@ class ICGANGenerator(nn.Module):
         self.linear = SNLinear(cfg.z_chunk, ins[0] * cfg.bottom_width**2, num_svs=svs, eps=sn_eps)
         blocks = []
         res = cfg.bottom_width
-        for cin, cout in zip(ins, outs):
+        for cin, cout in zip(ins, outs, strict=True):
             res *= 2
             stage = [GBlock(cin, cout, cond_dim, svs, sn_eps, cfg.BN_eps)]
             if res in cfg.attention_resolutions:
@@ -119,7 +119,7 @@ class ICGANGenerator(nn.Module):
         else:
             z0, conds = z, [y] * len(self.blocks)
         h = self.linear(z0).view(z.shape[0], -1, cfg.bottom_width, cfg.bottom_width)
-        for stage, cond in zip(self.blocks, conds):
+        for stage, cond in zip(self.blocks, conds, strict=True):
             for layer in stage:
                 h = layer(h, cond)
         return torch.tanh(self.output_layer(h))

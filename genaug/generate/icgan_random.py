@@ -33,15 +33,34 @@ def randomize_(gen: ICGANGenerator, seed: int) -> ICGANGenerator:
 
 def training_state(cfg: ICGANConfig, best_fid: float, experiment_name: str) -> dict:
     """A `state_dict_best*.pth` payload shaped like the official trainer's (config holds nn.ReLU modules)."""
-    config = {**cfg.to_dict(), "experiment_name": experiment_name, "class_cond": False, "instance_cond": True,
-              "G_shared": True, "G_shared_feat": True, "G_nl": "relu", "G_activation": nn.ReLU(inplace=False),
-              "D_activation": nn.ReLU(inplace=False)}
-    return {"itr": 1000, "epoch": 3, "save_num": 0, "save_best_num": 1, "best_IS": 0, "best_FID": best_fid,
-            "config": config}
+    config = {
+        **cfg.to_dict(),
+        "experiment_name": experiment_name,
+        "class_cond": False,
+        "instance_cond": True,
+        "G_shared": True,
+        "G_shared_feat": True,
+        "G_nl": "relu",
+        "G_activation": nn.ReLU(inplace=False),
+        "D_activation": nn.ReLU(inplace=False),
+    }
+    return {
+        "itr": 1000,
+        "epoch": 3,
+        "save_num": 0,
+        "save_best_num": 1,
+        "best_IS": 0,
+        "best_FID": best_fid,
+        "config": config,
+    }
 
 
 def write_random_checkpoint(
-    root: Path, cfg: ICGANConfig, experiment_name: str, seed: int = 0, feature_width: int = 64,
+    root: Path,
+    cfg: ICGANConfig,
+    experiment_name: str,
+    seed: int = 0,
+    feature_width: int = 64,
     best_fids: tuple[float, float] = (20.0, 10.0),
 ) -> Path:
     """Write root/<experiment_name>/{G_ema,state_dict}_best{0,1}.pth and root/swav_800ep_pretrain.pth.tar."""

@@ -62,7 +62,8 @@ class SwAVFeatures(nn.Module):
         unexpected = sorted(set(trunk) - set(own))
         if missing or unexpected:
             raise GenaugError(
-                f"SwAV checkpoint {path} is not a ResNet-50 trunk (missing {missing[:3]}, unexpected {unexpected[:3]}); "
+                f"SwAV checkpoint {path} is not a ResNet-50 trunk "
+                f"(missing {missing[:3]}, unexpected {unexpected[:3]}); "
                 "use swav_800ep_pretrain.pth.tar from dl.fbaipublicfiles.com/deepcluster/"
             )
         self.net.load_state_dict(trunk, strict=True)

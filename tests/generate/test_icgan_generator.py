@@ -185,8 +185,18 @@ def test_cli_generate_icgan_end_to_end(ckpt: Path, tmp_path: Path) -> None:
     recipe = apply_overrides(load_recipe("pipelines", "icgan-64"), {**TINY, "output.size": 48})
     recipe["name"] = "icgan-tiny"
     (tmp_path / "icgan-tiny.yaml").write_text(yaml.safe_dump(recipe))
-    argv = ["generate", "--model", str(tmp_path / "icgan-tiny.yaml"), "--shards", str(shards), "--weights",
-            str(ckpt), "--device", "cpu", "--no-progress"]
+    argv = [
+        "generate",
+        "--model",
+        str(tmp_path / "icgan-tiny.yaml"),
+        "--shards",
+        str(shards),
+        "--weights",
+        str(ckpt),
+        "--device",
+        "cpu",
+        "--no-progress",
+    ]
     assert main(argv) == 0
     col = shards / "gen" / "icgan-tiny" / "train"
     manifest = json.loads((col / "manifest.json").read_text())

@@ -45,7 +45,7 @@ def expected_shapes(res: int, ch: int, attn: int, dim_z: int = 120) -> dict[str,
     sd["shared.weight"] = (1000, 128)
     sn("shared_feat", (512, 2048))
     sn("linear", (ins[0] * 16, chunk))
-    for b, (cin, cout) in enumerate(zip(ins, outs)):
+    for b, (cin, cout) in enumerate(zip(ins, outs, strict=True)):
         p = f"blocks.{b}.0"
         sn(f"{p}.conv1", (cout, cin, 3, 3))
         sn(f"{p}.conv2", (cout, cout, 3, 3))
@@ -58,8 +58,12 @@ def expected_shapes(res: int, ch: int, attn: int, dim_z: int = 120) -> dict[str,
         if 8 * 2**b == attn:
             a = f"blocks.{b}.1"
             sd[f"{a}.gamma"] = ()
-            for name, o, i in (("theta", cout // 8, cout), ("phi", cout // 8, cout), ("g", cout // 2, cout),
-                               ("o", cout, cout // 2)):
+            for name, o, i in (
+                ("theta", cout // 8, cout),
+                ("phi", cout // 8, cout),
+                ("g", cout // 2, cout),
+                ("o", cout, cout // 2),
+            ):
                 sn(f"{a}.{name}", (o, i, 1, 1), bias=False)
     sd["output_layer.0.stored_mean"] = (outs[-1],)
     sd["output_layer.0.stored_var"] = (outs[-1],)
