@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import pickle
 import types
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ class Opaque:
     """Inert stand-in for an object the restricted unpickler will not build (e.g. an nn.ReLU in a config)."""
 
     qualname = "?"
+    dump_patches = False  # torch's legacy (non-zip) format asks module classes for this
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.args = args
@@ -87,7 +89,9 @@ _restricted_pickle = types.SimpleNamespace(
 def load_training_state(path: Path) -> dict:
     """Read a `state_dict_best*.pth` file: plain data only, other objects replaced by `Opaque` placeholders."""
     try:
-        obj = torch.load(path, map_location="cpu", pickle_module=_restricted_pickle, weights_only=False)
+        with warnings.catch_warnings():  # legacy format: "source code of class ... has changed" for placeholders
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", pickle_module=_restricted_pickle, weights_only=False)
     except Exception as e:  # noqa: BLE001 - any unreadable file is the user's to fix
         raise GenaugError(f"cannot read IC-GAN training state {path}: {e}; re-extract the checkpoint archive") from None
     if not isinstance(obj, dict):

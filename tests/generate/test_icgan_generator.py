@@ -76,6 +76,16 @@ def test_training_state_unpickling_runs_no_code(tmp_path: Path) -> None:
     assert "opaque" in repr(state["config"]["x"])
 
 
+@pytest.mark.parametrize("zipfile", [True, False])
+def test_training_state_of_official_shape_reads_in_both_torch_formats(tmp_path: Path, zipfile: bool) -> None:
+    cfg = ICGANConfig(resolution=64, G_ch=2, G_attn="32")
+    path = tmp_path / "state_dict_best0.pth"
+    torch.save(training_state(cfg, np.float64(12.25), "e"), path, _use_new_zipfile_serialization=zipfile)
+    state = load_training_state(path)
+    assert state["best_FID"] == 12.25 and state["config"]["G_ch"] == 2 and state["config"]["G_attn"] == "32"
+    assert "torch.nn.modules.activation.ReLU" in repr(state["config"]["G_activation"])
+
+
 def test_checkpoint_of_another_architecture_is_refused(ckpt: Path) -> None:
     recipe = apply_overrides(load_recipe("pipelines", "icgan-64"), {**TINY, "model.G_ch": 8})
     with pytest.raises(GenaugError, match="G_ch=4"):
