@@ -55,7 +55,8 @@ def process_rank() -> tuple[int, int]:
 def _is_oom(e: BaseException) -> bool:
     import torch
 
-    return isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e).lower()
+    oom = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+    return isinstance(e, oom) or "out of memory" in str(e).lower()
 
 
 def _free_memory() -> None:
