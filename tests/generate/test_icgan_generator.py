@@ -183,7 +183,7 @@ def test_half_capacity_256_forward_shape() -> None:
     assert out.shape == (1, 3, 256, 256) and out.dtype == torch.bfloat16 and out.abs().max() <= 1
 
 
-def test_cli_generate_icgan_end_to_end(ckpt: Path, tmp_path: Path) -> None:
+def test_cli_generate_icgan_end_to_end(ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     pytest.importorskip("genaug.generate.runner")
     from genaug.cli import main
     from genaug.shards.reader import iter_shard_raw
@@ -224,3 +224,7 @@ def test_cli_generate_icgan_end_to_end(ckpt: Path, tmp_path: Path) -> None:
     before = (col / "000000.tar").read_bytes()
     assert main(argv) == 0  # a rerun finds everything done and leaves it alone
     assert (col / "000000.tar").read_bytes() == before
+    # the shipped recipe (`--model icgan`, res 256) without --weights: one-line user error
+    capsys.readouterr()
+    assert main(["generate", "--model", "icgan", "--shards", str(shards), "--device", "cpu", "--no-progress"]) == 2
+    assert "--weights DIR" in capsys.readouterr().err
