@@ -152,6 +152,23 @@ def try_acquire(folder: Path, index: int, timeout: float, owner: dict | None = N
     return None
 
 
+def clear_stale_leases(folder: Path, done: set[int], timeout: float) -> list[int]:
+    """Delete the stale leases of shards already done (a crash between commit and release leaves one)."""
+    cleared = []
+    d = Path(folder) / LEASE_DIR
+    for path in d.glob("*.lease") if d.is_dir() else []:
+        index = int(path.stem) if path.stem.isdigit() else -1
+        if index in done and is_stale(path, timeout):
+            grave = path.with_name(f"{path.name}.stale-{_host()}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+            try:
+                os.rename(path, grave)
+                os.unlink(grave)
+                cleared.append(index)
+            except FileNotFoundError:
+                pass
+    return cleared
+
+
 class Heartbeat:
     """Background thread touching every held lease each `interval` seconds."""
 

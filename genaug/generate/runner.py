@@ -17,7 +17,7 @@ from PIL import Image
 from genaug.errors import GenaugError
 from genaug.generate.base import Generator, variant_seed
 from genaug.generate.column import Column, column_hash, open_column
-from genaug.generate.leases import Heartbeat, is_stale, lease_path, try_acquire
+from genaug.generate.leases import Heartbeat, clear_stale_leases, is_stale, lease_path, try_acquire
 from genaug.generate.writer import ShardJob, ShardWriterThread
 from genaug.recipes import load_recipe
 from genaug.shards.layout import shard_name
@@ -165,6 +165,8 @@ class Runner:
             if self.world > 1 and order:  # start at a different place per rank: fewer lease collisions
                 cut = (self.rank * len(order)) // self.world
                 order = order[cut:] + order[:cut]
+            done = {i for i in order if is_shard_done(self.column.folder, i, check_sha=False)}
+            clear_stale_leases(self.column.folder, done, self.lease_timeout)
             while True:
                 pending = [i for i in order if not is_shard_done(self.column.folder, i, check_sha=False)]
                 if not pending:
@@ -355,6 +357,7 @@ def generate(
         "load_seconds": 0.0,
     }
     if all(is_shard_done(col.folder, i, check_sha=False) for i in col.indices):
+        clear_stale_leases(col.folder, set(col.indices), lease_timeout)
         return base  # nothing to do: do not even load the model
     from genaug.generate.diffusion import default_device
 

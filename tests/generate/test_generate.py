@@ -137,7 +137,8 @@ def test_kill_and_resume_equals_clean_run(source_set, clean_column):
     assert sorted(p.name for p in folder.iterdir()) == sorted(
         [".leases", "manifest.json"] + [f"{i:06d}.{e}" for i in range(NUM_SHARDS) for e in ("tar", "json")]
     )
-    assert not list((folder / ".leases").iterdir())
+    left = [(p.name, p.read_text()) for p in (folder / ".leases").iterdir()]
+    assert not left
 
 
 def test_two_processes_share_shards_without_duplicates(source_set, clean_column):
@@ -201,5 +202,7 @@ def test_status_reports_progress(source_set, clean_column, capsys):
 def test_dtype_and_split_errors(source_set):
     with pytest.raises(GenaugError, match="dtype 'fp8'"):
         generate(model="tiny", shards=str(source_set), column="x8", dtype="fp8", progress=False)
+    with pytest.raises(GenaugError, match="no model_index.json"):
+        generate(model="tiny", shards=str(source_set), column="w", weights=str(source_set), progress=False)
     with pytest.raises(GenaugError, match="no split 'val'"):
         generate(model="tiny", shards=str(source_set), split="val", progress=False)
