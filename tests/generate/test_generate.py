@@ -206,3 +206,22 @@ def test_dtype_and_split_errors(source_set):
         generate(model="tiny", shards=str(source_set), column="w", weights=str(source_set), progress=False)
     with pytest.raises(GenaugError, match="no split 'val'"):
         generate(model="tiny", shards=str(source_set), split="val", progress=False)
+
+
+def test_sd_recipe_with_local_weights(tmp_path):
+    """The `sd` recipe (model-card preprocessing, guidance 3) on weights saved locally in the diffusers layout."""
+    from genaug.generate.runner import resolve_recipe
+    from genaug.generate.tiny import tiny_variation_dir
+
+    weights = tiny_variation_dir(resolve_recipe("tiny"))
+    root = tmp_path / "set"
+    write_synthetic_split(root, "train", num_shards=1, per_shard=2, size=48, seed=5)
+    small = {"preprocess.size": 32, "sampling.resolution": 32, "sampling.steps": 2, "dtype": "fp32", "output.size": 40}
+    out = generate(model="sd", shards=str(root), weights=str(weights), k=2, overrides=small, progress=False)
+    assert out["images"] == 4 and out["column"] == "sd"
+    man = read_manifest(col_dir(root, "sd"))
+    assert man["recipe"]["model"] == {"id": "lambdalabs/sd-image-variations-diffusers", "revision": "v2.0",
+                                      "variant": None}  # fmt: skip
+    assert man["recipe"]["sampling"]["guidance"] == 3.0
+    s = next(iter(iter_shard_raw(col_dir(root, "sd") / "000000.tar")))
+    assert Image.open(io.BytesIO(s["gen_0.jpg"])).size == (40, 40)

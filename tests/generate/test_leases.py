@@ -149,3 +149,13 @@ def test_oom_halves_the_batch_and_rows_fill_batches_across_images(tmp_path):
     got = list(iter_shard_raw(folder / "000000.tar"))
     assert len(got) == 5 and all(len(s) == 3 + 1 + 2 for s in got)  # 3 images, json, __key__, __shard__
     assert read_stats(folder, 0)["images"] == 15
+
+
+def test_stale_leases_of_done_shards_are_cleared(tmp_path):
+    from genaug.generate.leases import clear_stale_leases
+
+    plant(tmp_path, 0, "gone-host", 5, age=999)  # done shard, stale lease: cleared
+    plant(tmp_path, 1, "busy-host", 5, age=0)  # done shard, live lease: kept (its owner releases it)
+    plant(tmp_path, 2, "gone-host", 5, age=999)  # shard not done: kept for the takeover path
+    assert clear_stale_leases(tmp_path, {0, 1}, timeout=60) == [0]
+    assert sorted(p.name for p in (tmp_path / ".leases").iterdir()) == ["000001.lease", "000002.lease"]
