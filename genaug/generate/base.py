@@ -6,6 +6,7 @@ import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from PIL import Image
 
@@ -43,8 +44,21 @@ class Generator(ABC):
     def generate(self, images: list[Image.Image], keys: list[str], seeds: list[list[int]]) -> list[list[Variant]]:
         """Return, for each source image, len(seeds[i]) variants made with those seeds (same order)."""
 
-    def close(self) -> None:  # noqa: B027 - optional hook, most generators need nothing
+    def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Release the model (GPU memory)."""
+
+    # Optional row-batching protocol: a generator that sets `row_batching = True` implements encode() and sample();
+    # the runner then encodes each source image once and fills fixed-size batches of (image, k) rows across the
+    # images of a shard. Generators that leave it False get generate() calls with a few whole images each.
+    row_batching: bool = False
+
+    def encode(self, images: list[Image.Image]) -> list[Any]:
+        """Conditioning of each source image (e.g. its CLIP embedding), computed once per image."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement row batching")
+
+    def sample(self, conds: list[Any], seeds: list[int]) -> list[Variant]:
+        """One variant per row (conditioning from encode(), seed), in order."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement row batching")
 
 
 def register_generator(kind: str) -> Callable[[type[Generator]], type[Generator]]:

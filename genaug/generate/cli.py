@@ -1,10 +1,10 @@
-"""`genaug generate`: registered by the generate stage (issue: generate stage, not built yet)."""
+"""`genaug generate`: the CLI face of genaug.generate.generate() and of the column status report."""
 
 from __future__ import annotations
 
-import typer
+import json
 
-from genaug.errors import GenaugError
+import typer
 
 
 def register(app: typer.Typer) -> None:
@@ -12,13 +12,70 @@ def register(app: typer.Typer) -> None:
 
     @app.command(
         "generate",
-        help="Materialize K generated variants per source image into a generated column "
-        "(e.g. `genaug generate --model sd --shards imagenet`). Not built yet.",
+        help="Materialize K generated variants per source image into a generated column aligned with the source "
+        "shards (e.g. `genaug generate --model sd --shards imagenet`). Run it in any number of processes "
+        "(torchrun, accelerate launch, SLURM array, several machines on one filesystem): they share the shards "
+        "through lease files. Rerun the same command to resume. `--status` reports progress.",
     )
-    def generate(
-        model: str = typer.Option(
-            "tiny", "--model", help="Generation recipe: sd, sd-unclip, icgan, tiny or a path to a recipe YAML."
-        ),
+    def generate_cmd(
         shards: str = typer.Option(..., "--shards", help="Shard set name (shards/NAME) or path."),
+        model: str = typer.Option(
+            "tiny", "--model", help="Generation recipe: sd, sd-unclip, icgan, tiny, or a path to a recipe YAML."
+        ),
+        split: str = typer.Option("train", "--split", help="Source split to generate for."),
+        weights: str = typer.Option(
+            None,
+            "--weights",
+            help="Local folder of the model (save_pretrained / hf "
+            "download layout) instead of the hub id of the recipe.",
+        ),
+        column: str = typer.Option(None, "--column", help="Name of the generated column (default: recipe name)."),
+        k: int = typer.Option(None, "--k", help="Variants per source image (recipe default: 10)."),
+        batch_size: int = typer.Option(None, "--batch-size", help="Variants per model call (halved on CUDA OOM)."),
+        steps: int = typer.Option(None, "--steps", help="Denoising steps."),
+        guidance: float = typer.Option(None, "--guidance", help="Classifier-free guidance scale."),
+        seed: int = typer.Option(None, "--seed", help="Recipe seed (variant k of key x uses seed(seed, x, k))."),
+        dtype: str = typer.Option(None, "--dtype", help="fp32, fp16 or bf16."),
+        compile: bool = typer.Option(None, "--compile/--no-compile", help="torch.compile the UNet."),
+        device: str = typer.Option(None, "--device", help="Default: cuda:LOCAL_RANK when CUDA is available, else cpu."),
+        limit_shards: int = typer.Option(None, "--limit-shards", help="Only the first N source shards."),
+        lease_timeout: float = typer.Option(
+            300.0, "--lease-timeout", help="Seconds without heartbeat after which another process takes a shard over."
+        ),
+        status: bool = typer.Option(
+            False, "--status", help="Report the column's progress (needs --column or --model) and exit."
+        ),
+        as_json: bool = typer.Option(False, "--json", help="With --status: print JSON."),
+        no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
     ) -> None:
-        raise GenaugError("`genaug generate` is not built yet in this version")
+        from genaug.generate.runner import generate, resolve_recipe
+        from genaug.generate.status import column_status, format_status
+
+        if status:
+            name = column or resolve_recipe(model)["name"]
+            st = column_status(shards, name, split, lease_timeout)
+            typer.echo(json.dumps(st, indent=2) if as_json else format_status(st))
+            return
+        out = generate(
+            model=model,
+            shards=shards,
+            split=split,
+            weights=weights,
+            column=column,
+            k=k,
+            batch_size=batch_size,
+            steps=steps,
+            dtype=dtype,
+            compile=compile,
+            device=device,
+            limit_shards=limit_shards,
+            seed=seed,
+            guidance=guidance,
+            lease_timeout=lease_timeout,
+            progress=not no_progress,
+        )
+        rate = out["images"] / out["seconds"] if out["seconds"] else 0.0
+        typer.echo(
+            f"column {out['column']}: {out['folder']}: this process made {len(out['shards'])} shards, "
+            f"{out['images']} images ({rate:.2f} images/s), {out['failures']} source images failed"
+        )

@@ -1,0 +1,209 @@
+"""Lease files: coordinator-free claiming of shards by any number of processes on a shared filesystem.
+
+A lease is `<folder>/.leases/NNNNNN.lease`, created with O_CREAT|O_EXCL (exactly one creator wins), holding its
+owner (host, pid, random token). The owner's heartbeat thread touches its mtime; a lease whose mtime is older than
+the timeout (or whose owner is a dead process on this host) is stale and taken over by renaming it away (exactly
+one renamer wins) and creating a fresh one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+LEASE_DIR = ".leases"
+
+
+def lease_path(folder: Path, index: int) -> Path:
+    """Path of the lease of shard `index` in a column folder."""
+    return Path(folder) / LEASE_DIR / f"{index:06d}.lease"
+
+
+def _host() -> str:
+    return socket.gethostname()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def read_lease(path: Path) -> dict | None:
+    """Owner record of a lease ({} while its creator is still writing it), or None when there is none."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        return None
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError:
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def lease_age(path: Path) -> float | None:
+    """Seconds since the lease's last heartbeat, or None when there is no lease."""
+    try:
+        return max(0.0, time.time() - os.stat(path).st_mtime)
+    except FileNotFoundError:
+        return None
+
+
+def is_stale(path: Path, timeout: float) -> bool:
+    """True when the lease exists and its heartbeat is older than `timeout` or its owner died on this host."""
+    age = lease_age(path)
+    if age is None:
+        return False
+    if age > timeout:
+        return True
+    doc = read_lease(path) or {}
+    return doc.get("host") == _host() and isinstance(doc.get("pid"), int) and not _pid_alive(doc["pid"])
+
+
+@dataclass
+class Lease:
+    """A held lease: its path and owner token; `lost` turns True if another process took it over."""
+
+    path: Path
+    token: str
+    lost: bool = False
+
+    def owned(self) -> bool:
+        """True while the lease file still carries this owner's token."""
+        doc = read_lease(self.path)
+        return bool(doc) and doc.get("token") == self.token
+
+    def touch(self) -> None:
+        """Heartbeat: refresh the mtime, or mark the lease lost when it is no longer ours."""
+        if self.lost:
+            return
+        if not self.owned():
+            self.lost = True
+            return
+        try:
+            os.utime(self.path)
+        except FileNotFoundError:
+            self.lost = True
+
+    def release(self) -> None:
+        """Delete the lease if it is still ours."""
+        if not self.lost and self.owned():
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+        self.lost = True
+
+
+def _create(path: Path, owner: dict) -> Lease | None:
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        return None
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(owner, f)
+        f.flush()
+        os.fsync(f.fileno())
+    return Lease(path, owner["token"])
+
+
+def try_acquire(folder: Path, index: int, timeout: float, owner: dict | None = None) -> Lease | None:
+    """Claim shard `index`: a new lease, or a stale one taken over; None when a live process holds it."""
+    path = lease_path(folder, index)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = f"{_host()}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+    doc = {"host": _host(), "pid": os.getpid(), "token": token, "since": time.time(), **(owner or {})}
+    for _ in range(3):
+        lease = _create(path, doc)
+        if lease is not None:
+            return lease
+        seen = read_lease(path)
+        if seen is None:  # released between our create and our read: try again
+            continue
+        if not is_stale(path, timeout):
+            return None
+        grave = path.with_name(f"{path.name}.stale-{token}")
+        try:
+            os.rename(path, grave)  # exactly one of several stealers gets it
+        except FileNotFoundError:
+            continue
+        took = read_lease(grave)
+        if seen and took and took.get("token") != seen.get("token"):
+            # A live owner replaced the stale lease between our check and our rename: give it back.
+            try:
+                os.link(grave, path)
+            except FileExistsError:
+                pass
+            os.unlink(grave)
+            return None
+        os.unlink(grave)
+    return None
+
+
+def clear_stale_leases(folder: Path, done: set[int], timeout: float) -> list[int]:
+    """Delete the stale leases of shards already done (a crash between commit and release leaves one)."""
+    cleared = []
+    d = Path(folder) / LEASE_DIR
+    for path in d.glob("*.lease") if d.is_dir() else []:
+        index = int(path.stem) if path.stem.isdigit() else -1
+        if index in done and is_stale(path, timeout):
+            grave = path.with_name(f"{path.name}.stale-{_host()}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+            try:
+                os.rename(path, grave)
+                os.unlink(grave)
+                cleared.append(index)
+            except FileNotFoundError:
+                pass
+    return cleared
+
+
+class Heartbeat:
+    """Background thread touching every held lease each `interval` seconds."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.leases: list[Lease] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="genaug-lease-heartbeat", daemon=True)
+        self._thread.start()
+
+    def add(self, lease: Lease) -> None:
+        """Keep `lease` alive until it is released."""
+        with self._lock:
+            self.leases.append(lease)
+
+    def release(self, lease: Lease) -> None:
+        """Stop beating `lease` and delete it."""
+        with self._lock:
+            if lease in self.leases:
+                self.leases.remove(lease)
+        lease.release()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            with self._lock:
+                held = list(self.leases)
+            for lease in held:
+                lease.touch()
+
+    def stop(self) -> None:
+        """Stop the thread and release every lease still held."""
+        self._stop.set()
+        self._thread.join(timeout=5)
+        with self._lock:
+            held, self.leases = self.leases, []
+        for lease in held:
+            lease.release()
