@@ -143,3 +143,15 @@ def test_user_errors(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     assert main(["eval", "report", str(tmp_path)]) == 2
     assert "no results" in capsys.readouterr().err
+
+
+def test_ood_with_encoder_identical_sets_is_chance(shard_set, tmp_path, monkeypatch):
+    from .conftest import UncertainEncoder
+
+    monkeypatch.setattr(encoders, "default_builder", lambda recipe: UncertainEncoder(width=6))
+    run = _make_run(tmp_path / "prob", 0.5, 0)
+    argv = ["eval", "ood", str(run), "--in", str(shard_set), "--out", str(shard_set), "--image-size", "16"]
+    assert main(argv + ["--fast", "--knn-k", "5", "--quiet"]) == 0
+    doc = json.loads((run / "eval" / "ood-val-set.json").read_text())
+    for score in ("msp", "mahalanobis", "knn5", "uncertainty"):  # uncertainty comes from encoder.uncertainty(x)
+        assert doc["summary"][f"ood/set/{score}/auroc"] == 0.5, score
