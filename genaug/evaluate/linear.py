@@ -32,7 +32,8 @@ class ProbeConfig:
         d = asdict(self)
         d["lr"] = self.effective_lr()
         d.pop("device")
-        return d
+        drop = ("epochs", "batch_size", "lr", "momentum", "weight_decay") if self.solver == "ridge" else ("ridge",)
+        return {k: v for k, v in d.items() if k not in drop}
 
     def effective_lr(self) -> float:
         """The learning rate used: the given one, or 0.1 x batch_size / 256."""
