@@ -1,17 +1,39 @@
-"""`genaug inspect`: contact sheets of generated variants (not built yet)."""
+"""`genaug inspect`: contact sheets of generated variants, and of the views the trainer would make."""
 
 from __future__ import annotations
 
 import typer
-
-from genaug.errors import GenaugError
 
 
 def register(app: typer.Typer) -> None:
     """Add the `inspect` command to the CLI."""
 
     @app.command(
-        "inspect", help="Write a PNG contact sheet: each source image with its K generated variants. Not built yet."
+        "inspect",
+        help="Write a PNG contact sheet: each source image with its K generated variants (a blank tile where "
+        "generation failed); with --views, the source and pairs of training views at replacement probability --p.",
     )
-    def inspect(shards: str = typer.Option(..., "--shards", help="Shard set name or path.")) -> None:
-        raise GenaugError("`genaug inspect` is not built yet in this version")
+    def inspect(
+        shards: str = typer.Option(..., "--shards", help="Shard set name or path."),
+        gen: str | None = typer.Option(None, "--gen", help="Generated column (e.g. sd); default: the only one."),
+        split: str = typer.Option("train", "--split"),
+        keys: str | None = typer.Option(None, "--keys", help="Comma-separated sample keys, in row order."),
+        n: int = typer.Option(8, "--n", help="Number of random keys when --keys is not given."),
+        seed: int = typer.Option(0, "--seed", help="Seed of the random keys (and of the views)."),
+        tile: int = typer.Option(128, "--tile", help="Tile side in pixels."),
+        views: bool = typer.Option(False, "--views", help="Show training views instead of the raw variants."),
+        p: float = typer.Option(0.5, "--p", help="Replacement probability of each view (with --views)."),
+        pairs: int = typer.Option(3, "--pairs", help="View pairs per source image (with --views)."),
+        view_size: int = typer.Option(224, "--view-size", help="Crop size of the views (with --views)."),
+        no_labels: bool = typer.Option(False, "--no-labels", help="Leave out the key captions."),
+        out: str | None = typer.Option(None, "--out", help="PNG path (default: ./contact-<gen>-<split>.png)."),
+    ) -> None:
+        from genaug.inspect import contact_sheet, views_sheet
+
+        key_list = [k.strip() for k in keys.split(",") if k.strip()] if keys else None
+        common = dict(split=split, keys=key_list, n=n, seed=seed, tile=tile, labels=not no_labels, out=out)
+        if views:
+            path = views_sheet(shards, gen, p=p, pairs=pairs, view_size=view_size, **common)
+        else:
+            path = contact_sheet(shards, gen, **common)
+        print(f"contact sheet: {path} (rows and keys: {path.with_suffix('.json')})")

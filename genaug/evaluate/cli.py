@@ -1,21 +1,151 @@
-"""`genaug eval`: registered by the evaluation stage (not built yet)."""
+"""`genaug eval`: linear probe, kNN, OOD detection, CKA/OPD similarity and run reports."""
 
 from __future__ import annotations
 
 import typer
 
-from genaug.errors import GenaugError
+MODEL_HELP = "Run folder, its backbone.safetensors, a checkpoint, or a HF CLIP image encoder folder."
+
+# options shared by the commands that extract features
+_common = {
+    "image_size": typer.Option(None, "--image-size", help="Centre-crop side (default 224, or the encoder's own)."),
+    "extract_batch_size": typer.Option(256, "--extract-batch-size", help="Images per forward pass."),
+    "workers": typer.Option(0, "--workers", help="DataLoader worker processes decoding images."),
+    "device": typer.Option(None, "--device", help="cuda, cpu, ... (default: cuda when available)."),
+    "limit": typer.Option(None, "--limit", help="Use only the first N images of each split (smoke runs)."),
+    "out": typer.Option(None, "--out", help="Result .json path or folder (default: <run>/eval/)."),
+    "quiet": typer.Option(False, "--quiet", help="Do not print the table."),
+}
 
 
 def register(app: typer.Typer) -> None:
     """Add the `eval` command group to the CLI."""
     ev = typer.Typer(
-        help="Evaluate representations: linear probe, kNN, OOD detection, CKA/OPD, reports. Not built yet.",
+        help="Evaluate frozen representations: linear probe, kNN, OOD detection, CKA/OPD, reports comparing runs.",
         no_args_is_help=True,
     )
 
-    @ev.command("linear", help="Linear probe on frozen features. Not built yet.")
-    def linear() -> None:
-        raise GenaugError("`genaug eval` is not built yet in this version")
+    @ev.command("linear", help="Linear probe on frozen features (SGD/LARS, cosine schedule); top-1/top-5 on val.")
+    def linear(
+        model: str | None = typer.Argument(None, help=MODEL_HELP),
+        shards: str | None = typer.Option(None, "--shards", help="Labeled shard set the features come from."),
+        train_split: str = typer.Option("train", "--train-split"),
+        val_split: str = typer.Option("val", "--val-split"),
+        train_features: str | None = typer.Option(None, "--train-features", help="Precomputed features .npz."),
+        val_features: str | None = typer.Option(None, "--val-features", help="Precomputed features .npz."),
+        solver: str = typer.Option("sgd", "--solver", help="sgd, lars or ridge (closed form)."),
+        epochs: int = typer.Option(100, "--epochs"),
+        batch_size: int = typer.Option(256, "--batch-size"),
+        lr: float | None = typer.Option(None, "--lr", help="Default 0.1 x batch size / 256."),
+        weight_decay: float = typer.Option(0.0, "--weight-decay"),
+        batchnorm: bool = typer.Option(False, "--batchnorm", help="BatchNorm without affine before the linear layer."),
+        fast: bool = typer.Option(False, "--fast", help="Closed-form ridge probe instead of SGD (seconds)."),
+        seed: int = typer.Option(0, "--seed"),
+        image_size: int | None = _common["image_size"],
+        extract_batch_size: int = _common["extract_batch_size"],
+        workers: int = _common["workers"],
+        device: str | None = _common["device"],
+        limit: int | None = _common["limit"],
+        out: str | None = _common["out"],
+        quiet: bool = _common["quiet"],
+    ) -> None:
+        args = dict(locals())
+        from genaug.evaluate.run import eval_linear
+
+        eval_linear(**args)
+
+    @ev.command("knn", help="Weighted kNN on frozen features (cosine, votes exp(sim/T)); top-1/top-5 per k.")
+    def knn(
+        model: str | None = typer.Argument(None, help=MODEL_HELP),
+        shards: str | None = typer.Option(None, "--shards", help="Labeled shard set the features come from."),
+        train_split: str = typer.Option("train", "--train-split"),
+        val_split: str = typer.Option("val", "--val-split"),
+        train_features: str | None = typer.Option(None, "--train-features", help="Precomputed features .npz."),
+        val_features: str | None = typer.Option(None, "--val-features", help="Precomputed features .npz."),
+        ks: list[int] = typer.Option([20, 200], "--k", help="Neighbours (repeatable; capped at the train size)."),
+        temperature: float = typer.Option(0.07, "--temperature"),
+        image_size: int | None = _common["image_size"],
+        extract_batch_size: int = _common["extract_batch_size"],
+        workers: int = _common["workers"],
+        device: str | None = _common["device"],
+        limit: int | None = _common["limit"],
+        out: str | None = _common["out"],
+        quiet: bool = _common["quiet"],
+    ) -> None:
+        args = dict(locals())
+        from genaug.evaluate.run import eval_knn
+
+        eval_knn(**args)
+
+    @ev.command(
+        "ood",
+        help="OOD detection: AUROC, AUPR-in/out, FPR@95 of max softmax, Mahalanobis, kNN distance "
+        "and the uncertainty of probabilistic methods.",
+    )
+    def ood(
+        model: str | None = typer.Argument(None, help=MODEL_HELP),
+        in_set: str | None = typer.Option(
+            None, "--in", help="In-distribution shard set (its train split fits the scores)."
+        ),
+        out_sets: list[str] = typer.Option([], "--out", help="Out-of-distribution shard set (repeatable)."),
+        split: str = typer.Option("val", "--split", help="Test split of the in and out sets."),
+        train_split: str = typer.Option("train", "--train-split"),
+        train_features: str | None = typer.Option(None, "--train-features"),
+        in_features: str | None = typer.Option(None, "--in-features"),
+        out_features: list[str] = typer.Option([], "--out-features", help="Repeatable."),
+        scores: list[str] = typer.Option(["msp", "mahalanobis", "knn", "uncertainty"], "--score", help="Repeatable."),
+        knn_k: int = typer.Option(50, "--knn-k", help="k of the kNN-distance score (Sun et al. 2022)."),
+        uncertainty_in: str | None = typer.Option(None, "--uncertainty-in", help="Per-sample scores (.npy/.npz/txt)."),
+        uncertainty_out: list[str] = typer.Option([], "--uncertainty-out", help="One per out set."),
+        uncertainty_higher_is_in: bool = typer.Option(
+            True, "--uncertainty-higher-is-in/--uncertainty-higher-is-out", help="Direction of the uncertainty score."
+        ),
+        probe_epochs: int = typer.Option(100, "--probe-epochs"),
+        fast: bool = typer.Option(False, "--fast", help="Closed-form probe for the max-softmax score."),
+        image_size: int | None = _common["image_size"],
+        extract_batch_size: int = _common["extract_batch_size"],
+        workers: int = _common["workers"],
+        device: str | None = _common["device"],
+        limit: int | None = _common["limit"],
+        out: str | None = typer.Option(None, "--result", help="Result .json path or folder (default: <run>/eval/)."),
+        quiet: bool = _common["quiet"],
+    ) -> None:
+        args = dict(locals())
+        from genaug.evaluate.run import eval_ood
+
+        eval_ood(**args)
+
+    @ev.command("similarity", help="Linear CKA and orthogonal Procrustes distance of two encoders on the same images.")
+    def similarity(
+        a: str = typer.Argument(..., help=MODEL_HELP + " Or a features .npz."),
+        b: str = typer.Argument(..., help="The other encoder (e.g. the generator's image_encoder) or .npz."),
+        shards: str | None = typer.Option(None, "--shards"),
+        split: str = typer.Option("val", "--split"),
+        n_boot: int = typer.Option(200, "--boot", help="Bootstrap resamples of the images."),
+        ci: float = typer.Option(0.95, "--ci"),
+        seed: int = typer.Option(0, "--seed"),
+        image_size: int | None = _common["image_size"],
+        extract_batch_size: int = _common["extract_batch_size"],
+        workers: int = _common["workers"],
+        device: str | None = _common["device"],
+        limit: int | None = _common["limit"],
+        out: str | None = _common["out"],
+        quiet: bool = _common["quiet"],
+    ) -> None:
+        args = dict(locals())
+        from genaug.evaluate.run import eval_similarity
+
+        eval_similarity(**args)
+
+    @ev.command("report", help="Table (and PNG bar chart) comparing the results of several runs.")
+    def report(
+        runs: list[str] = typer.Argument(..., help="Run folders (with eval/*.json) or result .json files."),
+        png: str | None = typer.Option(None, "--png", help="Write a grouped bar chart here."),
+        metrics: list[str] = typer.Option([], "--metric", help="Metrics to show (repeatable; default all)."),
+        quiet: bool = _common["quiet"],
+    ) -> None:
+        from genaug.evaluate.run import eval_report
+
+        eval_report(runs, png, metrics or None, quiet)
 
     app.add_typer(ev, name="eval")

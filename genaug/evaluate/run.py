@@ -1,0 +1,337 @@
+"""The `genaug eval` commands as Python functions with the CLI's arguments: features in, JSON results out."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from genaug.errors import GenaugError
+from genaug.evaluate.encoders import Builder, LoadedEncoder, load_encoder
+from genaug.evaluate.features import FeatureSet, Preprocess, cached_features, split_folder
+from genaug.evaluate.report import make_doc, run_info, summary_table, write_result
+
+
+@dataclass
+class Source:
+    """Where features come from: an encoder (run folder, checkpoint, HF encoder) or a features .npz file."""
+
+    path: Path
+    encoder: LoadedEncoder | None = None
+
+    @property
+    def home(self) -> Path:
+        """The folder results are written next to."""
+        return self.encoder.home if self.encoder is not None else self.path.parent
+
+    @property
+    def label(self) -> str:
+        """A short name of the model."""
+        if self.encoder is not None:
+            return self.encoder.home.name
+        return self.path.stem
+
+
+def open_source(model: str | os.PathLike, builder: Builder | None = None) -> Source:
+    """A features .npz file as is, anything else loaded as an encoder."""
+    p = Path(model)
+    if p.suffix == ".npz":
+        if not p.is_file():
+            raise GenaugError(f"features file {p} does not exist")
+        return Source(p)
+    return Source(p, load_encoder(p, builder=builder))
+
+
+def get_features(
+    src: Source,
+    shards: str | None,
+    split: str,
+    image_size: int | None = None,
+    batch_size: int = 256,
+    workers: int = 0,
+    device: str | None = None,
+    limit: int | None = None,
+    features_file: str | os.PathLike | None = None,
+) -> FeatureSet:
+    """Features of `split`: from a given .npz, or extracted with the source's encoder (cached next to it)."""
+    if features_file is not None:
+        return FeatureSet.load(Path(features_file))
+    if src.encoder is None:
+        if src.path.suffix == ".npz":
+            return FeatureSet.load(src.path)
+        raise GenaugError("no encoder and no features file: give a run folder or --*-features files")
+    if shards is None:
+        raise GenaugError("--shards is required to extract features with an encoder (or give --*-features files)")
+    folder = split_folder(shards, split)
+    pre = Preprocess(image_size=image_size) if image_size else None
+    enc = src.encoder
+    return cached_features(
+        enc.module,
+        enc.encoder_id,
+        folder,
+        enc.home / "features",
+        pre,
+        limit=limit,
+        batch_size=batch_size,
+        device=device,
+        num_workers=workers,
+        progress=True,
+    )
+
+
+def _context(src: Source | None, shards, **kw) -> dict:
+    enc = src.encoder if src is not None else None
+    return {
+        "model": str(src.path) if src is not None else None,
+        "encoder_id": enc.encoder_id if enc is not None else None,
+        "run_info": run_info(enc.recipe if enc is not None else None),
+        "shards": str(shards) if shards is not None else None,
+        **kw,
+    }
+
+
+def _finish(doc: dict, home: Path, name: str, out: str | os.PathLike | None, quiet: bool) -> dict:
+    path = Path(out) if out is not None else None
+    if path is not None and path.suffix == ".json":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        from genaug.shards.manifest import write_json_atomic
+
+        write_json_atomic(path, doc)
+    else:
+        path = write_result(doc, path if path is not None else home, name)
+    doc["path"] = str(path)
+    if not quiet:
+        print(summary_table(doc))
+        print(f"results: {path}")
+    return doc
+
+
+def eval_linear(
+    model: str | None = None,
+    shards: str | None = None,
+    train_split: str = "train",
+    val_split: str = "val",
+    train_features: str | None = None,
+    val_features: str | None = None,
+    solver: str = "sgd",
+    epochs: int = 100,
+    batch_size: int = 256,
+    lr: float | None = None,
+    weight_decay: float = 0.0,
+    batchnorm: bool = False,
+    fast: bool = False,
+    seed: int = 0,
+    image_size: int | None = None,
+    extract_batch_size: int = 256,
+    workers: int = 0,
+    device: str | None = None,
+    limit: int | None = None,
+    out: str | None = None,
+    quiet: bool = False,
+    builder: Builder | None = None,
+) -> dict:
+    """Linear probe on frozen features: top-1/top-5 on the val split, written as JSON next to the model."""
+    from genaug.evaluate.linear import ProbeConfig, linear_probe
+
+    if not (model or train_features):
+        raise GenaugError(
+            "give a model (run folder, backbone.safetensors, checkpoint) or --train-features/--val-features"
+        )
+    src = open_source(model or train_features, builder)
+    kw = dict(image_size=image_size, batch_size=extract_batch_size, workers=workers, device=device, limit=limit)
+    tr = get_features(src, shards, train_split, features_file=train_features, **kw)
+    va = get_features(src, shards, val_split, features_file=val_features, **kw)
+    cfg = ProbeConfig(
+        solver="ridge" if fast else solver,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=weight_decay,
+        batchnorm=batchnorm,
+        seed=seed,
+        device=device,
+    )
+    res, _ = linear_probe(tr.features, tr.labels, va.features, va.labels, cfg)
+    summary = {"linear/top1": res["top1"], "linear/top5": res["top5"]}
+    ctx = _context(src, shards, train_split=train_split, val_split=val_split, settings=res["settings"])
+    return _finish(make_doc("linear", summary, res, ctx), src.home, f"linear-{val_split}", out, quiet)
+
+
+def eval_knn(
+    model: str | None = None,
+    shards: str | None = None,
+    train_split: str = "train",
+    val_split: str = "val",
+    train_features: str | None = None,
+    val_features: str | None = None,
+    ks: Sequence[int] = (20, 200),
+    temperature: float = 0.07,
+    image_size: int | None = None,
+    extract_batch_size: int = 256,
+    workers: int = 0,
+    device: str | None = None,
+    limit: int | None = None,
+    out: str | None = None,
+    quiet: bool = False,
+    builder: Builder | None = None,
+) -> dict:
+    """Weighted kNN (cosine, exp(sim/T)) for each k: top-1/top-5 on the val split, with the settings."""
+    from genaug.evaluate.knn import knn_classify
+
+    if not (model or train_features):
+        raise GenaugError(
+            "give a model (run folder, backbone.safetensors, checkpoint) or --train-features/--val-features"
+        )
+    src = open_source(model or train_features, builder)
+    kw = dict(image_size=image_size, batch_size=extract_batch_size, workers=workers, device=device, limit=limit)
+    tr = get_features(src, shards, train_split, features_file=train_features, **kw)
+    va = get_features(src, shards, val_split, features_file=val_features, **kw)
+    res = knn_classify(tr.features, tr.labels, va.features, va.labels, tuple(ks), temperature, device=device)
+    summary = {f"knn/{k}/top1": v["top1"] for k, v in res["results"].items()}
+    summary |= {f"knn/{k}/top5": v["top5"] for k, v in res["results"].items()}
+    ctx = _context(src, shards, train_split=train_split, val_split=val_split, settings=res["settings"])
+    return _finish(make_doc("knn", summary, res, ctx), src.home, f"knn-{val_split}", out, quiet)
+
+
+def _load_scores(path: str | os.PathLike) -> np.ndarray:
+    """Per-sample scores from .npy, .npz (array `scores` or the only array) or text (one number a line)."""
+    p = Path(path)
+    try:
+        if p.suffix == ".npy":
+            return np.load(p, allow_pickle=False).reshape(-1).astype(np.float64)
+        if p.suffix == ".npz":
+            with np.load(p, allow_pickle=False) as z:
+                name = "scores" if "scores" in z else (z.files[0] if len(z.files) == 1 else None)
+                if name is None:
+                    raise ValueError(f"holds {z.files}; expected one array or one named `scores`")
+                return np.asarray(z[name], np.float64).reshape(-1)
+        return np.loadtxt(p, dtype=np.float64).reshape(-1)
+    except FileNotFoundError:
+        raise GenaugError(f"score file {p} does not exist") from None
+    except (OSError, ValueError) as e:
+        raise GenaugError(f"score file {p} is unreadable ({e}): give .npy, .npz or one number per line") from None
+
+
+def eval_ood(
+    model: str | None = None,
+    in_set: str | None = None,
+    out_sets: Sequence[str] = (),
+    split: str = "val",
+    train_split: str = "train",
+    train_features: str | None = None,
+    in_features: str | None = None,
+    out_features: Sequence[str] = (),
+    scores: Sequence[str] = ("msp", "mahalanobis", "knn", "uncertainty"),
+    knn_k: int = 50,
+    uncertainty_in: str | None = None,
+    uncertainty_out: Sequence[str] = (),
+    uncertainty_higher_is_in: bool = True,
+    probe_epochs: int = 100,
+    fast: bool = False,
+    image_size: int | None = None,
+    extract_batch_size: int = 256,
+    workers: int = 0,
+    device: str | None = None,
+    limit: int | None = None,
+    out: str | None = None,
+    quiet: bool = False,
+    builder: Builder | None = None,
+) -> dict:
+    """AUROC, AUPR-in/out and FPR@95 of each applicable score, for in-distribution `in_set` vs each out set."""
+    from genaug.evaluate.linear import ProbeConfig, train_probe
+    from genaug.evaluate.ood import Score, evaluate_scores, feature_scores
+
+    if not (model or train_features):
+        raise GenaugError("give a model (run folder, backbone.safetensors, checkpoint) or --train-features")
+    n_out = len(out_sets) or len(out_features)
+    if n_out == 0:
+        raise GenaugError("give at least one --out shard set (or --out-features file)")
+    if uncertainty_out and len(uncertainty_out) != n_out:
+        raise GenaugError(f"--uncertainty-out was given {len(uncertainty_out)} times for {n_out} out sets")
+    src = open_source(model or train_features, builder)
+    kw = dict(image_size=image_size, batch_size=extract_batch_size, workers=workers, device=device, limit=limit)
+    tr = get_features(src, in_set, train_split, features_file=train_features, **kw)
+    fin = get_features(src, in_set, split, features_file=in_features, **kw)
+    outs = [
+        (name, get_features(src, shards, split, features_file=ff, **kw))
+        for name, shards, ff in (
+            [(Path(s).name, s, None) for s in out_sets] or [(Path(f).stem, None, f) for f in out_features]
+        )
+    ]
+    which = tuple(s for s in scores if s in ("msp", "mahalanobis", "knn"))
+    probe = None
+    if "msp" in which:
+        cfg = ProbeConfig(solver="ridge" if fast else "sgd", epochs=probe_epochs, device=device)
+        probe = train_probe(tr.features, tr.labels, None, cfg)
+    details, summary = {}, {}
+    for i, (name, fo) in enumerate(outs):
+        sc = feature_scores(tr.features, tr.labels, fin.features, fo.features, probe, knn_k, which, device)
+        if "uncertainty" in scores:
+            u_in = _load_scores(uncertainty_in) if uncertainty_in else fin.extras.get("uncertainty")
+            u_out = _load_scores(uncertainty_out[i]) if uncertainty_out else fo.extras.get("uncertainty")
+            if u_in is not None and u_out is not None:
+                sc.append(Score("uncertainty", u_in, u_out, uncertainty_higher_is_in))
+        res = evaluate_scores(sc)
+        details[name] = res
+        for sname, m in res.items():
+            summary |= {f"ood/{name}/{sname}/{k}": m[k] for k in ("auroc", "aupr_in", "aupr_out", "fpr95")}
+    settings = {
+        "scores": [s for s in scores],
+        "knn_k": knn_k,
+        "probe": "ridge" if fast else f"sgd {probe_epochs} ep",
+        "uncertainty_higher_is_in": uncertainty_higher_is_in,
+        "positive": "in-distribution",
+    }
+    ctx = _context(src, in_set, split=split, train_split=train_split, out_sets=[n for n, _ in outs], settings=settings)
+    tag = "-".join(n for n, _ in outs)
+    return _finish(make_doc("ood", summary, details, ctx), src.home, f"ood-{split}-{tag}", out, quiet)
+
+
+def eval_similarity(
+    a: str,
+    b: str,
+    shards: str | None = None,
+    split: str = "val",
+    n_boot: int = 200,
+    ci: float = 0.95,
+    seed: int = 0,
+    image_size: int | None = None,
+    extract_batch_size: int = 256,
+    workers: int = 0,
+    device: str | None = None,
+    limit: int | None = None,
+    out: str | None = None,
+    quiet: bool = False,
+    builder: Builder | None = None,
+) -> dict:
+    """Linear CKA and orthogonal Procrustes distance between two encoders on the same images, with bootstrap CIs."""
+    from genaug.evaluate.similarity import compare
+
+    sa, sb = open_source(a, builder), open_source(b, builder)
+    kw = dict(image_size=image_size, batch_size=extract_batch_size, workers=workers, device=device, limit=limit)
+    fa, fb = get_features(sa, shards, split, **kw), get_features(sb, shards, split, **kw)
+    common = [k for k in fa.keys if k in set(fb.keys)]
+    if len(common) < 2:
+        raise GenaugError(f"{a} and {b} share {len(common)} images: compare features of the same split")
+    res = compare(fa.subset(common).features, fb.subset(common).features, n_boot, ci, seed)
+    summary = {f"sim/{sb.label}/cka": res["cka"]["value"], f"sim/{sb.label}/opd": res["opd"]["value"]}
+    settings = {"n_boot": n_boot, "ci": ci, "seed": seed, "centred": True, "opd": "Ding et al. 2021, in [0, 2]"}
+    ctx = _context(sa, shards, split=split, other=str(sb.path), settings=settings)
+    return _finish(make_doc("similarity", summary, res, ctx), sa.home, f"similarity-{split}-{sb.label}", out, quiet)
+
+
+def eval_report(
+    runs: Sequence[str], png: str | None = None, metrics: Sequence[str] | None = None, quiet: bool = False
+) -> tuple[str, list[dict]]:
+    """Table (and PNG bar chart) comparing the evaluation results of runs."""
+    from genaug.evaluate.report import report
+
+    text, rows = report(list(runs), Path(png) if png else None, list(metrics) if metrics else None)
+    if not quiet:
+        print(text)
+        if png:
+            print(f"chart: {png}")
+    return text, rows
