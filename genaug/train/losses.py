@@ -189,7 +189,8 @@ def sinkhorn(scores: torch.Tensor, eps: float = 0.05, iters: int = 3) -> torch.T
     """SwAV's Sinkhorn-Knopp (Caron et al. 2020, eq. 3 and Alg. 1) over the global batch: codes [B, K].
 
     Q = exp(scores / eps), then `iters` alternating normalisations so that the K prototypes share the global batch
-    equally (each prototype's column of the returned codes sums to N/K) and each sample's code sums to 1 (reference eps 0.05, 3 iterations).
+    equally (each prototype's column of the codes sums to N/K) and each sample's code sums to 1
+    (reference eps 0.05, 3 iterations).
     """
     m = scores.detach().float().max().clone()
     if world_size() > 1:  # every rank must shift by the same max for the codes to equal the global computation

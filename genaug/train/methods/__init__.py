@@ -13,8 +13,16 @@ from typing import Any
 from genaug.errors import GenaugError
 from genaug.train.backbones import build_backbone
 from genaug.train.methods import contrastive, distillation, redundancy, swav  # noqa: F401  (registration)
-from genaug.train.methods.base import METHODS, Progress, SSLMethod, ema_update, forward_views, make_teacher, mlp
-from genaug.train.methods.base import register_method
+from genaug.train.methods.base import (
+    METHODS,
+    Progress,
+    SSLMethod,
+    ema_update,
+    forward_views,
+    make_teacher,
+    mlp,
+    register_method,
+)
 
 __all__ = [
     "METHODS",
