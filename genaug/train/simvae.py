@@ -44,31 +44,35 @@ def _down_steps(size: int) -> tuple[int, int]:
     return n, s
 
 
-class ConvEncoder(nn.Module):
-    """Conv encoder of a square image to (mu, clamped log_var) of q(z|x); 28, 32 and 64 px (any multiple of 8)."""
+def conv_trunk(image_size: int, channels: int, width: int = 32, hidden: int = 256) -> tuple[nn.Module, int]:
+    """Conv feature extractor for 28, 32 and 64 px images (any size halving down to <= 7): (module, out_dim)."""
+    n, s = _down_steps(image_size)
+    layers: list[nn.Module] = []
+    c_in = channels
+    for i in range(n):
+        c_out = width * 2 ** min(i, 3)
+        layers += [nn.Conv2d(c_in, c_out, 4, 2, 1), nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2)]
+        c_in = c_out
+    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(c_in * s * s, hidden), nn.LeakyReLU(0.2)), hidden
 
-    def __init__(self, image_size: int, channels: int, z_dim: int, width: int = 32, hidden: int = 256) -> None:
+
+class GaussianEncoder(nn.Module):
+    """q(z|x): a feature trunk and a linear head to (mu, clamped log_var)."""
+
+    def __init__(self, trunk: nn.Module, out_dim: int, z_dim: int) -> None:
         super().__init__()
-        n, s = _down_steps(image_size)
-        layers: list[nn.Module] = []
-        c_in = channels
-        for i in range(n):
-            c_out = width * 2 ** min(i, 3)
-            layers += [nn.Conv2d(c_in, c_out, 4, 2, 1), nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2)]
-            c_in = c_out
-        self.features = nn.Sequential(*layers, nn.Flatten(), nn.Linear(c_in * s * s, hidden), nn.LeakyReLU(0.2))
-        self.head = nn.Linear(hidden, 2 * z_dim)
-        self.out_dim = hidden
+        self.trunk = trunk
+        self.head = nn.Linear(out_dim, 2 * z_dim)
         self.z_dim = z_dim
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (mu, log_var), each [B, z_dim]."""
-        mu, log_var = self.head(self.features(x)).chunk(2, dim=-1)
+        mu, log_var = self.head(self.trunk(x)).float().chunk(2, dim=-1)
         return mu, log_var.clamp(LOG_VAR_MIN, LOG_VAR_MAX)
 
 
 class ConvDecoder(nn.Module):
-    """Mirror of ConvEncoder: z -> per-pixel logits [B, C, H, W] (mean = sigmoid(logits))."""
+    """Mirror of conv_trunk: z -> per-pixel logits [B, C, H, W] (mean = sigmoid(logits))."""
 
     def __init__(self, image_size: int, channels: int, z_dim: int, width: int = 32, hidden: int = 256) -> None:
         super().__init__()
@@ -110,30 +114,6 @@ class _UpBlock(nn.Module):
         return F.relu(self.body(x) + self.skip(x))
 
 
-class ResNetEncoder(nn.Module):
-    """torchvision ResNet (random init) whose pooled features map to (mu, clamped log_var): images above 64 px."""
-
-    def __init__(self, arch: str, channels: int, z_dim: int) -> None:
-        super().__init__()
-        import torchvision
-
-        if not hasattr(torchvision.models, arch) or not arch.startswith("resnet"):
-            raise GenaugError(f"unknown simvae.backbone {arch!r}: choose conv, resnet18, resnet34 or resnet50")
-        net = getattr(torchvision.models, arch)(weights=None)
-        if channels != 3:
-            net.conv1 = nn.Conv2d(channels, 64, 7, 2, 3, bias=False)
-        self.out_dim = net.fc.in_features
-        net.fc = nn.Identity()
-        self.features = net
-        self.head = nn.Linear(self.out_dim, 2 * z_dim)
-        self.z_dim = z_dim
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return (mu, log_var), each [B, z_dim]."""
-        mu, log_var = self.head(self.features(x)).chunk(2, dim=-1)
-        return mu, log_var.clamp(LOG_VAR_MIN, LOG_VAR_MAX)
-
-
 class ResNetDecoder(nn.Module):
     """z -> 512 x s x s -> residual upsampling blocks -> logits [B, C, size, size], for ResNet-sized images."""
 
@@ -154,13 +134,19 @@ class ResNetDecoder(nn.Module):
         return self.out(self.blocks(F.relu(self.fc(z)).view(-1, c, s, s)))
 
 
-def build_autoencoder(backbone: str, image_size: int, channels: int, z_dim: int, width: int = 32, hidden: int = 256):
-    """Encoder/decoder pair: `conv` (28, 32, 64 px) or a torchvision ResNet name (larger images)."""
+def build_autoencoder(
+    backbone: str, image_size: int, channels: int, z_dim: int, width: int = 32, hidden: int = 256
+) -> tuple[GaussianEncoder, nn.Module]:
+    """Encoder/decoder pair: `conv` (28, 32, 64 px) or a trainer backbone (resnet18, resnet50...) for larger images."""
     if backbone == "conv":
-        return ConvEncoder(image_size, channels, z_dim, width, hidden), ConvDecoder(
-            image_size, channels, z_dim, width, hidden
-        )
-    return ResNetEncoder(backbone, channels, z_dim), ResNetDecoder(image_size, channels, z_dim)
+        trunk, dim = conv_trunk(image_size, channels, width, hidden)
+        return GaussianEncoder(trunk, dim, z_dim), ConvDecoder(image_size, channels, z_dim, width, hidden)
+    if channels != 3:
+        raise GenaugError(f"simvae backbone {backbone!r} takes RGB images: use backbone conv for {channels} channels")
+    from genaug.train.backbones import build_backbone
+
+    trunk, dim = build_backbone(backbone, image_size)
+    return GaussianEncoder(trunk, dim, z_dim), ResNetDecoder(image_size, channels, z_dim)
 
 
 def log_likelihood(x: torch.Tensor, logits: torch.Tensor, likelihood: str, log_var_x: float = LOG_VAR_X):
@@ -218,7 +204,7 @@ def simvae_terms(
 
 
 class SimVAE(nn.Module):
-    """Encoder q(z|x), decoder p(x|z) and the SimVAE negative ELBO over J views of each image."""
+    """Encoder q(z|x), decoder p(x|z) and the SimVAE negative ELBO over J views of each image (pixels in [0, 1])."""
 
     def __init__(
         self,
@@ -236,9 +222,11 @@ class SimVAE(nn.Module):
     ) -> None:
         super().__init__()
         if likelihood not in ("gaussian", "bernoulli"):
-            raise GenaugError(f"unknown simvae.likelihood {likelihood!r}: choose gaussian or bernoulli")
+            raise GenaugError(f"unknown simvae likelihood {likelihood!r}: choose gaussian or bernoulli")
         if p_y not in ("gaussian", "mog", "uniform"):
-            raise GenaugError(f"unknown simvae.p_y {p_y!r}: choose gaussian, mog or uniform")
+            raise GenaugError(f"unknown simvae p_y {p_y!r}: choose gaussian, mog or uniform")
+        if sigma2 <= 0:
+            raise GenaugError(f"simvae sigma2 must be > 0 (got {sigma2})")
         self.encoder, self.decoder = build_autoencoder(backbone, image_size, channels, z_dim, width, hidden)
         self.likelihood, self.log_var_x, self.sigma2, self.p_y = likelihood, float(log_var_x), float(sigma2), p_y
         self.y_prior = MixturePrior(z_dim, components) if p_y == "mog" else None
@@ -251,12 +239,11 @@ class SimVAE(nn.Module):
     def forward(self, views: torch.Tensor) -> dict[str, torch.Tensor]:
         """Negative ELBO terms for views [B, J, C, H, W] in [0, 1], one reparameterised sample per view."""
         b, j = views.shape[:2]
-        flat = views.flatten(0, 1)
-        mu, log_var = self.encoder(flat)
+        mu, log_var = self.encoder(views.flatten(0, 1))
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * log_var)
-        logits = self.decoder(z)
-        return simvae_terms(
-            views,
+        logits = self.decoder(z).float()
+        terms = simvae_terms(
+            views.float(),
             logits.view(b, j, *logits.shape[1:]),
             z.view(b, j, -1),
             log_var.view(b, j, -1),
@@ -266,3 +253,6 @@ class SimVAE(nn.Module):
             p_y=self.p_y,
             y_prior=self.y_prior,
         )
+        terms["mu"] = mu.view(b, j, -1)[:, 0]
+        terms["log_var"] = log_var.view(b, j, -1)[:, 0]
+        return terms

@@ -76,7 +76,7 @@ def test_model_shapes_and_gradients(size, channels):
     model = SimVAE(size, channels, z_dim=8, width=8, hidden=32, p_y="mog", components=3)
     views = torch.rand(4, 3, channels, size, size)
     out = model(views)
-    assert set(out) == {"loss", "recon", "prior_zy", "prior_y", "entropy"}
+    assert set(out) == {"loss", "recon", "prior_zy", "prior_y", "entropy", "mu", "log_var"}
     out["loss"].backward()
     head = model.encoder.head
     assert head.weight.grad[8:].abs().sum() > 0  # log-variance half of the head gets gradient
