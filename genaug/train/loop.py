@@ -37,6 +37,7 @@ class LoopConfig:
     progress_bar: bool = True
     tensorboard: bool = True
     wandb: bool = False
+    stop_at: int | None = None  # end this session at this step (a preemption), checkpointing first
 
 
 class TrainModule(nn.Module):
@@ -283,7 +284,8 @@ class Trainer:
         last: dict = {}
         window = {"t0": time.perf_counter(), "wait": 0.0, "images": 0, "sums": {}, "n": 0}
         self.model.train()
-        while self.step < cfg.total_steps:
+        end = min(cfg.total_steps, cfg.stop_at) if cfg.stop_at is not None else cfg.total_steps
+        while self.step < end:
             progress = Progress(self.step, cfg.total_steps, cfg.steps_per_epoch)
             for micro in range(cfg.grad_accum):
                 t = time.perf_counter()
@@ -291,6 +293,9 @@ class Trainer:
                 window["wait"] += time.perf_counter() - t
                 batch = _to_device(batch, acc.device, cfg.channels_last)
                 window["images"] += batch["views"][0].shape[0] * acc.num_processes
+                if torch.is_tensor(batch.get("replaced")):
+                    rep = batch["replaced"].float().mean()
+                    window["sums"]["replaced"] = window["sums"].get("replaced", 0.0) + rep / cfg.grad_accum
                 sync = micro == cfg.grad_accum - 1
                 ctx = acc.no_sync(self.model) if not sync else _nullcontext()
                 with ctx, acc.autocast():
@@ -336,7 +341,7 @@ class Trainer:
                         wait=f"{row['data_wait']:.0%}",
                     )
                 window = {"t0": time.perf_counter(), "wait": 0.0, "images": 0, "sums": {}, "n": 0}
-            if cfg.ckpt_every and self.step % cfg.ckpt_every == 0 and self.step < cfg.total_steps:
+            if cfg.ckpt_every and self.step % cfg.ckpt_every == 0 and self.step < end:
                 self.save()
         self.save()
         if bar is not None:

@@ -16,8 +16,15 @@ class OnlineProbe(nn.Module):
         self.fc = nn.Linear(feat_dim, num_classes)
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        """Cross-entropy of the probe on (detached) features, and its logs: probe_loss, probe_acc (batch top-1)."""
+        """Cross-entropy of the probe on (detached) features, and its logs: probe_loss, probe_acc (batch top-1).
+
+        Labels < 0 (unlabeled samples) are ignored; a batch without any label gives a zero loss that still touches
+        every parameter (so DDP sees them used)."""
         logits = self.fc(self.norm(features.detach().float()))
-        loss = F.cross_entropy(logits, labels)
-        acc = (logits.argmax(dim=1) == labels).float().mean()
+        valid = labels >= 0
+        if not bool(valid.any()):
+            zero = logits.sum() * 0.0
+            return zero, {}
+        loss = F.cross_entropy(logits[valid], labels[valid])
+        acc = (logits[valid].argmax(dim=1) == labels[valid]).float().mean()
         return loss, {"probe_loss": loss.detach(), "probe_acc": acc}
