@@ -91,4 +91,5 @@ def register(app: typer.Typer) -> None:
         )
         m = res["metrics"]
         loss = f" loss {m['loss']:.4f}" if "loss" in m else ""
-        typer.echo(f"trained {res['step']} steps{loss}; run directory {res['run_dir']}")
+        if res["is_main"]:
+            typer.echo(f"trained {res['step']} steps{loss}; run directory {res['run_dir']}")

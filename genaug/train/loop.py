@@ -167,7 +167,7 @@ class Trainer:
             method.backbone.compile()
         probe = OnlineProbe(method.feat_dim, num_classes) if num_classes else None
         module = TrainModule(method, probe)
-        if cfg.sync_bn and self.acc.num_processes > 1:
+        if cfg.sync_bn and self.acc.num_processes > 1 and self.acc.device.type == "cuda":  # SyncBN is GPU-only
             module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
         self.optimizer = optimizer_factory(module)
         self.model, self.optimizer = self.acc.prepare(module, self.optimizer)

@@ -162,7 +162,12 @@ def _train(recipe: dict, run_dir: Path, resume, stop_after: int | None, progress
     run, data, loop = recipe["run"], recipe.setdefault("data", {}), recipe.setdefault("loop", {})
     optim, sched = recipe.setdefault("optim", {}), recipe.setdefault("schedule", {})
     prec = _precision(str(loop.get("precision", "auto")))
-    acc = Accelerator(mixed_precision=prec, kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)])
+    # cpu=True lets Accelerate set up gloo for `torchrun` / `accelerate launch` on machines without a GPU
+    acc = Accelerator(
+        mixed_precision=prec,
+        cpu=not torch.cuda.is_available(),
+        kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)],
+    )
     set_seed(int(run["seed"]) + acc.process_index)
     bs = int(data.get("batch_size", 256))
     loader = build_train_loader(
@@ -274,7 +279,7 @@ def _train(recipe: dict, run_dir: Path, resume, stop_after: int | None, progress
     if trainer.step >= total and acc.is_main_process:
         export_model(run_dir, trainer.module.method, _public(recipe))
     acc.wait_for_everyone()
-    return {"run_dir": run_dir, "step": trainer.step, "metrics": metrics}
+    return {"run_dir": run_dir, "step": trainer.step, "metrics": metrics, "is_main": acc.is_main_process}
 
 
 def _public(recipe: dict) -> dict:
