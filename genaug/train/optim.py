@@ -135,6 +135,7 @@ class WarmupCosine:
         self.final_wd = final_weight_decay
         for g in optimizer.param_groups:
             g.setdefault("base_wd", g.get("weight_decay", 0.0))
+            g.setdefault("base_lr", g["lr"])
         self.step_count = 0
         self._apply()
 

@@ -30,7 +30,8 @@ class SimCLR(SSLMethod):
 
     def training_step(self, batch: dict, progress: Progress) -> dict:  # noqa: D102
         h1, h2 = _two(self.backbone, batch["views"])
-        z1, z2 = self.projector(h1).float(), self.projector(h2).float()
+        # one projector call over both views: BN statistics over the 2B views, as in the reference implementation
+        z1, z2 = self.projector(torch.cat([h1, h2])).float().chunk(2)
         loss = nt_xent(z1, z2, self.temperature)
         return {"loss": loss, "logs": {}, "features": h1.detach()}
 
