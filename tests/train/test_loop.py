@@ -179,3 +179,28 @@ def test_bad_input_is_a_one_line_error(shard_set, tmp_path):
         train("simclr", shards=shard_set, batch_size=64, workers=0)
     with pytest.raises(GenaugError, match="method_args"):
         train("simclr", shards=shard_set, workers=0, batch_size=8, backbone="tiny", overrides={"method_args.nope": 1})
+
+
+def test_grad_accumulation_bf16_autocast_and_lr_scaling(shard_set, tmp_path):
+    res = train(
+        "byol",
+        shards=shard_set,
+        out=tmp_path / "acc",
+        steps=2,
+        batch_size=4,
+        grad_accum=2,
+        precision="bf16",
+        backbone="tiny",
+        image_size=16,
+        workers=0,
+        log_every=1,
+        overrides=TINY,
+        progress_bar=False,
+    )
+    assert res["step"] == 2 and res["metrics"]["loss"] == res["metrics"]["loss"]  # finite, not NaN
+    import yaml
+
+    resolved = yaml.safe_load((tmp_path / "acc" / "recipe.yaml").read_text())["resolved"]
+    assert resolved["global_batch"] == 8 and resolved["precision"] == "bf16"
+    assert resolved["lr"] == pytest.approx(0.2 * 8 / 256)  # BYOL: 0.2 x B / 256
+    assert resolved["steps_per_epoch"] == 4  # 32 samples / 4 per micro-batch / 2 micro-batches
