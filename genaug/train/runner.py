@@ -1,4 +1,24 @@
-"""`train(...)`: resolve a method recipe, open the data stream, build the method and run the loop in a run directory."""
+"""`train(...)`: resolve a method recipe, open the data stream, build the method and run the loop in a run directory.
+
+Training recipe schema (trainers/<method>.yaml; every section optional except `method`):
+
+    method: barlow                  # registry name; `module: pkg.mod` is imported first (plug-in methods)
+    backbone: {name: resnet50, cifar_stem: auto, width: 16}    # width: tiny conv net only
+    method_args: {...}              # keyword arguments of the method class (heads, temperatures, queues)
+    views: {preset: byol, ...}      # genaug.train.transforms schema; views.size is the backbone's input size
+    data: {batch_size, num_workers, mix_views, shuffle_buffer}  # batch_size per process
+    optim: {name: lars|sgd|adamw, base_lr, bias_lr, lr_scaling: linear|sqrt|none, ref_batch, weight_decay,
+            final_weight_decay, momentum, eta, exclude_bias_norm, clip_grad}   # lr = base_lr x global batch / ref
+    schedule: {epochs | steps, warmup_epochs, final_lr_ratio}   # warm-up is the same fraction with --steps
+    probe: {enabled, lr}            # online linear probe on detached features when the split has labels
+    loop: {precision: auto|no|bf16|fp16, channels_last, compile, sync_bn, grad_accum, log_every, ckpt_every,
+           keep_checkpoints, tensorboard, wandb}
+    run: {seed}                     # plus shards/split/gen/p, filled in from the arguments
+
+Aliases accepted: optim.lr (= base_lr), optim.warmup_epochs and loop.epochs/steps/warmup_epochs (= schedule.*).
+The resolved recipe (with a `resolved:` section: total steps, warm-up steps, global batch, lr, precision, world
+size) is written to <run>/recipe.yaml.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +33,7 @@ from genaug.errors import GenaugError
 from genaug.recipes import dump_recipe, load_recipe, recipe_hash
 
 # keys of a recipe that may change between a run and its resumption (how it runs, not what it learns)
-RESUME_FREE = ("loop", "run")
+RESUME_FREE = ("loop",)
 
 
 def _precision(name: str) -> str:
