@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import math
+import warnings
 
 import numpy as np
 import torch
@@ -56,7 +57,9 @@ def decode_rgb(data: bytes, reduce: float = 1.0) -> torch.Tensor:
             return _pil_to_tensor(img)
         if data[:2] == JPEG_MAGIC:
             try:
-                return decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
+                with warnings.catch_warnings():  # torchvision 0.29 says torchcodec will take these decoders over
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    return decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
             except RuntimeError:
                 pass  # e.g. progressive/odd JPEGs libjpeg via torchvision rejects: PIL may still read them
         img = Image.open(io.BytesIO(data))

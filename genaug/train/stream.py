@@ -100,8 +100,10 @@ def open_columns(shards: str | Path, split: str, gen_columns: list[str] | tuple[
         gdir = ss.gen_dir(col, split)
         if not (gdir / "manifest.json").exists():
             have = ", ".join(ss.columns()) or "none"
-            raise GenaugError(f"generated column {col!r} has no split {split!r} in {ss.root} (columns: {have}): "
-                              f"run `genaug generate --shards {shards} --split {split}` or fix --gen")
+            raise GenaugError(
+                f"generated column {col!r} has no split {split!r} in {ss.root} (columns: {have}): "
+                f"run `genaug generate --shards {shards} --split {split}` or fix --gen"
+            )
         gman = read_manifest(gdir)
         if tuple(gman.get("shards") or []) != names:
             raise MisalignedColumn(f"generated column {gdir} lists other shards than {src}: regenerate it")
@@ -140,12 +142,16 @@ def zip_shard(cols: Columns, name: str):
         src = rows[0]
         if any(r is None for r in rows):
             bad = [str(cols.gens[j - 1] / name) for j, r in enumerate(rows) if j and (r is None) != (src is None)]
-            raise MisalignedColumn(f"{', '.join(bad)} has a different number of samples than {cols.source / name}: "
-                                   "the generated column is misaligned, regenerate it (`genaug verify` shows which)")
+            raise MisalignedColumn(
+                f"{', '.join(bad)} has a different number of samples than {cols.source / name}: "
+                "the generated column is misaligned, regenerate it (`genaug verify` shows which)"
+            )
         for j, r in enumerate(rows[1:]):
             if r["__key__"] != src["__key__"]:
-                raise MisalignedColumn(f"{cols.gens[j] / name} holds key {r['__key__']} where {cols.source / name} "
-                                       f"holds {src['__key__']}: the column is misaligned, regenerate it")
+                raise MisalignedColumn(
+                    f"{cols.gens[j] / name} holds key {r['__key__']} where {cols.source / name} "
+                    f"holds {src['__key__']}: the column is misaligned, regenerate it"
+                )
         image = next((src[f] for f in SOURCE_IMAGE_FIELDS if f in src), None)
         variants = [v for r in rows[1:] for v in _variants(r)]
         yield {"key": src["__key__"], "image": image, "label": _label(src), "variants": variants}
@@ -189,14 +195,18 @@ class _TrainStream(IterableDataset):
             for j in rng.permutation(len(buf)):  # drain at the end of a pass: passes never mix
                 yield buf[j]
             if n == 0:
-                raise GenaugError(f"no readable sample in shards {mine[:3]}... of {self.cols.source}: run `genaug verify`")
+                raise GenaugError(
+                    f"no readable sample in shards {mine[:3]}... of {self.cols.source}: run `genaug verify`"
+                )
             passes += 1
 
     def worker_batches(self, logical: int):
         """The batches of logical worker `logical` of this rank, for the current epoch from start_step."""
         nw = max(1, self.num_workers)
-        order = [self.cols.shards[i] for i in np.random.default_rng([self.seed, self.epoch, 7]).permutation(
-            len(self.cols.shards))]
+        order = [
+            self.cols.shards[i]
+            for i in np.random.default_rng([self.seed, self.epoch, 7]).permutation(len(self.cols.shards))
+        ]
         g = self.rank * nw + logical
         mine = order[g :: self.world_size * nw]
         quota = len(range(logical, self.steps, nw)) - len(range(logical, self.start_step, nw))
@@ -214,8 +224,10 @@ class _TrainStream(IterableDataset):
             if pos <= skip:
                 if pos == skip and "rng" in self.resume and logical in self.resume["rng"]:
                     if rng.bit_generator.state != self.resume["rng"][logical]:
-                        raise GenaugError("restored data stream diverged from the checkpoint (shards, seed or "
-                                          "workers changed): resume with the same data and settings")
+                        raise GenaugError(
+                            "restored data stream diverged from the checkpoint (shards, seed or "
+                            "workers changed): resume with the same data and settings"
+                        )
                 continue
             sources = self.policy.decide(u, nv, len(s["variants"]))
             try:
@@ -303,8 +315,10 @@ class TrainLoader:
         s = self.stream
         for k in ("seed", "world_size", "num_workers", "batch_size"):
             if sd.get(k) != getattr(s, k):
-                raise GenaugError(f"cannot resume the data stream: {k} was {sd.get(k)} in the checkpoint and is "
-                                  f"{getattr(s, k)} now; resume with the same {k}")
+                raise GenaugError(
+                    f"cannot resume the data stream: {k} was {sd.get(k)} in the checkpoint and is "
+                    f"{getattr(s, k)} now; resume with the same {k}"
+                )
         self.epoch, self.step, self.skipped = int(sd["epoch"]), int(sd["step"]), int(sd.get("skipped", 0))
         self._pos = {int(k): int(v) for k, v in sd.get("pos", {}).items()}
         self._rng = {int(k): v for k, v in sd.get("rng", {}).items()}
@@ -332,8 +346,14 @@ class TrainLoader:
             self.set_epoch(self.epoch + 1)
         s.epoch, s.start_step, s.resume = self.epoch, self.step, {"pos": dict(self._pos), "rng": dict(self._rng)}
         if s.num_workers > 0:
-            it = DataLoader(s, batch_size=None, num_workers=s.num_workers, pin_memory=self.pin_memory,
-                            prefetch_factor=self.prefetch, persistent_workers=False)
+            it = DataLoader(
+                s,
+                batch_size=None,
+                num_workers=s.num_workers,
+                pin_memory=self.pin_memory,
+                prefetch_factor=self.prefetch,
+                persistent_workers=False,
+            )
         else:
             it = s
         for b in it:
@@ -379,17 +399,32 @@ def build_train_loader(
         raise GenaugError(f"--p {p} needs at least one generated column: pass --gen NAME (or --p 0 for plain SSL)")
     nw = max(1, num_workers)
     if len(cols.shards) < world_size * nw:
-        raise GenaugError(f"split {cols.source} has {len(cols.shards)} shards, fewer than ranks x workers = "
-                          f"{world_size} x {nw}: lower --workers to {max(1, len(cols.shards) // world_size)} "
-                          "or ingest with more, smaller shards")
+        raise GenaugError(
+            f"split {cols.source} has {len(cols.shards)} shards, fewer than ranks x workers = "
+            f"{world_size} x {nw}: lower --workers to {max(1, len(cols.shards) // world_size)} "
+            "or ingest with more, smaller shards"
+        )
     if batch_size < 1:
         raise GenaugError(f"--batch-size must be >= 1, got {batch_size}")
     steps = cols.total // (world_size * batch_size)
     if steps == 0:
-        raise GenaugError(f"split {cols.source} has {cols.total} samples, fewer than ranks x batch size = "
-                          f"{world_size} x {batch_size}: lower --batch-size")
-    stream = _TrainStream(cols, policy, recipe, batch_size, num_workers, seed, rank, world_size, steps,
-                          max(1, shuffle_buffer), gpu_augment)
+        raise GenaugError(
+            f"split {cols.source} has {cols.total} samples, fewer than ranks x batch size = "
+            f"{world_size} x {batch_size}: lower --batch-size"
+        )
+    stream = _TrainStream(
+        cols,
+        policy,
+        recipe,
+        batch_size,
+        num_workers,
+        seed,
+        rank,
+        world_size,
+        steps,
+        max(1, shuffle_buffer),
+        gpu_augment,
+    )
     stream.epoch = int(epoch)
     loader = TrainLoader(stream, device=device, pin_memory=pin_memory)
     loader.epoch = int(epoch)
@@ -400,7 +435,13 @@ class _EvalStream(IterableDataset):
     """Samples of a split in shard order (shards split by rank, then by worker), one center-crop view each."""
 
     def __init__(self, cols: Columns, recipe: ViewsRecipe, rank: int, world_size: int, num_workers: int) -> None:
-        self.cols, self.recipe, self.rank, self.world_size, self.num_workers = cols, recipe, rank, world_size, num_workers
+        self.cols, self.recipe, self.rank, self.world_size, self.num_workers = (
+            cols,
+            recipe,
+            rank,
+            world_size,
+            num_workers,
+        )
 
     def __iter__(self):
         info = get_worker_info()

@@ -159,7 +159,9 @@ def _merge(base: dict, over: dict) -> dict:
 def _spec(d: dict, where: str, default_size: int) -> ViewSpec:
     unknown = set(d) - VIEW_KEYS
     if unknown:
-        raise GenaugError(f"views: unknown key(s) {sorted(unknown)} in {where}: allowed are {sorted(VIEW_KEYS - {'n'})}")
+        raise GenaugError(
+            f"views: unknown key(s) {sorted(unknown)} in {where}: allowed are {sorted(VIEW_KEYS - {'n'})}"
+        )
     jit = d.get("jitter") or {}
     blur = d.get("blur") or {}
     if not isinstance(blur, dict):
@@ -210,8 +212,11 @@ def parse_views(section: dict | None) -> ViewsRecipe:
         raise GenaugError(f"views: local.n must be >= 0, got {n_local}")
     if n_local:
         views += [_spec(local, "local", 96)] * n_local
-    ev = _merge(base.get("eval", {}), section.get("eval") or {})
-    eval_size = int(ev.get("size", size))
+    ev_over = section.get("eval") or {}
+    ev = _merge(base.get("eval", {}), ev_over)
+    eval_size = int(ev_over.get("size", size))
+    if "resize" not in ev_over:  # keep the preset's resize / crop ratio (256 / 224) at other sizes
+        ev["resize"] = round(eval_size * ev.get("resize", base["size"]) / ev.get("size", base["size"]))
     mean = tuple(float(v) for v in section.get("mean", IMAGENET_MEAN))
     std = tuple(float(v) for v in section.get("std", IMAGENET_STD))
     if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
@@ -222,7 +227,7 @@ def parse_views(section: dict | None) -> ViewsRecipe:
         mean=mean,  # type: ignore[arg-type]
         std=std,  # type: ignore[arg-type]
         eval_size=eval_size,
-        eval_resize=int(ev.get("resize", round(eval_size / 0.875) if eval_size > 96 else eval_size)),
+        eval_resize=int(ev["resize"]),
         raw=section,
     )
 
@@ -286,7 +291,7 @@ def make_views(images: list[bytes], sources: list[int], recipe: ViewsRecipe, rnd
 
     sizes = {i: image_size(images[i]) for i in sorted(set(sources))}
     boxes, flips, rows = [], [], []
-    for spec, i in zip(recipe.views, sources):
+    for spec, i in zip(recipe.views, sources, strict=True):
         w, h = sizes[i]
         boxes.append(crop_box(rnd, w, h, spec.scale, spec.ratio))
         flip, row = view_params(rnd, spec)
@@ -295,9 +300,10 @@ def make_views(images: list[bytes], sources: list[int], recipe: ViewsRecipe, rnd
     crops = []
     decoded = {}
     for i in sizes:
-        reduce = min(min(b[2], b[3]) / spec.size for b, spec, s in zip(boxes, recipe.views, sources) if s == i)
+        views = zip(boxes, recipe.views, sources, strict=True)
+        reduce = min(min(b[2], b[3]) / spec.size for b, spec, s in views if s == i)
         decoded[i] = decode_rgb(images[i], reduce=reduce)
-    for v, (spec, i) in enumerate(zip(recipe.views, sources)):
+    for v, (spec, i) in enumerate(zip(recipe.views, sources, strict=True)):
         img = decoded[i]
         w, h = sizes[i]
         sy, sx = img.shape[1] / h, img.shape[2] / w

@@ -47,8 +47,17 @@ def write_gen_column(root: Path, split: str, name: str, k: int = 2, column: int 
     dst = Path(root) / "gen" / name / split
     dst.mkdir(parents=True, exist_ok=True)
     man = read_manifest(src)
-    write_manifest(dst, {"kind": "generated", "recipe": {"name": name}, "recipe_hash": name, "k": k,
-                         "source_split": split, "shards": man["shards"]})
+    write_manifest(
+        dst,
+        {
+            "kind": "generated",
+            "recipe": {"name": name},
+            "recipe_hash": name,
+            "k": k,
+            "source_split": split,
+            "shards": man["shards"],
+        },
+    )
     for sname in man["shards"]:
         samples = []
         for raw in iter_shard_raw(src / sname):
