@@ -182,6 +182,7 @@ def _train(recipe: dict, run_dir: Path, resume, stop_after: int | None, progress
     run, data, loop = recipe["run"], recipe.setdefault("data", {}), recipe.setdefault("loop", {})
     optim, sched = recipe.setdefault("optim", {}), recipe.setdefault("schedule", {})
     prec = _precision(str(loop.get("precision", "auto")))
+    _fresh_accelerate_state()
     # cpu=True lets Accelerate set up gloo for `torchrun` / `accelerate launch` on machines without a GPU
     acc = Accelerator(
         mixed_precision=prec,
@@ -300,6 +301,18 @@ def _train(recipe: dict, run_dir: Path, resume, stop_after: int | None, progress
         export_model(run_dir, trainer.module.method, _public(recipe))
     acc.wait_for_everyone()
     return {"run_dir": run_dir, "step": trainer.step, "metrics": metrics, "is_main": acc.is_main_process}
+
+
+def _fresh_accelerate_state() -> None:
+    """Forget the precision of a previous train() call in this process (Accelerate keeps it in a singleton), but
+    keep the distributed state (the process group of torchrun / accelerate launch)."""
+    try:
+        from accelerate.state import AcceleratorState, GradientState
+
+        AcceleratorState._reset_state(reset_partial_state=False)
+        GradientState._reset_state()
+    except (ImportError, AttributeError):  # another Accelerate version: a second train() keeps the first precision
+        pass
 
 
 def _public(recipe: dict) -> dict:
