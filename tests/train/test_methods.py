@@ -151,3 +151,17 @@ def test_schedules_hand_values():
     assert momentum_schedule(50, 100, 0.996) == pytest.approx(0.998)
     assert momentum_schedule(100, 100, 0.996) == pytest.approx(1.0)
     assert scaled_lr(0.2, 4096) == pytest.approx(3.2) and scaled_lr(0.1, 1024, "sqrt") == pytest.approx(0.2)
+
+
+@pytest.mark.parametrize(
+    ("name", "dim"), [("resnet18", 512), ("resnet18-half", 256), ("resnet50", 2048), ("vit_s", 384)]
+)
+def test_backbones_build_with_small_image_stems(name, dim):
+    from genaug.train.backbones import build_backbone
+
+    net, d = build_backbone(name, image_size=32)
+    assert d == dim and net(torch.randn(2, 3, 32, 32)).shape == (2, dim)
+    if name.startswith("resnet"):
+        assert net.conv1.kernel_size == (3, 3) and isinstance(net.maxpool, torch.nn.Identity)  # CIFAR stem
+    with pytest.raises(GenaugError, match="unknown backbone"):
+        build_backbone("alexnet")
