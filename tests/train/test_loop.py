@@ -181,7 +181,12 @@ def test_bad_input_is_a_one_line_error(shard_set, tmp_path):
         train("simclr", shards=shard_set, workers=0, batch_size=8, backbone="tiny", overrides={"method_args.nope": 1})
 
 
-def test_grad_accumulation_bf16_autocast_and_lr_scaling(shard_set, tmp_path):
+def test_grad_accumulation_bf16_autocast_lr_scaling_and_generated_views(shard_set, tmp_path):
+    sys.path.insert(0, str(Path(__file__).parent))
+    from stream_fixtures import write_gen_column  # the data-stream tests' generated-column writer
+
+    write_gen_column(shard_set, "train", "fake", k=2)
+    kw = dict(backbone="tiny", image_size=16, workers=0, log_every=1, overrides=TINY, progress_bar=False)
     res = train(
         "byol",
         shards=shard_set,
@@ -190,14 +195,12 @@ def test_grad_accumulation_bf16_autocast_and_lr_scaling(shard_set, tmp_path):
         batch_size=4,
         grad_accum=2,
         precision="bf16",
-        backbone="tiny",
-        image_size=16,
-        workers=0,
-        log_every=1,
-        overrides=TINY,
-        progress_bar=False,
+        gen="fake",
+        p=1.0,
+        **kw,
     )
     assert res["step"] == 2 and res["metrics"]["loss"] == res["metrics"]["loss"]  # finite, not NaN
+    assert res["metrics"]["replaced"] == 1.0  # p = 1: every view came from the generated column
     import yaml
 
     resolved = yaml.safe_load((tmp_path / "acc" / "recipe.yaml").read_text())["resolved"]
