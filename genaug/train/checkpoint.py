@@ -117,8 +117,12 @@ def export_model(run_dir: Path, method: torch.nn.Module, recipe: dict) -> tuple[
     from genaug.recipes import recipe_hash
 
     run_dir = Path(run_dir)
-    meta = {"method": str(recipe.get("method", "")), "backbone": str((recipe.get("backbone") or {}).get("name", "")),
-            "recipe_hash": recipe_hash(recipe), "recipe": "recipe.yaml"}
+    meta = {
+        "method": str(recipe.get("method", "")),
+        "backbone": str((recipe.get("backbone") or {}).get("name", "")),
+        "recipe_hash": recipe_hash(recipe),
+        "recipe": "recipe.yaml",
+    }
     out = []
     for name, sd in (("backbone", method.backbone.state_dict()), ("model", method.state_dict())):
         path = run_dir / f"{name}.safetensors"
