@@ -26,6 +26,9 @@ ENCODE_SEED = 0  # H-prob's evaluation samples are drawn from this seed, so feat
 class _ProbBase:
     """Shared settings and the uncertainty API of the stochastic-embedding methods."""
 
+    #: direction of the uncertainty score for OOD detection (reference protocol: higher sigma = in-distribution)
+    uncertainty_high_is_in_distribution: bool = True
+
     samples: int
     prob_loss: ProbLoss
 
@@ -214,6 +217,9 @@ class SimVAEMethod(SSLMethod):
     Views must reach the method as pixels in [0, 1] (recipe `views: {mean: [0, 0, 0], std: [1, 1, 1]}`), or give the
     normalisation as `pixel_mean` / `pixel_std` so the reconstruction target is un-normalised.
     """
+
+    #: a VAE's posterior is narrower on the data it was trained on: low sigma = in-distribution (measured on digits)
+    uncertainty_high_is_in_distribution: bool = False
 
     def __init__(
         self,

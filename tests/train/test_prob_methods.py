@@ -59,6 +59,7 @@ def test_recipe_builds_registered_method_with_published_settings(name):
     assert feats.shape == (5, m.feat_dim) and score.shape == (5,)
     assert torch.equal(m.encode(x), feats)  # evaluation features are reproducible (H-prob: fixed-seed samples)
     assert (score > 0).all()
+    assert m.uncertainty_high_is_in_distribution is (name != "simvae")
 
 
 @pytest.mark.parametrize("name", PROB)
