@@ -119,5 +119,5 @@ def apply_color_stage(x: torch.Tensor, params: torch.Tensor, blur: str = "auto")
 def normalize(x: torch.Tensor, mean, std) -> torch.Tensor:
     """uint8 [B,3,H,W] -> float32 normalised by per-channel mean/std (given in 0-1 units)."""
     m = torch.tensor(mean, device=x.device, dtype=torch.float32).view(1, 3, 1, 1) * 255
-    s = torch.tensor(std, device=x.device, dtype=torch.float32).view(1, 3, 1, 1) * 255
-    return (x.float() - m) / s
+    inv = 1.0 / (torch.tensor(std, device=x.device, dtype=torch.float32).view(1, 3, 1, 1) * 255)
+    return x.to(torch.float32).sub_(m).mul_(inv)  # in place: one float buffer per batch

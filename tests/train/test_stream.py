@@ -217,3 +217,14 @@ def test_eval_loader_is_deterministic_with_labels(data):
     got = {k: int(lab) for x in a for k, lab in zip(x["key"], x["label"], strict=True)}
     assert got == labels
     assert all(torch.equal(x["image"], y["image"]) for x, y in zip(a, b, strict=True))
+
+
+def test_colour_stage_outside_workers_gives_the_same_views(data):
+    kw = dict(gen_columns=["sd"], p=0.5, views_recipe={"preset": "dino", "size": 16, "local": {"n": 2, "size": 8}})
+    cpu = run(data, **kw)
+    deferred = run(data, gpu_augment=True, device="cpu", **kw)  # the --gpu-augment path, on CPU here
+    assert len(cpu) == len(deferred) and len(cpu[0]["views"]) == 4
+    for a, b in zip(cpu, deferred, strict=True):
+        assert a["key"] == b["key"]
+        for va, vb in zip(a["views"], b["views"], strict=True):
+            assert torch.equal(va, vb)
