@@ -228,3 +228,14 @@ def test_colour_stage_outside_workers_gives_the_same_views(data):
         assert a["key"] == b["key"]
         for va, vb in zip(a["views"], b["views"], strict=True):
             assert torch.equal(va, vb)
+
+
+def test_truncated_shard_is_skipped_not_fatal(tmp_path):
+    write_synthetic_split(tmp_path, "train", num_shards=2, per_shard=4, size=16)
+    tar = tmp_path / "train" / "000001.tar"
+    data = tar.read_bytes()
+    tar.write_bytes(data[:1024] + b"\x13" * (len(data) - 1024))  # garbage after the first member: bad tar headers
+    loader = build_train_loader(tmp_path, "train", views_recipe=PLAIN_VIEWS, batch_size=2, num_workers=0)
+    with pytest.warns(UserWarning, match="genaug: skipping"):
+        batches = list(loader)
+    assert len(batches) == loader.steps_per_epoch == 4
