@@ -89,12 +89,11 @@ def open_columns(shards: str | Path, split: str, gen_columns: list[str] | tuple[
     man = read_manifest(src)
     names = tuple(man.get("shards") or [])
     counts = []
-    for i, name in enumerate(names):
+    for name in names:
         st = read_stats(src, int(name[:6]))
         if st is None or not (src / name).exists():
             raise GenaugError(f"source shard {src / name} is not complete: rerun ingest or `genaug verify`")
         counts.append(int(st.get("count", 0)))
-        del i
     gens = []
     for col in gen_columns:
         gdir = ss.gen_dir(col, split)
@@ -265,7 +264,8 @@ class _TrainStream(IterableDataset):
         info = get_worker_info()
         nw = max(1, self.num_workers)
         j = info.id if info is not None else 0
-        torch.set_num_threads(1) if info is not None else None
+        if info is not None:
+            torch.set_num_threads(1)  # one core per worker: the workers are the parallelism
         yield from self.worker_batches((j + self.start_step) % nw)
 
 
