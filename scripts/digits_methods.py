@@ -38,7 +38,7 @@ METHODS = ("simclr", "mocov2", "mocov3", "byol", "simsiam", "barlow", "vicreg", 
 HEADS = {
     "simclr": {"proj_hidden": 128, "proj_out": 64, "temperature": 0.2},
     "mocov2": {"proj_hidden": 128, "proj_out": 64, "queue_size": 1024, "momentum": 0.99},
-    "mocov3": {"proj_hidden": 128, "proj_out": 64, "pred_hidden": 128, "temperature": 0.2, "momentum": 0.9},
+    "mocov3": {"proj_hidden": 128, "proj_out": 64, "pred_hidden": 128, "temperature": 1.0, "momentum": 0.9},
     "byol": {"proj_hidden": 128, "proj_out": 64, "pred_hidden": 128, "momentum": 0.9},
     "simsiam": {"proj_hidden": 128, "proj_out": 128, "pred_hidden": 32},
     "barlow": {"proj_hidden": 256, "proj_out": 256},
