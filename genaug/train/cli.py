@@ -1,10 +1,25 @@
-"""`genaug train`: registered by the trainer (not built yet)."""
+"""`genaug train`: train an SSL method on a shard set, replacing views by generated variants with probability p."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
 from genaug.errors import GenaugError
+
+
+def parse_sets(items: list[str] | None) -> dict:
+    """`--set a.b=VALUE` pairs as a dotted-key override dict (values parsed as YAML scalars)."""
+    import yaml
+
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise GenaugError(f"--set {item!r} must look like section.key=value (e.g. --set method_args.lambd=0.01)")
+        k, v = item.split("=", 1)
+        out[k.strip()] = yaml.safe_load(v)
+    return out
 
 
 def register(app: typer.Typer) -> None:
@@ -12,11 +27,69 @@ def register(app: typer.Typer) -> None:
 
     @app.command(
         "train",
-        help="Train an SSL model on a shard set, replacing views by generated variants with "
-        "probability p (e.g. `genaug train --method barlow --p 0.5 --shards imagenet --gen sd`). Not built yet.",
+        help="Train an SSL model on a shard set, replacing views by generated variants with probability p "
+        "(e.g. `genaug train --method barlow --p 0.5 --shards imagenet --gen sd`). Rerunning with the same --out "
+        "resumes from its last checkpoint; `accelerate launch -m genaug train ...` or torchrun for several GPUs.",
     )
     def train(
-        method: str = typer.Option("simclr", "--method", help="SSL method recipe name or YAML path."),
+        method: str = typer.Option("simclr", "--method", help="Method recipe name (trainers/) or a YAML path."),
+        shards: str = typer.Option(..., "--shards", help="Shard set name (shards/NAME) or path."),
         p: float = typer.Option(0.0, "--p", help="Probability of replacing a view by a generated variant."),
+        gen: list[str] = typer.Option([], "--gen", help="Generated column(s) to draw variants from (repeatable)."),
+        split: str = typer.Option("train", "--split", help="Source split to train on."),
+        out: Path = typer.Option(None, "--out", help="Run directory (default runs/<method>-<timestamp>)."),
+        resume: Path = typer.Option(None, "--resume", help="Checkpoint file or run directory to resume from."),
+        steps: int = typer.Option(None, "--steps", help="Optimizer steps (overrides the recipe's epochs)."),
+        epochs: float = typer.Option(None, "--epochs", help="Epochs over the split."),
+        batch_size: int = typer.Option(None, "--batch-size", help="Per-process batch size."),
+        lr: float = typer.Option(None, "--lr", help="Base lr (scaled with the global batch as the recipe says)."),
+        backbone: str = typer.Option(None, "--backbone", help="tiny, resnet18, resnet18-half, resnet50, vit_s, vit_b."),
+        image_size: int = typer.Option(None, "--image-size", help="Size of the global views."),
+        workers: int = typer.Option(None, "--workers", help="Data loader worker processes per rank."),
+        mix_views: str = typer.Option(None, "--mix-views", help="Views that may be replaced: each or second."),
+        seed: int = typer.Option(None, "--seed", help="Seed of the run (model init, data order, mixing)."),
+        precision: str = typer.Option(None, "--precision", help="auto, no, bf16 or fp16."),
+        compile_: bool = typer.Option(None, "--compile/--no-compile", help="torch.compile the backbone."),
+        channels_last: bool = typer.Option(None, "--channels-last/--no-channels-last", help="channels_last memory."),
+        grad_accum: int = typer.Option(None, "--grad-accum", help="Gradient accumulation steps."),
+        ckpt_every: int = typer.Option(None, "--ckpt-every", help="Checkpoint every N steps (and at the end)."),
+        log_every: int = typer.Option(None, "--log-every", help="Log every N steps."),
+        stop_after: int = typer.Option(None, "--stop-after", help="Stop this session after N steps (resumable)."),
+        sets: list[str] = typer.Option([], "--set", help="Recipe override section.key=value (repeatable)."),
+        no_probe: bool = typer.Option(False, "--no-probe", help="No online linear probe."),
+        quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
     ) -> None:
-        raise GenaugError("`genaug train` is not built yet in this version")
+        from genaug.train.runner import train as run_train
+
+        res = run_train(
+            method=method,
+            shards=shards,
+            p=p,
+            gen=gen,
+            split=split,
+            out=out,
+            resume=resume,
+            steps=steps,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            backbone=backbone,
+            image_size=image_size,
+            workers=workers,
+            mix_views=mix_views,
+            seed=seed,
+            precision=precision,
+            compile=compile_,
+            channels_last=channels_last,
+            grad_accum=grad_accum,
+            ckpt_every=ckpt_every,
+            log_every=log_every,
+            overrides=parse_sets(sets),
+            stop_after=stop_after,
+            progress_bar=not quiet,
+            probe=not no_probe,
+        )
+        m = res["metrics"]
+        loss = f" loss {m['loss']:.4f}" if "loss" in m else ""
+        if res["is_main"]:
+            typer.echo(f"trained {res['step']} steps{loss}; run directory {res['run_dir']}")

@@ -1,0 +1,154 @@
+"""Training checkpoints: one file per save, written atomically (temp + fsync + rename), with every RNG state."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from genaug.errors import GenaugError
+from genaug.shards.manifest import fsync_dir, tmp_suffix
+
+CKPT_RE = re.compile(r"^checkpoint-(\d{8})\.pt$")
+
+
+def checkpoint_path(run_dir: Path, step: int) -> Path:
+    """Path of the checkpoint of optimizer step `step`: run_dir/checkpoint-00001234.pt."""
+    return Path(run_dir) / f"checkpoint-{step:08d}.pt"
+
+
+def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
+    """Committed checkpoints of a run, sorted by step (temporary files are ignored)."""
+    d = Path(run_dir)
+    if not d.is_dir():
+        return []
+    out = [(int(m.group(1)), p) for p in d.iterdir() if (m := CKPT_RE.match(p.name))]
+    return sorted(out)
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The newest committed checkpoint of a run, or None."""
+    found = list_checkpoints(run_dir)
+    return found[-1][1] if found else None
+
+
+def rng_state() -> dict[str, Any]:
+    """RNG states of python, numpy, torch CPU and every CUDA device."""
+    st = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        st["cuda"] = torch.cuda.get_rng_state_all()
+    return st
+
+
+def set_rng_state(st: dict[str, Any]) -> None:
+    """Restore the states captured by rng_state()."""
+    random.setstate(st["python"])
+    np.random.set_state(st["numpy"])
+    torch.set_rng_state(st["torch"])
+    if "cuda" in st and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(st["cuda"])
+
+
+def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any], keep: int = 2) -> Path:
+    """Write `state` as checkpoint-<step>.pt atomically; keep the newest `keep` checkpoints (0 keeps all)."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    final = checkpoint_path(run_dir, step)
+    tmp = final.with_name(final.name + tmp_suffix())
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, final)
+        fsync_dir(run_dir)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    if keep > 0:
+        for _, old in list_checkpoints(run_dir)[:-keep]:
+            old.unlink(missing_ok=True)
+    for stale in run_dir.glob("checkpoint-*.pt.tmp-*"):  # left by a killed writer
+        if stale.name != tmp.name:
+            stale.unlink(missing_ok=True)
+    return final
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Load a checkpoint written by save_checkpoint (the run's own file: full unpickling is allowed)."""
+    path = Path(path)
+    if not path.is_file():
+        raise GenaugError(f"checkpoint {path} does not exist: pass --resume with a checkpoint file or a run directory")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # noqa: BLE001
+        msg = f"checkpoint {path} cannot be read ({type(e).__name__}: {e}): delete it to resume from an older one"
+        raise GenaugError(msg) from None
+
+
+def resolve_resume(resume: str | os.PathLike | None, run_dir: Path) -> Path | None:
+    """The checkpoint to resume from: an explicit file, the newest one of a run directory, or the run's own."""
+    if resume:
+        p = Path(resume)
+        if p.is_dir():
+            found = latest_checkpoint(p)
+            if found is None:
+                raise GenaugError(f"--resume {p}: the directory holds no checkpoint-*.pt")
+            return found
+        if not p.is_file():
+            raise GenaugError(f"--resume {p} does not exist: give a checkpoint file or a run directory")
+        return p
+    return latest_checkpoint(run_dir)
+
+
+def _tensors(sd: dict) -> dict:
+    return {k: v.detach().cpu().contiguous().clone() for k, v in sd.items() if torch.is_tensor(v)}
+
+
+def export_model(run_dir: Path, method: torch.nn.Module, recipe: dict) -> tuple[Path, Path]:
+    """Write backbone.safetensors (backbone weights) and model.safetensors (the whole method, for `encode`)."""
+    from safetensors.torch import save_file
+
+    from genaug.recipes import recipe_hash
+
+    run_dir = Path(run_dir)
+    meta = {
+        "method": str(recipe.get("method", "")),
+        "backbone": str((recipe.get("backbone") or {}).get("name", "")),
+        "recipe_hash": recipe_hash(recipe),
+        "recipe": "recipe.yaml",
+    }
+    out = []
+    for name, sd in (("backbone", method.backbone.state_dict()), ("model", method.state_dict())):
+        path = run_dir / f"{name}.safetensors"
+        tmp = path.with_name(path.name + tmp_suffix())
+        save_file(_tensors(sd), str(tmp), metadata=meta)
+        os.replace(tmp, path)
+        out.append(path)
+    fsync_dir(run_dir)
+    return out[0], out[1]
+
+
+def load_trained(run_dir: Path, what: str = "model") -> tuple[torch.nn.Module, dict]:
+    """Rebuild the method of a finished run from recipe.yaml and load its weights; returns (method, recipe).
+
+    `what="backbone"` loads only backbone.safetensors (heads stay at their initialisation)."""
+    import yaml
+    from safetensors.torch import load_file
+
+    from genaug.train.methods import build_method
+
+    run_dir = Path(run_dir)
+    rpath, wpath = run_dir / "recipe.yaml", run_dir / f"{what}.safetensors"
+    if not rpath.is_file() or not wpath.is_file():
+        raise GenaugError(f"{run_dir} holds no finished training run (recipe.yaml and {what}.safetensors)")
+    recipe = yaml.safe_load(rpath.read_text(encoding="utf-8"))
+    method = build_method(recipe)
+    target = method if what == "model" else method.backbone
+    target.load_state_dict(load_file(str(wpath)))
+    return method.eval(), recipe

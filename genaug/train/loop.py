@@ -1,0 +1,359 @@
+"""The training loop on Accelerate: DDP / FSDP, mixed precision, accumulation, clipping, logging and exact resume."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from genaug.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from genaug.train.methods.base import Progress, SSLMethod
+from genaug.train.probe import OnlineProbe
+
+
+@dataclass
+class LoopConfig:
+    """Settings of the loop (the `loop:` section of a recipe plus CLI flags)."""
+
+    total_steps: int
+    steps_per_epoch: int
+    grad_accum: int = 1
+    clip_grad: float | None = None
+    log_every: int = 10
+    ckpt_every: int = 0
+    keep_checkpoints: int = 2
+    precision: str = "no"
+    channels_last: bool = False
+    compile: bool = False
+    sync_bn: bool = True
+    progress_bar: bool = True
+    tensorboard: bool = True
+    wandb: bool = False
+    stop_at: int | None = None  # end this session at this step (a preemption), checkpointing first
+
+
+class TrainModule(nn.Module):
+    """The method plus the online probe: one forward = one SSL step, so DDP/FSDP wrap and sync both."""
+
+    def __init__(self, method: SSLMethod, probe: OnlineProbe | None = None) -> None:
+        super().__init__()
+        self.method, self.probe = method, probe
+
+    def forward(self, batch: dict, progress: Progress) -> dict:
+        """{"loss": SSL loss + probe loss, "logs": {..., "loss": SSL loss}}."""
+        out = self.method(batch, progress)
+        logs = {"loss": out["loss"].detach(), **out.get("logs", {})}
+        loss = out["loss"]
+        label = batch.get("label")
+        if self.probe is not None and label is not None and out.get("features") is not None:
+            probe_loss, probe_logs = self.probe(out["features"], label)
+            loss = loss + probe_loss
+            logs.update(probe_logs)
+        return {"loss": loss, "logs": logs}
+
+
+def _to_device(batch: dict, device: torch.device, channels_last: bool) -> dict:
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    out = dict(batch)
+    out["views"] = [v.to(device, non_blocking=True).contiguous(memory_format=fmt) for v in batch["views"]]
+    if batch.get("label") is not None:
+        out["label"] = batch["label"].to(device, non_blocking=True)
+    return out
+
+
+def _scalar(v: Any) -> float:
+    return float(v.detach().float().item()) if torch.is_tensor(v) else float(v)
+
+
+class MetricsLogger:
+    """metrics.jsonl + metrics.csv in the run directory, TensorBoard events, and W&B when asked and installed."""
+
+    CSV_FIELDS = ("step", "epoch", "loss", "lr", "images_per_s", "data_wait", "probe_acc", "probe_loss")
+
+    def __init__(self, run_dir: Path, resume_step: int | None, tensorboard: bool, wandb: bool, config: dict) -> None:
+        self.run_dir = Path(run_dir)
+        self.jsonl, self.csv = self.run_dir / "metrics.jsonl", self.run_dir / "metrics.csv"
+        rows = self._read_rows()
+        if resume_step is None:
+            rows = []
+        rows = [r for r in rows if r.get("step", 0) <= (resume_step or 0)]  # drop rows past the checkpoint
+        self.jsonl.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        with open(self.csv, "w", newline="") as f:
+            w = csv.DictWriter(f, self.CSV_FIELDS, extrasaction="ignore")
+            w.writeheader()
+            w.writerows(rows)
+        self.tb = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(self.run_dir / "tb"), purge_step=resume_step)
+            except ImportError:
+                self.tb = None
+        self.wb = None
+        if wandb:
+            try:
+                import wandb as wb
+
+                self.wb = wb.init(project="genaug", dir=str(self.run_dir), config=config, resume="allow")
+            except ImportError:
+                self.wb = None
+
+    def _read_rows(self) -> list[dict]:
+        if not self.jsonl.exists():
+            return []
+        rows = []
+        for line in self.jsonl.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                break  # a torn last line from a killed run
+        return rows
+
+    def log(self, row: dict) -> None:
+        """Append one row (step and scalar figures) to every sink."""
+        with open(self.jsonl, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        with open(self.csv, "a", newline="") as f:
+            csv.DictWriter(f, self.CSV_FIELDS, extrasaction="ignore").writerow(row)
+        if self.tb is not None:
+            for k, v in row.items():
+                if k != "step" and isinstance(v, (int, float)):
+                    self.tb.add_scalar(f"train/{k}", v, row["step"])
+        if self.wb is not None:
+            self.wb.log(row, step=row["step"])
+
+    def close(self) -> None:
+        """Flush and close the sinks."""
+        if self.tb is not None:
+            self.tb.close()
+        if self.wb is not None:
+            self.wb.finish()
+
+
+class Trainer:
+    """Runs `cfg.total_steps` optimizer steps of `method` on batches from `loader`, checkpointing into `run_dir`."""
+
+    def __init__(
+        self,
+        method: SSLMethod,
+        loader: Iterable[dict],
+        optimizer_factory,
+        scheduler_factory,
+        cfg: LoopConfig,
+        run_dir: Path,
+        num_classes: int | None = None,
+        recipe: dict | None = None,
+        accelerator: Any = None,
+    ) -> None:
+        from accelerate import Accelerator
+        from accelerate.utils import DistributedDataParallelKwargs
+
+        self.cfg, self.run_dir, self.loader, self.recipe = cfg, Path(run_dir), loader, recipe or {}
+        self.acc = accelerator or Accelerator(
+            mixed_precision=cfg.precision, kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)]
+        )
+        if cfg.channels_last:
+            method = method.to(memory_format=torch.channels_last)
+        if cfg.compile:
+            method.backbone.compile()
+        probe = OnlineProbe(method.feat_dim, num_classes) if num_classes else None
+        module = TrainModule(method, probe)
+        if cfg.sync_bn and self.acc.num_processes > 1 and self.acc.device.type == "cuda":  # SyncBN is GPU-only
+            module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
+        self.optimizer = optimizer_factory(module)
+        self.model, self.optimizer = self.acc.prepare(module, self.optimizer)
+        self.scheduler = scheduler_factory(self.optimizer)
+        self.step = 0
+        self.data_epoch, self.data_batches = 0, 0
+        self._it, self._skip = None, 0
+
+    # -- state -------------------------------------------------------------------------------------------------
+    @property
+    def module(self) -> TrainModule:
+        """The unwrapped TrainModule."""
+        return self.acc.unwrap_model(self.model)
+
+    def _gather_objects(self, obj: Any) -> list:
+        if self.acc.num_processes == 1:
+            return [obj]
+        out = [None] * self.acc.num_processes
+        torch.distributed.all_gather_object(out, obj)
+        return out
+
+    def state_dict(self) -> dict:
+        """Everything needed to continue exactly: model (with teachers, queues, centers), optimizer, schedule,
+        scaler, RNG states and the data position / mixing RNG of every rank."""
+        loader_state = self.loader.state_dict() if hasattr(self.loader, "state_dict") else None
+        scaler = getattr(self.acc, "scaler", None)
+        return {
+            "step": self.step,
+            "model": self.module.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": scaler.state_dict() if scaler is not None else None,
+            "rng": self._gather_objects(rng_state()),
+            "data": self._gather_objects(
+                {"epoch": self.data_epoch, "batches": self.data_batches, "loader": loader_state}
+            ),
+            "recipe": self.recipe,
+            "world_size": self.acc.num_processes,
+        }
+
+    def load_state_dict(self, st: dict) -> None:
+        """Restore from state_dict() (same number of processes for exact RNG continuation)."""
+        self.module.load_state_dict(st["model"])
+        self.optimizer.load_state_dict(st["optimizer"])
+        self.scheduler.load_state_dict(st["scheduler"])
+        scaler = getattr(self.acc, "scaler", None)
+        if scaler is not None and st.get("scaler") is not None:
+            scaler.load_state_dict(st["scaler"])
+        self.step = int(st["step"])
+        r = self.acc.process_index if len(st["rng"]) == self.acc.num_processes else 0
+        set_rng_state(st["rng"][r])
+        data = st["data"][r]
+        self.data_epoch, self.data_batches = int(data["epoch"]), int(data["batches"])
+        if data.get("loader") is not None and hasattr(self.loader, "load_state_dict"):
+            self.loader.load_state_dict(data["loader"])
+            self._skip = 0
+        else:  # a deterministic stream without state: replay up to the saved position
+            self._skip = self.data_batches
+
+    def resume(self, path: Path) -> None:
+        """Load checkpoint `path`."""
+        self.load_state_dict(load_checkpoint(path))
+
+    def save(self) -> Path | None:
+        """Checkpoint the current step (main process writes; every rank contributes its RNG and data state)."""
+        st = self.state_dict()
+        path = None
+        if self.acc.is_main_process:
+            path = save_checkpoint(self.run_dir, self.step, st, keep=self.cfg.keep_checkpoints)
+        self.acc.wait_for_everyone()
+        return path
+
+    # -- data --------------------------------------------------------------------------------------------------
+    def _next_batch(self) -> dict:
+        while True:
+            if self._it is None:
+                if hasattr(self.loader, "set_epoch"):
+                    self.loader.set_epoch(self.data_epoch)
+                self._it = iter(self.loader)
+                for _ in range(self._skip):
+                    next(self._it)
+                self._skip = 0
+            try:
+                batch = next(self._it)
+            except StopIteration:
+                self._it = None
+                self.data_epoch += 1
+                self.data_batches = 0
+                continue
+            self.data_batches += 1
+            return batch
+
+    # -- training ----------------------------------------------------------------------------------------------
+    def fit(self) -> dict:
+        """Train up to cfg.total_steps; returns the last logged figures."""
+        cfg, acc = self.cfg, self.acc
+        logger = (
+            MetricsLogger(
+                self.run_dir,
+                self.step if self.step else None,
+                cfg.tensorboard and acc.is_main_process,
+                cfg.wandb and acc.is_main_process,
+                self.recipe,
+            )
+            if acc.is_main_process
+            else None
+        )
+        bar = None
+        if cfg.progress_bar and acc.is_main_process:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=cfg.total_steps, initial=self.step, desc="train", unit="step", dynamic_ncols=True)
+        method = self.module.method
+        last: dict = {}
+        window = {"t0": time.perf_counter(), "wait": 0.0, "images": 0, "sums": {}, "n": 0}
+        self.model.train()
+        end = min(cfg.total_steps, cfg.stop_at) if cfg.stop_at is not None else cfg.total_steps
+        while self.step < end:
+            progress = Progress(self.step, cfg.total_steps, cfg.steps_per_epoch)
+            for micro in range(cfg.grad_accum):
+                t = time.perf_counter()
+                batch = self._next_batch()
+                window["wait"] += time.perf_counter() - t
+                batch = _to_device(batch, acc.device, cfg.channels_last)
+                window["images"] += batch["views"][0].shape[0] * acc.num_processes
+                if torch.is_tensor(batch.get("replaced")):
+                    rep = batch["replaced"].float().mean()
+                    window["sums"]["replaced"] = window["sums"].get("replaced", 0.0) + rep / cfg.grad_accum
+                sync = micro == cfg.grad_accum - 1
+                ctx = acc.no_sync(self.model) if not sync else _nullcontext()
+                with ctx, acc.autocast():
+                    out = self.model(batch, progress)
+                    loss = out["loss"] / cfg.grad_accum
+                acc.backward(loss)
+                for k, v in out["logs"].items():  # kept on the device: no host sync until the next log row
+                    v = v.detach().float() if torch.is_tensor(v) else float(v)
+                    window["sums"][k] = window["sums"].get(k, 0.0) + v / cfg.grad_accum
+            method.on_before_optimizer_step(progress)
+            if cfg.clip_grad:
+                acc.clip_grad_norm_(self.model.parameters(), cfg.clip_grad)
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            method.on_after_step(progress)
+            lr = next((g["lr"] for g in self.optimizer.param_groups if not g.get("fixed_lr")), 0.0)
+            self.scheduler.step()
+            self.step += 1
+            window["n"] += 1
+            if bar is not None:
+                bar.update(1)
+            if self.step % cfg.log_every == 0 or self.step == cfg.total_steps:
+                figures = {k: _scalar(v) / window["n"] for k, v in window["sums"].items()}
+                if not math.isfinite(figures["loss"]):
+                    raise FloatingPointError(f"loss is {figures['loss']} at step {self.step}: lower the lr or clip")
+                elapsed = max(1e-9, time.perf_counter() - window["t0"])
+                row = {
+                    "step": self.step,
+                    "epoch": round(self.step / max(1, cfg.steps_per_epoch), 4),
+                    "lr": lr,
+                    **figures,
+                    "images_per_s": window["images"] / elapsed,
+                    "data_wait": window["wait"] / elapsed,
+                }
+                last = row
+                if logger is not None:
+                    logger.log(row)
+                if bar is not None:
+                    bar.set_postfix(
+                        loss=f"{row['loss']:.4f}",
+                        lr=f"{lr:.3g}",
+                        img_s=f"{row['images_per_s']:.0f}",
+                        wait=f"{row['data_wait']:.0%}",
+                    )
+                window = {"t0": time.perf_counter(), "wait": 0.0, "images": 0, "sums": {}, "n": 0}
+            if cfg.ckpt_every and self.step % cfg.ckpt_every == 0 and self.step < end:
+                self.save()
+        self.save()
+        if bar is not None:
+            bar.close()
+        if logger is not None:
+            logger.close()
+        return last
+
+
+class _nullcontext:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False

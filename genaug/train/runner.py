@@ -1,0 +1,320 @@
+"""`train(...)`: resolve a method recipe, open the data stream, build the method and run the loop in a run directory.
+
+Training recipe schema (trainers/<method>.yaml; every section optional except `method`):
+
+    method: barlow                  # registry name; `module: pkg.mod` is imported first (plug-in methods)
+    backbone: {name: resnet50, cifar_stem: auto, width: 16}    # width: tiny conv net only
+    method_args: {...}              # keyword arguments of the method class (heads, temperatures, queues)
+    views: {preset: byol, ...}      # genaug.train.transforms schema; views.size is the backbone's input size
+    data: {batch_size, num_workers, mix_views, shuffle_buffer}  # batch_size per process
+    optim: {name: lars|sgd|adamw, base_lr, bias_lr, lr_scaling: linear|sqrt|none, ref_batch, weight_decay,
+            final_weight_decay, momentum, eta, exclude_bias_norm, clip_grad}   # lr = base_lr x global batch / ref
+    schedule: {epochs | steps, warmup_epochs, final_lr_ratio}   # warm-up is the same fraction with --steps
+    probe: {enabled, lr}            # online linear probe on detached features when the split has labels
+    loop: {precision: auto|no|bf16|fp16, channels_last, compile, sync_bn, grad_accum, log_every, ckpt_every,
+           keep_checkpoints, tensorboard, wandb}
+    run: {seed}                     # plus shards/split/gen/p, filled in from the arguments
+
+Aliases accepted: optim.lr (= base_lr), optim.warmup_epochs and loop.epochs/steps/warmup_epochs (= schedule.*).
+The resolved recipe (with a `resolved:` section: total steps, warm-up steps, global batch, lr, precision, world
+size) is written to <run>/recipe.yaml.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from genaug.errors import GenaugError
+from genaug.recipes import dump_recipe, load_recipe, recipe_hash
+
+# keys of a recipe that may change between a run and its resumption (how it runs, not what it learns)
+RESUME_FREE = ("loop",)
+
+
+def _precision(name: str) -> str:
+    import torch
+
+    if name != "auto":
+        if name not in ("no", "bf16", "fp16"):
+            raise GenaugError(f"--precision must be auto, no, bf16 or fp16, got {name!r}")
+        return name
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "no"
+
+
+def _resolve(method: str, flags: dict[str, Any], overrides: dict[str, Any] | None) -> dict:
+    mapping = {
+        "batch_size": "data.batch_size",
+        "workers": "data.num_workers",
+        "mix_views": "data.mix_views",
+        "image_size": "views.size",
+        "backbone": "backbone.name",
+        "lr": "optim.base_lr",
+        "epochs": "schedule.epochs",
+        "steps": "schedule.steps",
+        "precision": "loop.precision",
+        "compile": "loop.compile",
+        "channels_last": "loop.channels_last",
+        "grad_accum": "loop.grad_accum",
+        "ckpt_every": "loop.ckpt_every",
+        "log_every": "loop.log_every",
+        "seed": "run.seed",
+    }
+    ov = {mapping[k]: v for k, v in flags.items() if k in mapping}
+    ov.update(overrides or {})
+    return load_recipe("trainers", method, ov)
+
+
+def normalize_schema(recipe: dict) -> dict:
+    """Accept the aliases optim.lr (base_lr), optim.warmup_epochs and loop.epochs (schedule.*), in place."""
+    optim, sched, loop = (recipe.setdefault(k, {}) for k in ("optim", "schedule", "loop"))
+    if "lr" in optim:
+        optim.setdefault("base_lr", optim.pop("lr"))
+    if "warmup_epochs" in optim:
+        sched.setdefault("warmup_epochs", optim.pop("warmup_epochs"))
+    for key in ("epochs", "steps", "warmup_epochs"):
+        if key in loop:
+            sched.setdefault(key, loop.pop(key))
+    return recipe
+
+
+def _run_dir(out: str | Path | None, name: str) -> Path:
+    if out:
+        return Path(out)
+    return Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _image_size(recipe: dict) -> int:
+    from genaug.train.transforms import parse_views
+
+    return int(parse_views(recipe.get("views")).views[0].size)
+
+
+def _num_classes(shards: str | Path, split: str) -> int | None:
+    from genaug.shards.layout import ShardSet
+    from genaug.shards.manifest import read_manifest
+
+    classes = read_manifest(ShardSet.open(shards).split_dir(split)).get("classes")
+    return len(classes) if classes else None
+
+
+def train(
+    method: str = "simclr",
+    shards: str | Path | None = None,
+    p: float = 0.0,
+    gen: list[str] | tuple[str, ...] | str | None = None,
+    split: str = "train",
+    out: str | Path | None = None,
+    resume: str | Path | None = None,
+    steps: int | None = None,
+    epochs: float | None = None,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    backbone: str | None = None,
+    image_size: int | None = None,
+    workers: int | None = None,
+    mix_views: str | None = None,
+    seed: int | None = None,
+    precision: str | None = None,
+    compile: bool | None = None,
+    channels_last: bool | None = None,
+    grad_accum: int | None = None,
+    ckpt_every: int | None = None,
+    log_every: int | None = None,
+    overrides: dict[str, Any] | None = None,
+    stop_after: int | None = None,
+    progress_bar: bool = True,
+    probe: bool = True,
+) -> dict:
+    """Train an SSL method on a shard set (views replaced by generated variants with probability p).
+
+    Returns {"run_dir", "step", "metrics"}; the run directory holds recipe.yaml, checkpoints, metrics.jsonl/csv,
+    tb/ events, and at the end backbone.safetensors and model.safetensors. A run directory that holds a
+    checkpoint is resumed (exactly); `stop_after` ends this session after that many steps (as a preemption would).
+    """
+    if not 0.0 <= float(p) <= 1.0:
+        raise GenaugError(f"--p must lie in [0, 1], got {p}")
+    if shards is None:
+        raise GenaugError("--shards is required: the shard set to train on (shards/NAME or a path)")
+    gen_cols = [gen] if isinstance(gen, str) else list(gen or [])
+    flags = dict(
+        batch_size=batch_size,
+        workers=workers,
+        mix_views=mix_views,
+        image_size=image_size,
+        backbone=backbone,
+        lr=lr,
+        epochs=epochs,
+        steps=steps,
+        precision=precision,
+        compile=compile,
+        channels_last=channels_last,
+        grad_accum=grad_accum,
+        ckpt_every=ckpt_every,
+        log_every=log_every,
+        seed=seed,
+    )
+    recipe = normalize_schema(_resolve(method, flags, overrides))
+    recipe.setdefault("run", {})
+    recipe["run"].update({"shards": str(shards), "split": split, "gen": gen_cols, "p": float(p)})
+    recipe["run"].setdefault("seed", 0)
+    run_dir = _run_dir(out, recipe.get("name", method))
+    return _train(recipe, run_dir, resume, stop_after, progress_bar, probe)
+
+
+def _train(recipe: dict, run_dir: Path, resume, stop_after: int | None, progress_bar: bool, probe: bool) -> dict:
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs, set_seed
+
+    from genaug.train.checkpoint import export_model, resolve_resume
+    from genaug.train.loop import LoopConfig, Trainer
+    from genaug.train.methods import build_method
+    from genaug.train.optim import WarmupCosine, build_optimizer, param_groups, scaled_lr
+    from genaug.train.stream import build_train_loader
+
+    run, data, loop = recipe["run"], recipe.setdefault("data", {}), recipe.setdefault("loop", {})
+    optim, sched = recipe.setdefault("optim", {}), recipe.setdefault("schedule", {})
+    prec = _precision(str(loop.get("precision", "auto")))
+    _fresh_accelerate_state()
+    # cpu=True lets Accelerate set up gloo for `torchrun` / `accelerate launch` on machines without a GPU
+    acc = Accelerator(
+        mixed_precision=prec,
+        cpu=not torch.cuda.is_available(),
+        kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)],
+    )
+    set_seed(int(run["seed"]) + acc.process_index)
+    bs = int(data.get("batch_size", 256))
+    loader = build_train_loader(
+        run["shards"],
+        split=run["split"],
+        gen_columns=run["gen"],
+        p=run["p"],
+        mix_views=data.get("mix_views", "each"),
+        views_recipe=recipe.get("views"),
+        batch_size=bs,
+        num_workers=int(data.get("num_workers", 4)),
+        seed=int(run["seed"]),
+        rank=acc.process_index,
+        world_size=acc.num_processes,
+        shuffle_buffer=int(data.get("shuffle_buffer", 1000)),
+    )
+    spe = loader.steps_per_epoch
+    accum = int(loop.get("grad_accum", 1))
+    steps_per_epoch = max(1, spe // accum)
+    rec_epochs = float(sched.get("epochs", 100))
+    total = int(sched["steps"]) if sched.get("steps") else max(1, math.ceil(rec_epochs * steps_per_epoch))
+    warmup = round(total * float(sched.get("warmup_epochs", 0)) / max(1e-9, rec_epochs))  # same fraction of training
+    global_batch = bs * acc.num_processes * accum
+    lr_value = scaled_lr(
+        float(optim.get("base_lr", 0.1)),
+        global_batch,
+        optim.get("lr_scaling", "linear"),
+        int(optim.get("ref_batch", 256)),
+    )
+    bias_lr = optim.get("bias_lr")
+    bias_lr = (
+        scaled_lr(float(bias_lr), global_batch, optim.get("lr_scaling", "linear"), int(optim.get("ref_batch", 256)))
+        if bias_lr is not None
+        else None
+    )
+    recipe.setdefault("views", {})
+    recipe["views"].setdefault("size", _image_size(recipe))
+    recipe["resolved"] = {
+        "total_steps": total,
+        "steps_per_epoch": steps_per_epoch,
+        "warmup_steps": warmup,
+        "global_batch": global_batch,
+        "lr": lr_value,
+        "bias_lr": bias_lr,
+        "precision": prec,
+        "world_size": acc.num_processes,
+    }
+    recipe.setdefault("data", {})["image_size"] = int(recipe["views"]["size"])
+    use_probe = probe and (recipe.get("probe") or {}).get("enabled", True)
+    num_classes = _num_classes(run["shards"], run["split"]) if use_probe else None
+    method = build_method(recipe)
+    probe_lr = float((recipe.get("probe") or {}).get("lr", 0.1))
+
+    def make_opt(module):
+        named = [(n, p) for n, p in module.method.named_parameters()]
+        extra = []
+        if module.probe is not None:
+            extra = [{"params": list(module.probe.parameters()), "lr": probe_lr, "weight_decay": 0.0}]
+        groups = param_groups(
+            named,
+            lr_value,
+            float(optim.get("weight_decay", 0.0)),
+            bool(optim.get("exclude_bias_norm", True)),
+            bias_lr,
+            method.fixed_lr_prefixes,
+            extra,
+        )
+        return build_optimizer(groups, optim)
+
+    def make_sched(opt):
+        return WarmupCosine(
+            opt, total, warmup, float(sched.get("final_lr_ratio", 0.0)), optim.get("final_weight_decay")
+        )
+
+    cfg = LoopConfig(
+        total_steps=total,
+        steps_per_epoch=steps_per_epoch,
+        grad_accum=accum,
+        clip_grad=optim.get("clip_grad"),
+        log_every=int(loop.get("log_every", 10)),
+        ckpt_every=int(loop.get("ckpt_every", 0) or 0),
+        keep_checkpoints=int(loop.get("keep_checkpoints", 2)),
+        precision=prec,
+        channels_last=bool(loop.get("channels_last", False)) and torch.cuda.is_available(),
+        compile=bool(loop.get("compile", False)),
+        sync_bn=bool(loop.get("sync_bn", True)),
+        progress_bar=progress_bar,
+        tensorboard=bool(loop.get("tensorboard", True)),
+        wandb=bool(loop.get("wandb", False)),
+    )
+    ckpt = resolve_resume(resume, run_dir)
+    saved = run_dir / "recipe.yaml"
+    if ckpt is not None and saved.exists():
+        old = yaml.safe_load(saved.read_text(encoding="utf-8"))
+        if recipe_hash(old, RESUME_FREE) != recipe_hash(_public(recipe), RESUME_FREE):
+            raise GenaugError(
+                f"{run_dir} holds a run of another recipe or data: resume it with the same flags, or choose a new --out"
+            )
+    if acc.is_main_process:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        dump_recipe(_public(recipe), saved)
+    acc.wait_for_everyone()
+    trainer = Trainer(method, loader, make_opt, make_sched, cfg, run_dir, num_classes, _public(recipe), acc)
+    if ckpt is not None:
+        trainer.resume(ckpt)
+    if stop_after is not None:
+        trainer.cfg.stop_at = trainer.step + int(stop_after)
+    metrics = trainer.fit()
+    if trainer.step >= total and acc.is_main_process:
+        export_model(run_dir, trainer.module.method, _public(recipe))
+    acc.wait_for_everyone()
+    return {"run_dir": run_dir, "step": trainer.step, "metrics": metrics, "is_main": acc.is_main_process}
+
+
+def _fresh_accelerate_state() -> None:
+    """Forget the precision of a previous train() call in this process (Accelerate keeps it in a singleton), but
+    keep the distributed state (the process group of torchrun / accelerate launch)."""
+    try:
+        from accelerate.state import AcceleratorState, GradientState
+
+        AcceleratorState._reset_state(reset_partial_state=False)
+        GradientState._reset_state()
+    except (ImportError, AttributeError):  # another Accelerate version: a second train() keeps the first precision
+        pass
+
+
+def _public(recipe: dict) -> dict:
+    """The recipe as written next to the outputs (plain YAML types only)."""
+    return yaml.safe_load(yaml.safe_dump(recipe))

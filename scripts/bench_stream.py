@@ -1,0 +1,239 @@
+"""Samples/s of the genaug training stream vs a folder-of-JPEGs dataset (the paper code's non-DALI path) and vs the
+ceiling of decode + transforms from bytes in memory, on the same images, transforms and worker count.
+
+    OMP_NUM_THREADS=1 python scripts/bench_stream.py --images 384 --workers 2 --batch 32 [--gpu]
+
+Data: 256 px JPEG sources (synthetic) and one generated column with K=2 (perturbed copies of the sources), written
+to a temp dir both as shards and as separate JPEG files in folders. Views: the BYOL recipe, 2 views of 224 px,
+p = 0.5. With --gpu (and a CUDA device) it also times the stream with the colour stage on the GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from PIL import Image, ImageFilter
+from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms import v2
+
+from genaug.shards.manifest import read_manifest, write_manifest
+from genaug.shards.reader import iter_shard_raw
+from genaug.shards.synthetic import write_synthetic_split
+from genaug.shards.writer import commit_shard
+from genaug.train.gpu_aug import apply_color_stage, normalize
+from genaug.train.stream import build_train_loader
+from genaug.train.transforms import make_views, parse_views
+
+P = 0.5
+K = 2
+
+
+def make_data(root: Path, n: int) -> tuple[list[tuple[bytes, list[bytes]]], Path]:
+    """Write shards + a generated column + the same JPEGs as files; return the in-memory copy and the folder."""
+    shards = max(4, n // 48)
+    write_synthetic_split(root / "set", "train", num_shards=shards, per_shard=n // shards, size=256)
+    src = root / "set" / "train"
+    gen = root / "set" / "gen" / "bench" / "train"
+    gen.mkdir(parents=True)
+    man = read_manifest(src)
+    write_manifest(gen, {"kind": "generated", "k": K, "source_split": "train", "shards": man["shards"]})
+    folder = root / "folder"
+    memory = []
+    for name in man["shards"]:
+        samples = []
+        for raw in iter_shard_raw(src / name):
+            key = raw["__key__"]
+            img = Image.open(io.BytesIO(raw["jpg"])).convert("RGB")
+            variants = []
+            for k in range(K):
+                buf = io.BytesIO()
+                img.rotate(90 * (k + 1)).filter(ImageFilter.SMOOTH).save(buf, format="JPEG", quality=90)
+                variants.append(buf.getvalue())
+            samples.append(
+                {"__key__": key, "json": '{"failed": null}', **{f"gen_{k}.jpg": v for k, v in enumerate(variants)}}
+            )
+            d = folder / f"class{int(raw['cls'])}"
+            d.mkdir(parents=True, exist_ok=True)
+            (d / f"{key}.jpg").write_bytes(raw["jpg"])
+            for k, v in enumerate(variants):
+                (folder / "gen" / f"{key}_{k}.jpg").parent.mkdir(parents=True, exist_ok=True)
+                (folder / "gen" / f"{key}_{k}.jpg").write_bytes(v)
+            memory.append((raw["jpg"], variants))
+        commit_shard(gen, int(name[:6]), samples)
+    return memory, folder
+
+
+class PILBlur(torch.nn.Module):
+    """Gaussian blur with PIL's ImageFilter, as the SimCLR/BYOL/MoCo/DINO reference code does."""
+
+    def __init__(self, sigma: tuple[float, float]) -> None:
+        super().__init__()
+        self.sigma = sigma
+
+    def forward(self, img):
+        return img.filter(ImageFilter.GaussianBlur(random.uniform(*self.sigma)))
+
+
+def torchvision_view(spec) -> v2.Compose:
+    """The paper code's per-view torchvision transform on PIL images (BYOL view spec, PIL blur)."""
+    return v2.Compose(
+        [
+            v2.RandomResizedCrop(spec.size, scale=spec.scale),
+            v2.RandomHorizontalFlip(spec.flip),
+            v2.RandomApply(
+                [v2.ColorJitter(spec.brightness, spec.contrast, spec.saturation, spec.hue)], p=spec.jitter_p
+            ),
+            v2.RandomGrayscale(spec.grayscale),
+            v2.RandomApply([PILBlur(spec.blur_sigma)], p=spec.blur_p),
+            v2.RandomSolarize(128, p=spec.solarize),
+            v2.PILToTensor(),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
+        ]
+    )
+
+
+class FolderDataset(Dataset):
+    """ImageFolder-style: source and generated images as separate JPEG files, PIL loader, torchvision views."""
+
+    def __init__(self, folder: Path, recipe) -> None:
+        self.files = sorted(p for p in folder.glob("class*/*.jpg"))
+        self.gen = folder / "gen"
+        self.tf = [torchvision_view(s) for s in recipe.views]
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int):
+        path = self.files[i]
+        views = []
+        for tf in self.tf:
+            if random.random() < P:
+                path_v = self.gen / f"{path.stem}_{random.randrange(K)}.jpg"
+            else:
+                path_v = path
+            with open(path_v, "rb") as f:
+                img = Image.open(f).convert("RGB")
+            views.append(tf(img))
+        return views, int(path.parent.name[5:])
+
+
+class MemoryDataset(Dataset):
+    """The ceiling: genaug's decode + view transforms straight from bytes in memory (no files, no tars)."""
+
+    def __init__(self, memory, recipe) -> None:
+        self.memory, self.recipe = memory, recipe
+
+    def __len__(self) -> int:
+        return len(self.memory)
+
+    def __getitem__(self, i: int):
+        src, variants = self.memory[i]
+        rnd = random.Random(i * 7919 + random.randrange(1 << 30))
+        sources = [1 + rnd.randrange(K) if rnd.random() < P else 0 for _ in self.recipe.views]
+        crops, rows = make_views([src, *variants], sources, self.recipe, rnd)
+        return crops, rows
+
+
+def memory_collate(items):
+    """Stack crops per view, run the batched colour stage, normalise (as the stream does)."""
+    out = []
+    for v in range(len(items[0][0])):
+        x = torch.stack([it[0][v] for it in items])
+        pr = torch.tensor([it[1][v] for it in items], dtype=torch.float32)
+        out.append(apply_color_stage(x, pr))
+    return out
+
+
+def rate(it, n_expected: int, batch: int, finish=None) -> float:
+    """Samples/s over an iterator of batches, the first batch (worker start-up) excluded."""
+    t0 = None
+    n = 0
+    for b in it:
+        if finish is not None:
+            finish(b)
+        if t0 is None:
+            t0 = time.perf_counter()
+            continue
+        n += batch
+    return n / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--images", type=int, default=384)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--gpu", action="store_true")
+    a = ap.parse_args()
+    torch.set_num_threads(1)
+    recipe = parse_views({"preset": "byol", "size": 224})
+    with tempfile.TemporaryDirectory() as tmp:
+        memory, folder = make_data(Path(tmp), a.images)
+        n = len(memory)
+        print(
+            f"{n} samples of 256 px JPEG (+ {K} generated each), 2 views of 224 px (BYOL recipe), p = {P}, "
+            f"{a.workers} workers, batch {a.batch}",
+            flush=True,
+        )
+        kw = dict(batch_size=a.batch, num_workers=a.workers, drop_last=True, persistent_workers=False)
+        res: dict[str, list[float]] = {"folder": [], "ceiling": [], "stream": [], "stream_gpu": []}
+        mean, std = recipe.mean, recipe.std
+        for rep in range(a.repeats):
+            dl = DataLoader(FolderDataset(folder, recipe), shuffle=True, **kw)
+            res["folder"].append(rate(dl, n, a.batch))
+            dl = DataLoader(MemoryDataset(memory, recipe), shuffle=True, collate_fn=memory_collate, **kw)
+            res["ceiling"].append(rate(dl, n, a.batch, finish=lambda b: [normalize(x, mean, std) for x in b]))
+            loader = build_train_loader(
+                Path(tmp) / "set",
+                "train",
+                ["bench"],
+                p=P,
+                views_recipe=recipe,
+                batch_size=a.batch,
+                num_workers=a.workers,
+                seed=rep,
+                shuffle_buffer=256,
+            )
+            res["stream"].append(rate(loader, n, a.batch))
+            if a.gpu and torch.cuda.is_available():
+                loader = build_train_loader(
+                    Path(tmp) / "set",
+                    "train",
+                    ["bench"],
+                    p=P,
+                    views_recipe=recipe,
+                    batch_size=a.batch,
+                    num_workers=a.workers,
+                    seed=rep,
+                    shuffle_buffer=256,
+                    gpu_augment=True,
+                    device="cuda",
+                    pin_memory=True,
+                )
+                res["stream_gpu"].append(rate(loader, n, a.batch, finish=lambda b: torch.cuda.synchronize()))
+            print(f"  repeat {rep}: " + ", ".join(f"{k} {v[-1]:.1f}" for k, v in res.items() if v), flush=True)
+        best = {k: max(v) for k, v in res.items() if v}
+        print(f"folder baseline (PIL + torchvision v2, files): {best['folder']:8.1f} samples/s")
+        print(f"ceiling (genaug decode + transforms, memory): {best['ceiling']:8.1f} samples/s")
+        print(f"genaug stream (shards + gen column, p={P}):    {best['stream']:8.1f} samples/s")
+        print(f"ratio stream / folder baseline: {best['stream'] / best['folder']:.2f}x (goal >= 1.0x)")
+        print(f"ratio stream / ceiling:         {best['stream'] / best['ceiling']:.2f}x (goal >= 0.9x)")
+        if "stream_gpu" in best:
+            print(
+                f"genaug stream, colour stage on GPU: {best['stream_gpu']:8.1f} samples/s "
+                f"({best['stream_gpu'] / best['stream']:.2f}x the CPU colour stage)"
+            )
+    return None
+
+
+if __name__ == "__main__":
+    sys.exit(main())
