@@ -33,27 +33,101 @@ def write_digits_tree(out: Path, size: int = 64, val_fraction: float = 0.2, seed
     return roots
 
 
-def run_demo(out: Path = Path("genaug-demo"), size: int = 64, workers: int = 2, progress: bool = True) -> dict:
-    """Run every built stage on the digits: ingest train/val, verify; returns where it wrote what."""
+def run_demo(
+    out: Path = Path("genaug-demo"),
+    size: int = 32,
+    workers: int = 2,
+    k: int = 2,
+    method: str = "simclr",
+    p: float = 0.5,
+    steps: int = 150,
+    progress: bool = True,
+) -> dict:
+    """Ingest digits, generate K tiny-model variants, train an SSL method at p, probe it, draw contact sheets."""
+    from genaug.evaluate.run import eval_linear
+    from genaug.generate import generate
     from genaug.ingest.run import ingest
+    from genaug.inspect import contact_sheet, views_sheet
     from genaug.shards.verify import verify_set
+    from genaug.train.runner import train
 
     t0 = time.perf_counter()
     out = Path(out)
     shards = out / "shards" / "digits"
     written: dict[str, str] = {}
-    print(f"[demo] writing scikit-learn digits as {size}px PNG class folders under {out / 'digits-src'}")
+
+    def say(msg: str) -> None:
+        print(f"[demo {time.perf_counter() - t0:6.1f}s] {msg}", flush=True)
+
+    say(f"1/6 writing scikit-learn's digits as {size}px PNG class folders under {out / 'digits-src'}")
     roots = write_digits_tree(out / "digits-src", size=size)
     for split in ("train", "val"):
         s = ingest(roots[split], shards, split=split, per_shard=256, workers=workers, progress=progress)
-        print(f"[demo] ingest {split}: {s['images_written']} images in {s['shards']} shards -> {s['folder']}")
+        say(f"    ingest {split}: {s['images_written']} images in {s['shards']} shards -> {s['folder']}")
         written[f"shards/{split}"] = s["folder"]
+    say(f"2/6 generating K={k} variants per training image with the `tiny` recipe (random weights: a smoke run)")
+    g = generate(
+        model="tiny", shards=str(shards), split="train", k=k, overrides={"output.size": size}, progress=progress
+    )
+    say(f"    column {g['column']}: {g['images']} images -> {g['folder']}")
+    written["gen/tiny/train"] = str(g["folder"])
     _, problems = verify_set(str(shards))
     if problems:
         raise RuntimeError("demo shard set failed verification:\n" + "\n".join(problems))
-    print(f"[demo] verify: shard set {shards} is complete and consistent")
-    written["shard_set"] = str(shards)
-    print(f"[demo] done in {time.perf_counter() - t0:.1f} s")
+    say(f"    verify: shard set {shards} (source splits and generated column) is complete and consistent")
+    run_dir = out / "runs" / f"{method}-p{p}"
+    say(f"3/6 training {method} for {steps} steps at p={p} (tiny backbone, {size}px views) -> {run_dir}")
+    res = train(
+        method=method,
+        shards=str(shards),
+        p=p,
+        gen=["tiny"],
+        out=run_dir,
+        steps=steps,
+        batch_size=64,
+        backbone="tiny",
+        image_size=size,
+        workers=0,
+        overrides={"views.preset": "small"},
+        progress_bar=progress,
+    )
+    written["run"] = str(res["run_dir"])
+    say("4/6 linear probe on frozen features (closed-form ridge probe; `genaug eval linear` without --fast is SGD)")
+    lin = eval_linear(
+        str(res["run_dir"]),
+        shards=str(shards),
+        train_split="train",
+        val_split="val",
+        fast=True,
+        image_size=size,
+        quiet=True,
+    )
+    top1 = lin["summary"]["linear/top1"]
+    say(f"    linear probe top-1 on val: {100 * top1:.1f}% (10 classes: chance is 10%)")
+    written["eval"] = str(Path(res["run_dir"]) / "eval")
+    say("5/6 contact sheet: each row is a source image, then its K generated variants")
+    sheet = contact_sheet(shards, "tiny", split="train", n=8, seed=0, tile=96, out=out / "contact-tiny.png")
+    written["contact_sheet"] = str(sheet)
+    say(f"    {sheet}")
+    say(f"6/6 views sheet: source, then pairs of training views at p={p} (orange border = generated variant)")
+    views = views_sheet(
+        shards,
+        "tiny",
+        split="train",
+        p=p,
+        n=6,
+        seed=0,
+        tile=96,
+        view_size=size,
+        method=method,
+        out=out / f"views-tiny-p{p}.png",
+    )
+    written["views_sheet"] = str(views)
+    say(f"    {views}")
+    say("done. Wrote:")
+    for name, path in written.items():
+        print(f"    {name:16s} {path}")
+    written["linear_top1"] = top1
     return written
 
 
@@ -67,7 +141,11 @@ def register(app: typer.Typer) -> None:
     )
     def demo(
         out: Path = typer.Option(Path("genaug-demo"), "--out", help="Folder for everything the demo writes."),
-        size: int = typer.Option(64, "--size", help="Side of the upscaled digit images, in pixels."),
+        size: int = typer.Option(32, "--size", help="Side of the upscaled digit images, in pixels."),
         workers: int = typer.Option(2, "--workers", help="Worker processes for ingest."),
+        k: int = typer.Option(2, "--k", help="Generated variants per training image."),
+        method: str = typer.Option("simclr", "--method", help="SSL method to train."),
+        p: float = typer.Option(0.5, "--p", help="Probability of replacing a view by a generated variant."),
+        steps: int = typer.Option(150, "--steps", help="Training steps."),
     ) -> None:
-        run_demo(out, size, workers)
+        run_demo(out, size, workers, k, method, p, steps)

@@ -183,26 +183,36 @@ def contact_sheet(
     return _save(_compose(grid, captions, tile, pad, labels), path, doc)
 
 
-def default_make_views(size: int = 224) -> MakeViews:
-    """Replacement at probability p per view, then RandomResizedCrop(size) + horizontal flip (torchvision v2)."""
+def trainer_make_views(views: dict | None = None, mix_views: str = "each") -> MakeViews:
+    """The trainer's own views: its mixing rule, crops and colour stage from a recipe `views:` section."""
+    import io
+    import random
+
     import torch
-    from torchvision.transforms import v2
 
-    tf = v2.Compose([v2.RandomResizedCrop(size, scale=(0.08, 1.0), antialias=True), v2.RandomHorizontalFlip()])
+    from genaug.train.gpu_aug import apply_color_stage
+    from genaug.train.mixing import MixPolicy
+    from genaug.train.transforms import make_views, parse_views
 
-    def make_views(source: Image.Image, variants: list, p: float, rng: np.random.Generator) -> tuple:
+    recipe = parse_views(views or {"preset": "simclr"})
+    n_views = len(recipe.views)
+
+    def encode(img: Image.Image) -> bytes:
+        buf = io.BytesIO()
+        img.convert("RGB").save(buf, format="PNG")
+        return buf.getvalue()
+
+    def make(source: Image.Image, variants: list, p: float, rng: np.random.Generator) -> tuple:
         usable = [v for v in variants if v is not None]
-        views, replaced = [], []
-        for _ in range(2):
-            swap = bool(usable) and rng.random() < p
-            img = usable[int(rng.integers(len(usable)))] if swap else source
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(int(rng.integers(2**31)))
-                views.append(tf(img))
-            replaced.append(swap)
-        return views[0], views[1], {"replaced": replaced}
+        policy = MixPolicy(p, mix_views)
+        chosen = policy.decide(rng.random(2 * n_views).tolist(), n_views, len(usable))
+        images = [encode(source)] + [encode(v) for v in usable]
+        crops, rows = make_views(images, chosen, recipe, random.Random(int(rng.integers(2**31))))
+        params = torch.tensor(rows, dtype=torch.float32)
+        out = apply_color_stage(torch.stack(crops), params)
+        return out[0], out[1], {"replaced": [c > 0 for c in chosen[:2]]}
 
-    return make_views
+    return make
 
 
 def to_pil(view) -> Image.Image:
@@ -237,15 +247,24 @@ def views_sheet(
     view_size: int = 224,
     make_views: MakeViews | None = None,
     out: str | os.PathLike | None = None,
+    method: str = "simclr",
+    mix_views: str = "each",
 ) -> Path:
     """PNG with one row per source image: the source, then `pairs` (view1, view2) draws at probability p.
 
-    Views that are generated variants get an orange border when make_views reports them ({"replaced": [...]}).
+    By default the views are the trainer's own (the `views:` section of training recipe `method`, at `view_size`,
+    with its mixing rule); generated views get an orange border ({"replaced": [...]} from make_views).
     """
     if not 0.0 <= p <= 1.0:
         raise GenaugError(f"--p {p} must be between 0 and 1")
     rows, k = load_rows(shards, gen, split, keys, n, seed)
-    mv = make_views or default_make_views(view_size)
+    if make_views is None:
+        from genaug.recipes import load_recipe
+
+        section = dict(load_recipe("trainers", method).get("views") or {"preset": "simclr"})
+        section["size"] = view_size
+        make_views = trainer_make_views(section, mix_views)
+    mv = make_views
     rng = np.random.default_rng(seed)
     grid, marks, captions = [], [], []
     for key, src, variants, failed in rows:

@@ -25,6 +25,8 @@ def register(app: typer.Typer) -> None:
         p: float = typer.Option(0.5, "--p", help="Replacement probability of each view (with --views)."),
         pairs: int = typer.Option(3, "--pairs", help="View pairs per source image (with --views)."),
         view_size: int = typer.Option(224, "--view-size", help="Crop size of the views (with --views)."),
+        method: str = typer.Option("simclr", "--method", help="Training recipe whose views to show (with --views)."),
+        mix_views: str = typer.Option("each", "--mix-views", help="each or second (with --views)."),
         no_labels: bool = typer.Option(False, "--no-labels", help="Leave out the key captions."),
         out: str | None = typer.Option(None, "--out", help="PNG path (default: ./contact-<gen>-<split>.png)."),
     ) -> None:
@@ -33,7 +35,9 @@ def register(app: typer.Typer) -> None:
         key_list = [k.strip() for k in keys.split(",") if k.strip()] if keys else None
         common = dict(split=split, keys=key_list, n=n, seed=seed, tile=tile, labels=not no_labels, out=out)
         if views:
-            path = views_sheet(shards, gen, p=p, pairs=pairs, view_size=view_size, **common)
+            path = views_sheet(
+                shards, gen, p=p, pairs=pairs, view_size=view_size, method=method, mix_views=mix_views, **common
+            )
         else:
             path = contact_sheet(shards, gen, **common)
         print(f"contact sheet: {path} (rows and keys: {path.with_suffix('.json')})")

@@ -102,9 +102,22 @@ def test_random_keys_are_seeded_and_labels_add_strips(gen_set, tmp_path):
 
 def test_views_sheet_replaces_at_p(gen_set, tmp_path):
     keys = ["s000000r000001", "s000000r000002"]
+    # the trainer's views from a user recipe: big crops, no colour stage, so pixels tell source from variant
+    plain = {"scale": [0.6, 1.0], "flip": 0.5, "jitter": {"p": 0.0}, "grayscale": 0.0, "blur": {"p": 0.0}}
+    recipe = tmp_path / "plain.yaml"
+    recipe.write_text(json.dumps({"method": "simclr", "views": {"size": 16, "global": [plain, plain]}}))
     for p in (0.0, 1.0):
         out = views_sheet(
-            gen_set, "tiny", p=p, keys=keys, pairs=2, tile=16, labels=False, view_size=16, out=tmp_path / f"v{p}.png"
+            gen_set,
+            "tiny",
+            p=p,
+            keys=keys,
+            pairs=2,
+            tile=16,
+            labels=False,
+            view_size=16,
+            out=tmp_path / f"v{p}.png",
+            method=str(recipe),
         )
         sheet = Image.open(out).convert("RGB")
         assert sheet.size == sheet_size(2, 1 + 2 * 2, 16, 2, False)

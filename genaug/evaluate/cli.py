@@ -98,7 +98,9 @@ def register(app: typer.Typer) -> None:
         uncertainty_in: str | None = typer.Option(None, "--uncertainty-in", help="Per-sample scores (.npy/.npz/txt)."),
         uncertainty_out: list[str] = typer.Option([], "--uncertainty-out", help="One per out set."),
         uncertainty_higher_is_in: bool = typer.Option(
-            True, "--uncertainty-higher-is-in/--uncertainty-higher-is-out", help="Direction of the uncertainty score."
+            None,
+            "--uncertainty-higher-is-in/--uncertainty-higher-is-out",
+            help="Direction of the uncertainty score (default: what the trained method declares; else higher is in).",
         ),
         probe_epochs: int = typer.Option(100, "--probe-epochs"),
         fast: bool = typer.Option(False, "--fast", help="Closed-form probe for the max-softmax score."),

@@ -146,6 +146,36 @@ def _load_hf_clip(folder: Path) -> LoadedEncoder:
     return LoadedEncoder(_HFImageEncoder(model, size).eval(), f"hf:{ident}", folder, None, folder)
 
 
+class MethodEncoder(nn.Module):
+    """A trained SSL method seen as an encoder: forward is the method's own representation (`encode`)."""
+
+    def __init__(self, method: nn.Module) -> None:
+        super().__init__()
+        self.method = method
+        self.uncertainty_high_is_in_distribution = getattr(method, "uncertainty_high_is_in_distribution", True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The representation the method is evaluated on (backbone output, or e.g. the H-prob sample mean)."""
+        return self.method.encode(x)
+
+
+class UncertainMethodEncoder(MethodEncoder):
+    """A MethodEncoder whose method also scores each input's uncertainty (probabilistic methods)."""
+
+    def uncertainty(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-sample uncertainty score of the method (mean over dimensions of sigma)."""
+        return self.method.uncertainty(x)
+
+
+def _load_trained_run(run: Path) -> LoadedEncoder:
+    from genaug.train.checkpoint import load_trained
+
+    method, recipe = load_trained(run, "model")
+    wrap = UncertainMethodEncoder if callable(getattr(method, "uncertainty", None)) else MethodEncoder
+    weights = run / "model.safetensors"
+    return LoadedEncoder(wrap(method).eval(), f"sha256:{file_sha256(weights)}", run, recipe, weights)
+
+
 def load_encoder(path: str | Path, builder: Builder | None = None, recipe: dict | None = None) -> LoadedEncoder:
     """Load a frozen encoder from a run folder, backbone.safetensors, a checkpoint, or a HF CLIP image encoder."""
     p = Path(path)
@@ -155,6 +185,8 @@ def load_encoder(path: str | Path, builder: Builder | None = None, recipe: dict 
         hf = _is_hf_clip(p)
         if hf is not None:
             return _load_hf_clip(hf)
+        if builder is None and recipe is None and (p / "model.safetensors").is_file() and (p / "recipe.yaml").is_file():
+            return _load_trained_run(p)  # a finished genaug run: evaluate the method's own representation
         if (p / BACKBONE_FILE).is_file():
             p = p / BACKBONE_FILE
         else:

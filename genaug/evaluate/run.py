@@ -228,7 +228,7 @@ def eval_ood(
     knn_k: int = 50,
     uncertainty_in: str | None = None,
     uncertainty_out: Sequence[str] = (),
-    uncertainty_higher_is_in: bool = True,
+    uncertainty_higher_is_in: bool | None = None,
     probe_epochs: int = 100,
     fast: bool = False,
     image_size: int | None = None,
@@ -252,6 +252,9 @@ def eval_ood(
     if uncertainty_out and len(uncertainty_out) != n_out:
         raise GenaugError(f"--uncertainty-out was given {len(uncertainty_out)} times for {n_out} out sets")
     src = open_source(model or train_features, builder)
+    if uncertainty_higher_is_in is None:  # the method says which way its score points (SimVAE: lower is in)
+        module = src.encoder.module if src.encoder is not None else None
+        uncertainty_higher_is_in = bool(getattr(module, "uncertainty_high_is_in_distribution", True))
     kw = dict(image_size=image_size, batch_size=extract_batch_size, workers=workers, device=device, limit=limit)
     tr = get_features(src, in_set, train_split, features_file=train_features, **kw)
     fin = get_features(src, in_set, split, features_file=in_features, **kw)
