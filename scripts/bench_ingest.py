@@ -64,8 +64,15 @@ def main() -> None:
         results = {}
         for workers in (0, args.workers):
             t = time.perf_counter()
-            s = ingest(src, tmp / f"set{workers}", per_shard=100, short_side=args.short_side, quality=args.quality,
-                       workers=workers, progress=False)
+            s = ingest(
+                src,
+                tmp / f"set{workers}",
+                per_shard=100,
+                short_side=args.short_side,
+                quality=args.quality,
+                workers=workers,
+                progress=False,
+            )
             results[workers] = s["images_written"] / (time.perf_counter() - t)
         print(f"images: {args.n} JPEG 500x375 -> short side {args.short_side}, quality {args.quality}")
         print(f"plain PIL loop (1 process, folder of JPEGs): {base:8.1f} images/s")

@@ -35,7 +35,7 @@ def register(app: typer.Typer) -> None:
         method: str = typer.Option("simclr", "--method", help="Method recipe name (trainers/) or a YAML path."),
         shards: str = typer.Option(..., "--shards", help="Shard set name (shards/NAME) or path."),
         p: float = typer.Option(0.0, "--p", help="Probability of replacing a view by a generated variant."),
-        gen: list[str] = typer.Option([], "--gen", help="Generated column(s) to draw variants from (repeatable)."),
+        gen: list[str] = typer.Option([], "--gen", help="Generated column(s): repeatable or sd,icgan."),
         split: str = typer.Option("train", "--split", help="Source split to train on."),
         out: Path = typer.Option(None, "--out", help="Run directory (default runs/<method>-<timestamp>)."),
         resume: Path = typer.Option(None, "--resume", help="Checkpoint file or run directory to resume from."),

@@ -139,6 +139,18 @@ class MetricsLogger:
             self.wb.finish()
 
 
+def fresh_accelerate_state() -> None:
+    """Forget the precision of a previous Accelerator in this process (Accelerate keeps it in a singleton and
+    refuses another one), but keep the distributed state (the process group of torchrun / accelerate launch)."""
+    try:
+        from accelerate.state import AcceleratorState, GradientState
+
+        AcceleratorState._reset_state(reset_partial_state=False)
+        GradientState._reset_state()
+    except (ImportError, AttributeError):  # another Accelerate version: a second run keeps the first precision
+        pass
+
+
 class Trainer:
     """Runs `cfg.total_steps` optimizer steps of `method` on batches from `loader`, checkpointing into `run_dir`."""
 
@@ -158,6 +170,8 @@ class Trainer:
         from accelerate.utils import DistributedDataParallelKwargs
 
         self.cfg, self.run_dir, self.loader, self.recipe = cfg, Path(run_dir), loader, recipe or {}
+        if accelerator is None:
+            fresh_accelerate_state()  # a notebook or a sweep builds several trainers in one process
         self.acc = accelerator or Accelerator(
             mixed_precision=cfg.precision, kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)]
         )

@@ -142,7 +142,8 @@ def train(
         raise GenaugError(f"--p must lie in [0, 1], got {p}")
     if shards is None:
         raise GenaugError("--shards is required: the shard set to train on (shards/NAME or a path)")
-    gen_cols = [gen] if isinstance(gen, str) else list(gen or [])
+    gen_cols = [c.strip() for g in ([gen] if isinstance(gen, str) else list(gen or [])) for c in g.split(",")]
+    gen_cols = [c for c in gen_cols if c]  # `--gen sd,icgan` and `--gen sd --gen icgan` mean the same
     flags = dict(
         batch_size=batch_size,
         workers=workers,
@@ -174,7 +175,7 @@ def _train(recipe: dict, run_dir: Path, resume, stop_after: int | None, progress
     from accelerate.utils import DistributedDataParallelKwargs, set_seed
 
     from genaug.train.checkpoint import export_model, resolve_resume
-    from genaug.train.loop import LoopConfig, Trainer
+    from genaug.train.loop import LoopConfig, Trainer, fresh_accelerate_state
     from genaug.train.methods import build_method
     from genaug.train.optim import WarmupCosine, build_optimizer, param_groups, scaled_lr
     from genaug.train.stream import build_train_loader
@@ -182,7 +183,7 @@ def _train(recipe: dict, run_dir: Path, resume, stop_after: int | None, progress
     run, data, loop = recipe["run"], recipe.setdefault("data", {}), recipe.setdefault("loop", {})
     optim, sched = recipe.setdefault("optim", {}), recipe.setdefault("schedule", {})
     prec = _precision(str(loop.get("precision", "auto")))
-    _fresh_accelerate_state()
+    fresh_accelerate_state()
     # cpu=True lets Accelerate set up gloo for `torchrun` / `accelerate launch` on machines without a GPU
     acc = Accelerator(
         mixed_precision=prec,
@@ -301,18 +302,6 @@ def _train(recipe: dict, run_dir: Path, resume, stop_after: int | None, progress
         export_model(run_dir, trainer.module.method, _public(recipe))
     acc.wait_for_everyone()
     return {"run_dir": run_dir, "step": trainer.step, "metrics": metrics, "is_main": acc.is_main_process}
-
-
-def _fresh_accelerate_state() -> None:
-    """Forget the precision of a previous train() call in this process (Accelerate keeps it in a singleton), but
-    keep the distributed state (the process group of torchrun / accelerate launch)."""
-    try:
-        from accelerate.state import AcceleratorState, GradientState
-
-        AcceleratorState._reset_state(reset_partial_state=False)
-        GradientState._reset_state()
-    except (ImportError, AttributeError):  # another Accelerate version: a second train() keeps the first precision
-        pass
 
 
 def _public(recipe: dict) -> dict:

@@ -115,3 +115,12 @@ def test_loss_is_ssl_plus_beta_kl_and_features_live_in_the_right_space():
         assert out["logs"]["kl"] > 0
         # H-prob: features are the mean of q(h|x) samples (latent dim); Z-prob: backbone features (16 * 8 wide)
         assert out["features"].shape == (6, m.feat_dim if dim is None else 32)
+
+
+def test_a_trainer_after_another_precision_in_the_same_process(tmp_path):
+    from accelerate import Accelerator
+
+    Accelerator(mixed_precision="bf16", cpu=True)  # e.g. an earlier bf16 run in this notebook
+    tr = _trainer(build_method(_tiny("barlow-zprob")), _batches(2, seed=0), tmp_path, 2)
+    assert tr.acc.mixed_precision == "no"
+    assert torch.isfinite(torch.tensor(tr.fit()["loss"]))
