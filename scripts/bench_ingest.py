@@ -19,15 +19,15 @@ from genaug.ingest.images import ImageOptions, target_size
 from genaug.ingest.run import ingest
 
 
-def make_source(root: Path, n: int, classes: int, seed: int = 0) -> None:
-    """ImageNet-like source: n photos-ish JPEGs of 500x375 (q 90) in `classes` class folders."""
+def make_source(root: Path, n: int, classes: int, seed: int = 0, size: tuple[int, int] = (500, 375)) -> None:
+    """ImageNet-like source: n photo-ish JPEGs of `size` (q 90) in `classes` class folders."""
     rng = np.random.default_rng(seed)
     for i in range(n):
         d = root / f"n{i % classes:08d}"
         d.mkdir(parents=True, exist_ok=True)
         lo = rng.random((12, 16, 3))
-        img = Image.fromarray((lo * 255).astype(np.uint8)).resize((500, 375), Image.BICUBIC)
-        arr = np.asarray(img).astype(np.float32) + rng.normal(0, 12, (375, 500, 3))
+        img = Image.fromarray((lo * 255).astype(np.uint8)).resize(size, Image.BICUBIC)
+        arr = np.asarray(img).astype(np.float32) + rng.normal(0, 12, (size[1], size[0], 3))
         Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).save(d / f"img{i:06d}.JPEG", quality=90)
 
 
@@ -53,11 +53,12 @@ def main() -> None:
     ap.add_argument("--short-side", type=int, default=256)
     ap.add_argument("--quality", type=int, default=95)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--src-size", type=int, nargs=2, default=(500, 375), help="source width height")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench_ingest_"))
     try:
         src = tmp / "src"
-        make_source(src, args.n, args.classes)
+        make_source(src, args.n, args.classes, size=tuple(args.src_size))
         t = time.perf_counter()
         n = plain_loop(src, tmp / "plain", args.short_side, args.quality)
         base = n / (time.perf_counter() - t)
@@ -74,7 +75,8 @@ def main() -> None:
                 progress=False,
             )
             results[workers] = s["images_written"] / (time.perf_counter() - t)
-        print(f"images: {args.n} JPEG 500x375 -> short side {args.short_side}, quality {args.quality}")
+        w, h = args.src_size
+        print(f"images: {args.n} JPEG {w}x{h} -> short side {args.short_side}, quality {args.quality}")
         print(f"plain PIL loop (1 process, folder of JPEGs): {base:8.1f} images/s")
         for w, r in results.items():
             label = "genaug ingest, in-process" if w == 0 else f"genaug ingest, {w} workers"
