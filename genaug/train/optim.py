@@ -107,7 +107,8 @@ def build_optimizer(groups: list[dict], cfg: dict) -> torch.optim.Optimizer:
     if name == "sgd":
         return torch.optim.SGD(groups, lr=groups[0]["lr"], momentum=mom)
     if name == "adamw":
-        return torch.optim.AdamW(groups, lr=groups[0]["lr"], betas=tuple(cfg.get("betas", (0.9, 0.999))))
+        betas = tuple(cfg.get("betas", (0.9, 0.999)))
+        return torch.optim.AdamW(groups, lr=groups[0]["lr"], betas=betas, eps=float(cfg.get("eps", 1e-8)))
     raise GenaugError(f"optim.name {name!r} is unknown: use lars, sgd or adamw")
 
 

@@ -165,3 +165,11 @@ def test_backbones_build_with_small_image_stems(name, dim):
         assert net.conv1.kernel_size == (3, 3) and isinstance(net.maxpool, torch.nn.Identity)  # CIFAR stem
     with pytest.raises(GenaugError, match="unknown backbone"):
         build_backbone("alexnet")
+
+
+def test_adamw_takes_the_recipe_betas_and_eps():
+    from genaug.train.optim import build_optimizer
+
+    opt = build_optimizer([{"params": [torch.nn.Parameter(torch.zeros(2))], "lr": 1e-3}],
+                          {"name": "adamw", "eps": 1e-4, "betas": [0.5, 0.9]})  # fmt: skip
+    assert opt.defaults["eps"] == 1e-4 and opt.defaults["betas"] == (0.5, 0.9)
