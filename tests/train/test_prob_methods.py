@@ -120,6 +120,9 @@ def test_loss_is_ssl_plus_beta_kl_and_features_live_in_the_right_space():
 def test_a_trainer_after_another_precision_in_the_same_process(tmp_path):
     from accelerate import Accelerator
 
+    from genaug.train.loop import fresh_accelerate_state
+
+    fresh_accelerate_state()  # whatever the tests before this one left
     Accelerator(mixed_precision="bf16", cpu=True)  # e.g. an earlier bf16 run in this notebook
     tr = _trainer(build_method(_tiny("barlow-zprob")), _batches(2, seed=0), tmp_path, 2)
     assert tr.acc.mixed_precision == "no"
