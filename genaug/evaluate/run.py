@@ -109,6 +109,18 @@ def _finish(doc: dict, home: Path, name: str, out: str | os.PathLike | None, qui
     return doc
 
 
+def _train_val_features(model, builder, shards, train_split, val_split, train_features, val_features, kw: dict):
+    """The encoder source and the features of the train and val splits (extracted and cached, or given files)."""
+    if not (model or train_features):
+        raise GenaugError(
+            "give a model (run folder, backbone.safetensors, checkpoint) or --train-features/--val-features"
+        )
+    src = open_source(model or train_features, builder)
+    tr = get_features(src, shards, train_split, features_file=train_features, **kw)
+    va = get_features(src, shards, val_split, features_file=val_features, **kw)
+    return src, tr, va
+
+
 def eval_linear(
     model: str | None = None,
     shards: str | None = None,
@@ -136,14 +148,10 @@ def eval_linear(
     """Linear probe on frozen features: top-1/top-5 on the val split, written as JSON next to the model."""
     from genaug.evaluate.linear import ProbeConfig, linear_probe
 
-    if not (model or train_features):
-        raise GenaugError(
-            "give a model (run folder, backbone.safetensors, checkpoint) or --train-features/--val-features"
-        )
-    src = open_source(model or train_features, builder)
-    kw = dict(image_size=image_size, batch_size=extract_batch_size, workers=workers, device=device, limit=limit)
-    tr = get_features(src, shards, train_split, features_file=train_features, **kw)
-    va = get_features(src, shards, val_split, features_file=val_features, **kw)
+    src, tr, va = _train_val_features(
+        model, builder, shards, train_split, val_split, train_features, val_features,
+        dict(image_size=image_size, batch_size=extract_batch_size, workers=workers, device=device, limit=limit),
+    )  # fmt: skip
     cfg = ProbeConfig(
         solver="ridge" if fast else solver,
         epochs=epochs,
@@ -181,14 +189,10 @@ def eval_knn(
     """Weighted kNN (cosine, exp(sim/T)) for each k: top-1/top-5 on the val split, with the settings."""
     from genaug.evaluate.knn import knn_classify
 
-    if not (model or train_features):
-        raise GenaugError(
-            "give a model (run folder, backbone.safetensors, checkpoint) or --train-features/--val-features"
-        )
-    src = open_source(model or train_features, builder)
-    kw = dict(image_size=image_size, batch_size=extract_batch_size, workers=workers, device=device, limit=limit)
-    tr = get_features(src, shards, train_split, features_file=train_features, **kw)
-    va = get_features(src, shards, val_split, features_file=val_features, **kw)
+    src, tr, va = _train_val_features(
+        model, builder, shards, train_split, val_split, train_features, val_features,
+        dict(image_size=image_size, batch_size=extract_batch_size, workers=workers, device=device, limit=limit),
+    )  # fmt: skip
     res = knn_classify(tr.features, tr.labels, va.features, va.labels, tuple(ks), temperature, device=device)
     summary = {f"knn/{k}/top1": v["top1"] for k, v in res["results"].items()}
     summary |= {f"knn/{k}/top5": v["top5"] for k, v in res["results"].items()}
