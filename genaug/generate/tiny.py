@@ -25,6 +25,26 @@ TINY_DEFAULTS = {
 }
 
 
+def tiny_unet(spec: dict, **extra):
+    """The tiny random UNet of a `tiny` spec; `extra` adds settings (e.g. unCLIP's class embedding)."""
+    from diffusers import UNet2DConditionModel
+
+    d = int(spec["embed_dim"])
+    return UNet2DConditionModel(
+        sample_size=int(spec["image_size"]) // 2,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=tuple(spec["unet_channels"]),
+        layers_per_block=int(spec["unet_layers_per_block"]),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=d,
+        attention_head_dim=8,
+        norm_num_groups=int(spec["norm_groups"]),
+        **extra,
+    )
+
+
 def cache_home() -> Path:
     """Folder of genaug's local caches: $GENAUG_CACHE or ~/.cache/genaug."""
     return Path(os.environ.get("GENAUG_CACHE", Path.home() / ".cache" / "genaug"))
@@ -36,23 +56,12 @@ def tiny_spec(recipe: dict) -> dict:
 
 
 def _components(spec: dict) -> dict[str, Any]:
-    from diffusers import AutoencoderKL, PNDMScheduler, UNet2DConditionModel
+    from diffusers import AutoencoderKL, PNDMScheduler
     from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
 
     d = int(spec["embed_dim"])
     torch.manual_seed(int(spec["seed"]))
-    unet = UNet2DConditionModel(
-        sample_size=int(spec["image_size"]) // 2,
-        in_channels=4,
-        out_channels=4,
-        block_out_channels=tuple(spec["unet_channels"]),
-        layers_per_block=int(spec["unet_layers_per_block"]),
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=d,
-        attention_head_dim=8,
-        norm_num_groups=int(spec["norm_groups"]),
-    )
+    unet = tiny_unet(spec)
     vae = AutoencoderKL(
         in_channels=3,
         out_channels=3,
@@ -94,27 +103,15 @@ def build_tiny_variation(spec: dict) -> Any:
 
 def build_tiny_unclip(spec: dict, tokenizer: Any) -> Any:
     """A StableUnCLIPImg2ImgPipeline with tiny random components and the given CLIPTokenizer."""
-    from diffusers import DDIMScheduler, DDPMScheduler, StableUnCLIPImg2ImgPipeline, UNet2DConditionModel
+    from diffusers import DDIMScheduler, DDPMScheduler, StableUnCLIPImg2ImgPipeline
     from diffusers.pipelines.stable_diffusion.stable_unclip_image_normalizer import StableUnCLIPImageNormalizer
     from transformers import CLIPTextConfig, CLIPTextModel
 
     parts = _components(spec)
     d = int(spec["embed_dim"])
     torch.manual_seed(int(spec["seed"]) + 1)
-    parts["unet"] = UNet2DConditionModel(
-        sample_size=int(spec["image_size"]) // 2,
-        in_channels=4,
-        out_channels=4,
-        block_out_channels=tuple(spec["unet_channels"]),
-        layers_per_block=int(spec["unet_layers_per_block"]),
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=d,
-        attention_head_dim=8,
-        norm_num_groups=int(spec["norm_groups"]),
-        class_embed_type="projection",
-        projection_class_embeddings_input_dim=2 * d,
-        use_linear_projection=True,
+    parts["unet"] = tiny_unet(
+        spec, class_embed_type="projection", projection_class_embeddings_input_dim=2 * d, use_linear_projection=True
     ).eval()
     text_encoder = CLIPTextModel(
         CLIPTextConfig(
