@@ -7,12 +7,19 @@ import sys
 
 import typer
 
+from genaug.core.errors import GenaugError
+
 try:  # typer >= 0.20 vendors click as typer._click; older versions use click itself
     from typer import _click as click
 except ImportError:  # pragma: no cover
     import click
 
-from genaug.errors import GenaugError
+# typer.Abort / typer.Exit exist in every supported typer (click's own classes in old ones, typer's in new ones,
+# where typer._click.exceptions has no Abort); click's are added when present so either kind is caught.
+_ABORT = tuple({typer.Abort, getattr(click.exceptions, "Abort", typer.Abort)})
+_EXIT = tuple({typer.Exit, getattr(click.exceptions, "Exit", typer.Exit)})
+_NO_ARGS = getattr(click.exceptions, "NoArgsIsHelpError", None)
+
 
 app = typer.Typer(
     name="genaug",
@@ -46,20 +53,22 @@ def main(argv: list[str] | None = None) -> int:
     except GenaugError as e:
         print(f"genaug: error: {e}", file=sys.stderr)
         return e.exit_code
-    except click.exceptions.NoArgsIsHelpError as e:
-        e.show()
-        return 0
-    except click.ClickException as e:
-        msg = e.format_message()
-        ctx = getattr(e, "ctx", None)
-        where = f"{ctx.command_path}: " if ctx is not None else ""
-        print(f"genaug: error: {where}{' '.join(msg.split())} (see --help)", file=sys.stderr)
-        return 2
-    except click.exceptions.Abort:
-        print("genaug: aborted", file=sys.stderr)
-        return 130
-    except click.exceptions.Exit as e:
-        return e.exit_code
+    except Exception as e:
+        if _NO_ARGS is not None and isinstance(e, _NO_ARGS):
+            e.show()
+            return 0
+        if isinstance(e, click.ClickException):
+            msg = e.format_message()
+            ctx = getattr(e, "ctx", None)
+            where = f"{ctx.command_path}: " if ctx is not None else ""
+            print(f"genaug: error: {where}{' '.join(msg.split())} (see --help)", file=sys.stderr)
+            return 2
+        if isinstance(e, _ABORT):
+            print("genaug: aborted", file=sys.stderr)
+            return 130
+        if isinstance(e, _EXIT):
+            return int(getattr(e, "exit_code", 0) or 0)
+        raise  # a bug: its own traceback, unchanged
     except KeyboardInterrupt:
         print("genaug: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130

@@ -40,8 +40,8 @@ def random_init_run(run_dir: Path, out: Path) -> Path:
     import torch
     import yaml
 
-    from genaug.train.checkpoint import export_model
-    from genaug.train.methods import build_method
+    from genaug.ssl.artifacts import export_model
+    from genaug.ssl.methods import build_method
 
     recipe = yaml.safe_load((run_dir / "recipe.yaml").read_text(encoding="utf-8"))
     torch.manual_seed(int((recipe.get("run") or {}).get("seed", 0)))

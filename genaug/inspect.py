@@ -12,9 +12,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageOps
 
-from genaug.errors import GenaugError
-from genaug.shards.layout import ShardSet, list_shards, shard_name
-from genaug.shards.manifest import read_manifest, write_json_atomic
+from genaug.core.errors import GenaugError
+from genaug.core.files import write_json_atomic
+from genaug.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from genaug.shards.layout import IMAGE_FIELDS, list_shards, shard_name
+from genaug.shards.manifest import open_gen_split, open_split
 from genaug.shards.reader import decode_image, iter_shard_raw
 
 KEY_RE = re.compile(r"^s(\d{6})r\d{6}$")
@@ -29,22 +31,14 @@ MakeViews = Callable[[Image.Image, list, float, np.random.Generator], tuple]
 
 def open_column(shards: str | os.PathLike, gen: str | None, split: str) -> tuple[Path, Path, dict]:
     """Source folder, generated column folder and its manifest; errors name what is missing and the fix."""
-    ss = ShardSet.open(shards)
-    src = ss.split_dir(split)
-    if not (src / "manifest.json").exists():
-        raise GenaugError(f"shard set {ss.root} has no split {split!r} (splits: {', '.join(ss.splits()) or 'none'})")
+    ss, src, _ = open_split(shards, split)
     cols = ss.columns()
     if gen is None:
         if len(cols) != 1:
             raise GenaugError(f"give --gen: shard set {ss.root} has generated columns {cols or 'none'}")
         gen = cols[0]
-    col = ss.gen_dir(gen, split)
-    if not (col / "manifest.json").exists():
-        raise GenaugError(
-            f"generated column {gen!r} has no split {split!r} in {ss.root} (columns: {', '.join(cols) or 'none'}): "
-            f"run `genaug generate --shards {shards} --model {gen}` first"
-        )
-    return src, col, read_manifest(col)
+    col, man = open_gen_split(ss, gen, split, shards)
+    return src, col, man
 
 
 def _read_shard(folder: Path, index: int) -> dict[str, dict]:
@@ -89,7 +83,7 @@ def load_rows(shards, gen: str | None, split: str, keys: Sequence[str] | None, n
         if key not in found_src:
             raise GenaugError(f"--keys: sample {key!r} is not in split {split!r} of {shards}")
         s = found_src[key]
-        field = next(f for f in ("jpg", "png", "webp", "jpeg") if f in s)
+        field = next(f for f in IMAGE_FIELDS if f in s)
         g = found_gen.get(key)
         meta = json.loads(g["json"].decode("utf-8")) if g is not None and "json" in g else {}
         failed = meta.get("failed") if g is not None else "missing from the generated column"
@@ -190,9 +184,9 @@ def trainer_make_views(views: dict | None = None, mix_views: str = "each") -> Ma
 
     import torch
 
-    from genaug.train.gpu_aug import apply_color_stage
-    from genaug.train.mixing import MixPolicy
-    from genaug.train.transforms import make_views, parse_views
+    from genaug.data.color import apply_color_stage
+    from genaug.data.mixing import MixPolicy
+    from genaug.data.transforms import make_views, parse_views
 
     recipe = parse_views(views or {"preset": "simclr"})
     n_views = len(recipe.views)
@@ -223,8 +217,8 @@ def to_pil(view) -> Image.Image:
 
     t = torch.as_tensor(view).detach().float().cpu()
     if t.ndim == 3 and t.shape[0] in (1, 3) and t.min() < 0:
-        mean = torch.tensor([0.485, 0.456, 0.406])[:, None, None]
-        std = torch.tensor([0.229, 0.224, 0.225])[:, None, None]
+        mean = torch.tensor(IMAGENET_MEAN)[:, None, None]
+        std = torch.tensor(IMAGENET_STD)[:, None, None]
         t = t * std + mean
     if t.max() > 1.5:
         t = t / 255.0
@@ -259,7 +253,7 @@ def views_sheet(
         raise GenaugError(f"--p {p} must be between 0 and 1")
     rows, k = load_rows(shards, gen, split, keys, n, seed)
     if make_views is None:
-        from genaug.recipes import load_recipe
+        from genaug.core.recipes import load_recipe
 
         section = dict(load_recipe("trainers", method).get("views") or {"preset": "simclr"})
         section["size"] = view_size

@@ -67,8 +67,8 @@ def baseline(weights: str, recipe: dict, src: Path, out: Path, device: str) -> d
     from diffusers import StableDiffusionImageVariationPipeline
 
     from genaug.generate.base import variant_seed
-    from genaug.generate.diffusion import torch_dtype
-    from genaug.generate.sd import model_card_preprocess
+    from genaug.generate.models.diffusion import torch_dtype
+    from genaug.generate.models.sd import model_card_preprocess
     from genaug.shards.reader import decode_image, iter_shard_raw
 
     with warnings.catch_warnings():
@@ -133,8 +133,8 @@ def main() -> None:
     args = ap.parse_args()
 
     from genaug.generate.runner import generate, resolve_recipe
-    from genaug.generate.tiny import cache_home, tiny_variation_dir
-    from genaug.shards.synthetic import write_synthetic_split
+    from genaug.testing.shards import write_synthetic_split
+    from genaug.testing.tiny import cache_home, tiny_variation_dir
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-generate-"))
     model = "sd" if args.real_size else "tiny"

@@ -16,11 +16,11 @@ import time
 
 import torch
 
-from genaug.generate.icgan import resolve_dtype, truncated_noise
-from genaug.generate.icgan_model import ICGANConfig, ICGANGenerator
-from genaug.generate.icgan_random import randomize_
-from genaug.generate.swav import SwAVFeatures
-from genaug.recipes import load_recipe
+from genaug.core.recipes import load_recipe
+from genaug.generate.models.icgan.generator import resolve_dtype, truncated_noise
+from genaug.generate.models.icgan.model import ICGANConfig, ICGANGenerator
+from genaug.generate.models.icgan.swav import SwAVFeatures
+from genaug.testing.icgan import randomize_
 
 
 def _sync(device: str) -> None:

@@ -23,13 +23,13 @@ from PIL import Image, ImageFilter
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
+from genaug.data.color import apply_color_stage, normalize
+from genaug.data.stream import build_train_loader
+from genaug.data.transforms import make_views, parse_views
 from genaug.shards.manifest import read_manifest, write_manifest
 from genaug.shards.reader import iter_shard_raw
-from genaug.shards.synthetic import write_synthetic_split
 from genaug.shards.writer import commit_shard
-from genaug.train.gpu_aug import apply_color_stage, normalize
-from genaug.train.stream import build_train_loader
-from genaug.train.transforms import make_views, parse_views
+from genaug.testing.shards import write_synthetic_split
 
 P = 0.5
 K = 2

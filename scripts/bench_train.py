@@ -19,9 +19,9 @@ from pathlib import Path
 
 import torch
 
+from genaug.ssl.losses import nt_xent
+from genaug.ssl.methods import build_method
 from genaug.train.loop import LoopConfig, Trainer
-from genaug.train.losses import nt_xent
-from genaug.train.methods import build_method
 from genaug.train.optim import WarmupCosine
 
 

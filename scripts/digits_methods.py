@@ -24,13 +24,14 @@ from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
+from genaug.core.hashing import stable_hash
+from genaug.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from genaug.shards.layout import make_key, shard_name
-from genaug.shards.manifest import stable_hash, write_manifest
+from genaug.shards.manifest import write_manifest
 from genaug.shards.writer import commit_shard
-from genaug.train.checkpoint import load_trained
-from genaug.train.methods import build_method
+from genaug.ssl.artifacts import load_trained
+from genaug.ssl.methods import build_method
 from genaug.train.runner import train
-from genaug.train.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 SIZE = 32
 METHODS = ("simclr", "mocov2", "mocov3", "byol", "simsiam", "barlow", "vicreg", "dino", "swav")

@@ -26,9 +26,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import StandardScaler
 
-from genaug.recipes import load_recipe
+from genaug.core.recipes import load_recipe
+from genaug.ssl.methods import build_method
 from genaug.train.loop import LoopConfig, Trainer
-from genaug.train.methods import build_method
 from genaug.train.optim import WarmupCosine, build_optimizer, param_groups
 
 SIZE = 16  # the digits are 8 px; 16 px keeps the run to minutes on a shared 2-core CPU

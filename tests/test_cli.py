@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from genaug.shards.synthetic import write_synthetic_split
 from genaug.shards.writer import commit_shard
+from genaug.testing.shards import write_synthetic_split
 
 
 def run(*args, cwd=None):
@@ -65,3 +65,26 @@ def test_verify_reports_problems_one_per_line(tmp_path):
     assert any("000001.tar" in x and "sha256" in x for x in out)
     assert any("000002.tar" in x and "stats" in x for x in out)
     assert any("gen/tiny/train/000000.tar" in x and "same order" in x for x in out)
+
+
+def test_a_bug_keeps_its_own_traceback():
+    """An unexpected exception inside a command reaches the user as itself (not as an error of the CLI's handler)."""
+    from genaug import cli
+
+    @cli.app.command("boom-for-test")
+    def boom() -> None:
+        raise RuntimeError("boom")
+
+    try:
+        with pytest.raises(RuntimeError, match="boom"):
+            cli.main(["boom-for-test"])
+    finally:
+        cli.app.registered_commands.pop()
+
+
+def test_usage_errors_and_exit_codes_with_the_installed_typer():
+    """A bad flag is one line and status 2; --help exits 0 through typer's Exit of this typer/click version."""
+    from genaug import cli
+
+    assert cli.main(["train", "--no-such-flag"]) == 2
+    assert cli.main(["train", "--help"]) == 0

@@ -8,13 +8,13 @@ import pytest
 from PIL import Image
 
 from genaug.cli import main
-from genaug.errors import GenaugError
+from genaug.core.errors import GenaugError
 from genaug.inspect import BLANK, contact_sheet, fit_tile, sheet_size, tile_box, views_sheet
 from genaug.shards.layout import shard_name
 from genaug.shards.manifest import write_manifest
 from genaug.shards.reader import decode_image, iter_shard_raw
-from genaug.shards.synthetic import write_synthetic_split
 from genaug.shards.writer import commit_shard
+from genaug.testing.shards import write_synthetic_split
 
 K = 3
 FAILED_KEY = "s000001r000002"

@@ -12,9 +12,9 @@ import torch
 import yaml
 from torch import nn
 
-from genaug.errors import GenaugError
+from genaug.core.errors import GenaugError
+from genaug.core.hashing import file_sha256, stable_hash
 from genaug.evaluate.features import Preprocess
-from genaug.shards.manifest import file_sha256, stable_hash
 
 BACKBONE_FILE = "backbone.safetensors"
 RECIPE_NAMES = ("recipe.yaml", "trainer.yaml", "config.yaml")
@@ -37,9 +37,9 @@ class LoadedEncoder:
 
 
 def default_builder(recipe: dict) -> nn.Module:
-    """The trainer's backbone factory: genaug.train.backbones.build_backbone(recipe)."""
+    """The trainer's backbone factory: genaug.ssl.backbones.build_backbone(recipe)."""
     try:
-        from genaug.train.backbones import build_backbone
+        from genaug.ssl.backbones import build_backbone
     except ImportError as e:
         msg = f"this genaug has no trainer backbones ({e}): install the full genaug to evaluate a run"
         raise GenaugError(msg) from None
@@ -168,7 +168,7 @@ class UncertainMethodEncoder(MethodEncoder):
 
 
 def _load_trained_run(run: Path) -> LoadedEncoder:
-    from genaug.train.checkpoint import load_trained
+    from genaug.ssl.artifacts import load_trained
 
     method, recipe = load_trained(run, "model")
     wrap = UncertainMethodEncoder if callable(getattr(method, "uncertainty", None)) else MethodEncoder

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,41 +11,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from genaug.errors import GenaugError
-from genaug.shards.layout import ShardSet, list_shards, shard_name
-from genaug.shards.manifest import read_manifest, stable_hash
-from genaug.shards.reader import decode_sample, is_image_field, iter_shard_raw
+from genaug.core.devices import resolve_device
+from genaug.core.errors import GenaugError
+from genaug.core.hashing import stable_hash
+from genaug.data.evaluation import Preprocess, SplitDataset, iter_images  # noqa: F401  (re-exported)
+from genaug.shards.layout import list_shards, shard_name
+from genaug.shards.manifest import open_split, read_manifest
 from genaug.shards.writer import read_stats
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 CACHE_VERSION = 1
-
-
-@dataclass
-class Preprocess:
-    """Evaluation preprocessing: resize the shorter side, centre crop, normalise."""
-
-    image_size: int = 224
-    resize: int | None = None  # None: round(image_size * 256 / 224)
-    mean: tuple[float, ...] = IMAGENET_MEAN
-    std: tuple[float, ...] = IMAGENET_STD
-
-    def resolved(self) -> dict:
-        """The settings as a dict with the resize side filled in."""
-        r = self.resize or int(round(self.image_size * 256 / 224))
-        return {"image_size": self.image_size, "resize": r, "mean": list(self.mean), "std": list(self.std)}
-
-    def __call__(self, img) -> torch.Tensor:
-        """PIL image -> normalised CHW float tensor."""
-        from torchvision.transforms.v2 import functional as TF
-
-        s = self.resolved()
-        t = TF.pil_to_tensor(img)
-        t = TF.resize(t, s["resize"], antialias=True)
-        t = TF.center_crop(t, [self.image_size, self.image_size])
-        t = TF.to_dtype(t, torch.float32, scale=True)
-        return TF.normalize(t, list(self.mean), list(self.std))
 
 
 @dataclass
@@ -106,10 +79,7 @@ class FeatureSet:
 
 def split_folder(shards: str | os.PathLike, split: str) -> Path:
     """The source folder of `split` in shard set `shards`; a missing one is a user error."""
-    folder = ShardSet.open(shards).split_dir(split)
-    if not (folder / "manifest.json").exists():
-        raise GenaugError(f"split {split!r} of shard set {shards} does not exist ({folder}): pick another --split")
-    return folder
+    return open_split(shards, split)[1]
 
 
 def split_identity(folder: Path) -> dict:
@@ -120,34 +90,6 @@ def split_identity(folder: Path) -> dict:
         st = read_stats(folder, i) or {}
         shas.append([shard_name(i), st.get("sha256")])
     return {"plan_hash": man.get("plan_hash"), "shards": shas}
-
-
-def iter_images(folder: Path, shard_ids: list[int] | None = None) -> Iterator[tuple[str, int, object]]:
-    """(key, label, PIL image) of each sample of a source split folder, in shard and row order."""
-    for i in shard_ids if shard_ids is not None else list_shards(folder):
-        for raw in iter_shard_raw(folder / shard_name(i)):
-            field_ = next((f for f in ("jpg", "png", "webp", "jpeg") if f in raw), None)
-            field_ = field_ or next((f for f in raw if is_image_field(f)), None)
-            if field_ is None:
-                continue
-            s = decode_sample(
-                {"__key__": raw["__key__"], field_: raw[field_], **({"cls": raw["cls"]} if "cls" in raw else {})}
-            )
-            yield s["__key__"], int(s.get("cls", -1)), s[field_]
-
-
-class _SplitDataset(torch.utils.data.IterableDataset):
-    """Decoded, preprocessed samples of a split; shards are divided between DataLoader workers."""
-
-    def __init__(self, folder: Path, pre: Preprocess, limit: int | None) -> None:
-        self.folder, self.pre, self.limit = folder, pre, limit
-        self.shards = list_shards(folder)
-
-    def __iter__(self):
-        info = torch.utils.data.get_worker_info()
-        ids = self.shards if info is None else self.shards[info.id :: info.num_workers]
-        for key, label, img in iter_images(self.folder, ids):
-            yield key, label, self.pre(img)
 
 
 def _pool(out) -> torch.Tensor:
@@ -168,10 +110,6 @@ def _pool(out) -> torch.Tensor:
     return out.flatten(1)
 
 
-def _device(name: str | None) -> torch.device:
-    return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
-
-
 @torch.no_grad()
 def extract_features(
     encoder: nn.Module,
@@ -185,9 +123,9 @@ def extract_features(
 ) -> FeatureSet:
     """Features of every image of a source split folder (rows in shard/key order); uses encoder.uncertainty if any."""
     pre = preprocess or getattr(encoder, "genaug_preprocess", None) or Preprocess()
-    dev = _device(device)
+    dev = resolve_device(device)
     encoder = encoder.to(dev).eval()
-    ds = _SplitDataset(Path(folder), pre, limit)
+    ds = SplitDataset(Path(folder), pre, limit)
     loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, num_workers=num_workers)
     has_unc = callable(getattr(encoder, "uncertainty", None))
     feats, labels, keys, unc = [], [], [], []

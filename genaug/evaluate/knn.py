@@ -6,14 +6,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from genaug.core.devices import resolve_device
 from genaug.evaluate.linear import check_labels
 
 DEFAULT_KS = (20, 200)
 DEFAULT_T = 0.07
-
-
-def _device(name: str | None) -> torch.device:
-    return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
 def _normed(x, dev: torch.device) -> torch.Tensor:
@@ -34,7 +31,7 @@ def knn_classify(
     """Top-1/top-5 of weighted kNN for each k (capped at the training set's size), with the settings used."""
     ytr = check_labels(train_y, "the training split")
     yva = check_labels(val_y, "the validation split")
-    dev = _device(device)
+    dev = resolve_device(device)
     bank = _normed(train_x, dev)
     q_all = _normed(val_x, dev)
     c = int(max(ytr.max(), yva.max())) + 1
@@ -75,7 +72,7 @@ def knn_classify(
 @torch.no_grad()
 def knn_distance_score(bank_x, query_x, k: int = 50, chunk: int = 1024, device: str | None = None) -> np.ndarray:
     """OOD score of Sun et al. 2022: minus the distance to the k-th nearest normalised training feature."""
-    dev = _device(device)
+    dev = resolve_device(device)
     bank = _normed(bank_x, dev)
     q_all = _normed(query_x, dev)
     k = max(1, min(int(k), len(bank)))

@@ -9,7 +9,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from genaug.errors import GenaugError
+from genaug.core.devices import resolve_device
+from genaug.core.errors import GenaugError
+from genaug.ssl.lars import LARS
 
 
 @dataclass
@@ -40,33 +42,6 @@ class ProbeConfig:
         return float(self.lr) if self.lr is not None else 0.1 * self.batch_size / 256
 
 
-class LARS(torch.optim.Optimizer):
-    """SGD with momentum and layer-wise adaptive rate scaling (You et al. 2017); 1-d params (biases) are not scaled."""
-
-    def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0, eta: float = 0.001):
-        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta))
-
-    @torch.no_grad()
-    def step(self, closure=None):  # noqa: D102
-        for g in self.param_groups:
-            for p in g["params"]:
-                if p.grad is None:
-                    continue
-                d = p.grad
-                if p.ndim > 1:
-                    if g["weight_decay"]:
-                        d = d.add(p, alpha=g["weight_decay"])
-                    pn, dn = torch.norm(p), torch.norm(d)
-                    trust = torch.where((pn > 0) & (dn > 0), g["eta"] * pn / dn, torch.ones_like(pn))
-                    d = d.mul(trust)
-                buf = self.state[p].get("mu")
-                if buf is None:
-                    buf = self.state[p]["mu"] = torch.clone(d).detach()
-                else:
-                    buf.mul_(g["momentum"]).add_(d)
-                p.add_(buf, alpha=-g["lr"])
-
-
 class LinearProbe(nn.Module):
     """Optional non-affine batch norm followed by one linear layer; predicts class logits from features."""
 
@@ -91,10 +66,6 @@ class LinearProbe(nn.Module):
         return self.logits(x).softmax(1).max(1).values.numpy()
 
 
-def _device(name: str | None) -> torch.device:
-    return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
-
-
 def check_labels(labels, what: str) -> np.ndarray:
     """Labels as an int64 array; unlabeled samples (-1) are a user error."""
     y = np.asarray(labels, dtype=np.int64).reshape(-1)
@@ -113,7 +84,7 @@ def train_probe(features, labels, num_classes: int | None = None, config: ProbeC
     if x.ndim != 2 or len(x) != len(y):
         raise GenaugError(f"features of shape {tuple(x.shape)} do not match {len(y)} labels")
     c = int(num_classes or int(y.max()) + 1)
-    dev = _device(cfg.device)
+    dev = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     probe = LinearProbe(x.shape[1], c, cfg.batchnorm).to(dev)
     yt = torch.as_tensor(y)

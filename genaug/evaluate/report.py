@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 
 from genaug import __version__
-from genaug.errors import GenaugError
-from genaug.shards.manifest import read_json, write_json_atomic
+from genaug.core.errors import GenaugError
+from genaug.core.files import read_json, write_json_atomic
 
 EVAL_DIR = "eval"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from genaug.errors import GenaugError
+from genaug.core.errors import GenaugError
 from genaug.evaluate.encoders import Builder, LoadedEncoder, load_encoder
 from genaug.evaluate.features import FeatureSet, Preprocess, cached_features, split_folder
 from genaug.evaluate.report import make_doc, run_info, summary_table, write_result
@@ -97,7 +97,7 @@ def _finish(doc: dict, home: Path, name: str, out: str | os.PathLike | None, qui
     path = Path(out) if out is not None else None
     if path is not None and path.suffix == ".json":
         path.parent.mkdir(parents=True, exist_ok=True)
-        from genaug.shards.manifest import write_json_atomic
+        from genaug.core.files import write_json_atomic
 
         write_json_atomic(path, doc)
     else:

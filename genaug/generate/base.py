@@ -6,11 +6,12 @@ import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 from typing import Any
 
 from PIL import Image
 
-from genaug.errors import GenaugError
+from genaug.core.errors import GenaugError
 
 _REGISTRY: dict[str, type[Generator]] = {}
 
@@ -30,7 +31,11 @@ class Variant:
 
 
 class Generator(ABC):
-    """Batch of source images + keys -> K variants per key; one subclass per model family."""
+    """A model family as the runner sees it: encode each source image once, then sample one variant per row.
+
+    The runner fills fixed-size batches of (image, k) rows across the images of a shard, so a generator never sees
+    how many variants an image gets, and a variant depends only on its conditioning and its seed.
+    """
 
     #: the `generator:` value of the recipes this class serves
     kind: str = ""
@@ -41,24 +46,29 @@ class Generator(ABC):
         self.weights = weights
 
     @abstractmethod
-    def generate(self, images: list[Image.Image], keys: list[str], seeds: list[list[int]]) -> list[list[Variant]]:
-        """Return, for each source image, len(seeds[i]) variants made with those seeds (same order)."""
+    def encode(self, images: list[Image.Image]) -> list[Any]:
+        """Conditioning of each source image (e.g. its CLIP embedding), computed once per image."""
+
+    @abstractmethod
+    def sample(self, conds: list[Any], seeds: list[int]) -> list[Variant]:
+        """One variant per row (conditioning from encode(), seed), in order."""
 
     def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Release the model (GPU memory)."""
 
-    # Optional row-batching protocol: a generator that sets `row_batching = True` implements encode() and sample();
-    # the runner then encodes each source image once and fills fixed-size batches of (image, k) rows across the
-    # images of a shard. Generators that leave it False get generate() calls with a few whole images each.
-    row_batching: bool = False
-
-    def encode(self, images: list[Image.Image]) -> list[Any]:
-        """Conditioning of each source image (e.g. its CLIP embedding), computed once per image."""
-        raise NotImplementedError(f"{type(self).__name__} does not implement row batching")
-
-    def sample(self, conds: list[Any], seeds: list[int]) -> list[Variant]:
-        """One variant per row (conditioning from encode(), seed), in order."""
-        raise NotImplementedError(f"{type(self).__name__} does not implement row batching")
+    def generate(self, images: list[Image.Image], keys: list[str], seeds: list[list[int]]) -> list[list[Variant]]:
+        """For each image, len(seeds[i]) variants made with those seeds (rows batched by runtime.batch_size)."""
+        conds = self.encode(images) if images else []
+        rows = [(i, s) for i, ss in enumerate(seeds) for s in ss]
+        bs = int((self.recipe.get("runtime") or {}).get("batch_size") or max(1, len(rows)))
+        made: list[Variant] = []
+        for j in range(0, len(rows), bs):
+            chunk = rows[j : j + bs]
+            made += self.sample([conds[i] for i, _ in chunk], [s for _, s in chunk])
+        out: list[list[Variant]] = [[] for _ in images]
+        for (i, _), v in zip(rows, made, strict=True):
+            out[i].append(v)
+        return out
 
 
 def register_generator(kind: str) -> Callable[[type[Generator]], type[Generator]]:
@@ -73,9 +83,12 @@ def register_generator(kind: str) -> Callable[[type[Generator]], type[Generator]
 
 
 def generator_class(kind: str) -> type[Generator]:
-    """The Generator subclass registered under `kind`."""
+    """The Generator subclass of `kind`: registered in this process or declared in entry points `genaug.generators`."""
     if kind not in _REGISTRY:
-        raise GenaugError(
-            f"recipe names generator {kind!r}, which genaug does not know ({', '.join(sorted(_REGISTRY))})"
-        )
+        for ep in entry_points(group="genaug.generators", name=kind):
+            _REGISTRY.setdefault(kind, ep.load())  # loading the module registers the class; a bare class works too
+            _REGISTRY[kind].kind = kind
+    if kind not in _REGISTRY:
+        known = sorted({*_REGISTRY, *(ep.name for ep in entry_points(group="genaug.generators"))})
+        raise GenaugError(f"recipe names generator {kind!r}, which genaug does not know ({', '.join(known)})")
     return _REGISTRY[kind]

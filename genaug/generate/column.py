@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from genaug import __version__
-from genaug.errors import GenaugError
-from genaug.recipes import recipe_hash
+from genaug.core.errors import GenaugError
+from genaug.core.recipes import recipe_hash
 from genaug.shards.layout import SHARD_RE, ShardSet
-from genaug.shards.manifest import read_manifest, write_manifest
+from genaug.shards.manifest import open_split, read_manifest, write_manifest
 from genaug.shards.writer import is_shard_done
 
 #: recipe keys that do not change the images (speed, memory, caches), left out of the recipe hash
@@ -70,12 +70,7 @@ def source_indices(source: Path, manifest: dict) -> list[int]:
 
 def open_source(shards: str, split: str) -> tuple[ShardSet, Path, dict]:
     """The shard set, the source split folder and its manifest; a missing split names those that exist."""
-    ss = ShardSet.open(shards)
-    src = ss.split_dir(split)
-    if not (src / "manifest.json").is_file():
-        have = ", ".join(ss.splits()) or "none"
-        raise GenaugError(f"shard set {ss.root} has no split {split!r} (splits: {have}): pass --split or ingest it")
-    return ss, src, read_manifest(src)
+    return open_split(shards, split)
 
 
 def open_column(shards: str, split: str, recipe: dict, column: str | None, create: bool = True) -> Column:

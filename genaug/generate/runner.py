@@ -2,104 +2,26 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
 import os
 import socket
 import time
 import warnings
-from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
-from genaug.errors import GenaugError
-from genaug.generate.base import Generator, variant_seed
+from genaug.core.devices import process_rank
+from genaug.core.errors import GenaugError
+from genaug.generate.base import Generator, generator_class, variant_seed
 from genaug.generate.column import Column, column_hash, open_column
-from genaug.generate.leases import Heartbeat, clear_stale_leases, is_stale, lease_path, try_acquire
+from genaug.generate.leases import Heartbeat, clear_stale_leases, try_acquire
+from genaug.generate.oom import free_memory, is_oom
+from genaug.generate.recipe import resolve_recipe
 from genaug.generate.writer import ShardJob, ShardWriterThread
-from genaug.recipes import load_recipe
-from genaug.shards.layout import shard_name
+from genaug.shards.layout import IMAGE_FIELDS, shard_name
 from genaug.shards.reader import decode_image, iter_shard_raw
 from genaug.shards.writer import cleanup_shard, is_shard_done, read_stats
-
-GENERATOR_MODULES = ("genaug.generate.sd", "genaug.generate.unclip", "genaug.generate.icgan")
-SOURCE_IMAGE_FIELDS = ("jpg", "jpeg", "png", "webp")
-
-
-def load_generator_class(kind: str) -> type[Generator]:
-    """The Generator class of a recipe's `generator:` kind, importing generator modules until one registers it."""
-    from genaug.generate import base
-
-    for name in GENERATOR_MODULES:
-        if kind in base._REGISTRY:
-            break
-        if importlib.util.find_spec(name) is not None:
-            importlib.import_module(name)
-    return base.generator_class(kind)
-
-
-def process_rank() -> tuple[int, int]:
-    """(rank, world size) from torchrun/accelerate or SLURM variables; (0, 1) when launched alone."""
-    for r, w in (
-        ("RANK", "WORLD_SIZE"),
-        ("SLURM_PROCID", "SLURM_NTASKS"),
-        ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT"),
-    ):
-        if os.environ.get(r, "").isdigit() and os.environ.get(w, "").isdigit():
-            return int(os.environ[r]), max(1, int(os.environ[w]))
-    return 0, 1
-
-
-def _is_oom(e: BaseException) -> bool:
-    import torch
-
-    oom = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
-    return isinstance(e, oom) or "out of memory" in str(e).lower()
-
-
-def _free_memory() -> None:
-    import torch
-
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-
-
-def resolve_recipe(
-    model: str,
-    k: int | None = None,
-    batch_size: int | None = None,
-    steps: int | None = None,
-    dtype: str | None = None,
-    compile: bool | None = None,
-    seed: int | None = None,
-    guidance: float | None = None,
-    overrides: dict[str, Any] | None = None,
-) -> dict:
-    """The generation recipe `model` with the CLI's overrides applied."""
-    flat = {
-        "k": k,
-        "runtime.batch_size": batch_size,
-        "sampling.steps": steps,
-        "dtype": dtype,
-        "runtime.compile": compile,
-        "seed": seed,
-        "sampling.guidance": guidance,
-        **(overrides or {}),
-    }
-    recipe = load_recipe("pipelines", model, flat)
-    for key in ("generator", "k", "seed"):
-        if key not in recipe:
-            raise GenaugError(f"recipe {model!r} lacks `{key}:`")
-    if int(recipe["k"]) < 1:
-        raise GenaugError(f"--k must be at least 1 (got {recipe['k']})")
-    if recipe.get("dtype", "fp32") not in ("fp32", "fp16", "bf16"):
-        raise GenaugError(f"dtype {recipe['dtype']!r} is not supported: use fp32, fp16 or bf16 (--dtype or the recipe)")
-    bs = int((recipe.get("runtime") or {}).get("batch_size", 8))
-    if bs < 1:
-        raise GenaugError(f"--batch-size must be at least 1 (got {bs})")
-    return recipe
 
 
 class Runner:
@@ -215,7 +137,7 @@ class Runner:
             key = raw["__key__"]
             job.keys.append(key)
             job.seeds[key] = [variant_seed(self.seed, key, k) for k in range(self.k)]
-            field = next((f for f in SOURCE_IMAGE_FIELDS if f in raw), None)
+            field = next((f for f in IMAGE_FIELDS if f in raw), None)
             try:
                 if "json" in raw:
                     job.sources[key] = json.loads(raw["json"]).get("source")
@@ -229,20 +151,13 @@ class Runner:
     def _make_shard(self, job: ShardJob) -> None:
         images = self._read(job)
         keys = [k for k in job.keys if k in images]
-        if self.gen.row_batching:
-            conds = self._encode(job, keys, images)
-            rows = [(key, k) for key in keys if key in conds for k in range(self.k)]
-            j = 0
-            while j < len(rows):
-                batch = rows[j : j + self.batch_size]
-                self._sample_rows(job, batch, conds)
-                j += len(batch)
-        else:
-            j = 0
-            while j < len(keys):
-                chunk = keys[j : j + max(1, self.batch_size // self.k)]
-                self._generate_images(job, chunk, images)
-                j += len(chunk)
+        conds = self._encode(job, keys, images)
+        rows = [(key, k) for key in keys if key in conds for k in range(self.k)]
+        j = 0
+        while j < len(rows):
+            batch = rows[j : j + self.batch_size]
+            self._sample_rows(job, batch, conds)
+            j += len(batch)
         self.writer.put(job, None, None)
 
     def _encode(self, job: ShardJob, keys: list[str], images: dict) -> dict[str, Any]:
@@ -254,8 +169,8 @@ class Runner:
                 got = self._timed(job, self.gen.encode, [images[k] for k in chunk])
                 conds.update(zip(chunk, got, strict=True))
             except Exception as e:
-                if _is_oom(e) and self.batch_size > 1:
-                    _free_memory()
+                if is_oom(e) and self.batch_size > 1:
+                    free_memory()
                     self._halve(e)
                     continue
                 for key in chunk:  # find the culprit: one image at a time
@@ -283,8 +198,8 @@ class Runner:
             self.writer.put(job, batch, out)
             return
         except Exception as e:
-            if _is_oom(e) and len(batch) > 1:
-                _free_memory()
+            if is_oom(e) and len(batch) > 1:
+                free_memory()
                 self._halve(e)
                 for j in range(0, len(batch), self.batch_size):
                     self._sample_rows(job, batch[j : j + self.batch_size], conds)
@@ -294,26 +209,6 @@ class Runner:
                 return
         for key in dict.fromkeys(key for key, _ in batch):  # isolate the failing image(s)
             self._sample_rows(job, [r for r in batch if r[0] == key], conds)
-
-    def _generate_images(self, job: ShardJob, chunk: list[str], images: dict) -> None:
-        try:
-            out = self._timed(job, self.gen.generate, [images[k] for k in chunk], chunk, [job.seeds[k] for k in chunk])
-        except Exception as e:
-            if len(chunk) == 1:
-                job.fail(chunk[0], e)
-                return
-            if _is_oom(e):
-                _free_memory()
-                self._halve(e)
-            n = max(1, len(chunk) // 2)
-            for j in range(0, len(chunk), n):
-                self._generate_images(job, chunk[j : j + n], images)
-            return
-        for key, variants in zip(chunk, out, strict=True):
-            if len(variants) != self.k:
-                job.fail(key, f"generator returned {len(variants)} variants, expected {self.k}")
-                continue
-            self.writer.put(job, [(key, k) for k in range(self.k)], variants)
 
 
 def generate(
@@ -359,9 +254,9 @@ def generate(
     if all(is_shard_done(col.folder, i, check_sha=False) for i in col.indices):
         clear_stale_leases(col.folder, set(col.indices), lease_timeout)
         return base  # nothing to do: do not even load the model
-    from genaug.generate.diffusion import default_device
+    from genaug.core.devices import default_device
 
-    cls = load_generator_class(recipe["generator"])
+    cls = generator_class(recipe["generator"])
     dev = device or default_device()
     t = time.perf_counter()
     with warnings.catch_warnings():
@@ -387,8 +282,3 @@ def _quiet_hub_bars() -> None:
         transformers.utils.logging.set_verbosity_error()
     except (ImportError, AttributeError):
         pass
-
-
-def lease_is_stale(folder: Path, index: int, timeout: float) -> bool:
-    """True when shard `index` of a column folder has a lease whose holder stopped beating."""
-    return is_stale(lease_path(folder, index), timeout)

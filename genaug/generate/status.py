@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from genaug.errors import GenaugError
+from genaug.core.errors import GenaugError
 from genaug.generate.column import open_column
 from genaug.generate.leases import is_stale, lease_age, lease_path, read_lease
 from genaug.shards.layout import ShardSet

@@ -15,7 +15,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from genaug import __version__
-from genaug.errors import GenaugError
+from genaug.core.errors import GenaugError
 from genaug.ingest.images import BadImage, ImageOptions, process_image, read_file
 from genaug.ingest.sources import Source, SourceItem, enumerate_source
 from genaug.shards.layout import ShardSet, make_key, shard_name

@@ -7,7 +7,7 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from genaug.errors import GenaugError
+from genaug.core.errors import GenaugError
 from genaug.shards.tario import split_name
 
 # torchvision.datasets.folder.IMG_EXTENSIONS, plus .jpe and .gif

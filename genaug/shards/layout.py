@@ -7,11 +7,13 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from genaug.errors import GenaugError
+from genaug.core.errors import GenaugError
 
 SHARD_RE = re.compile(r"^(\d{6})\.tar$")
 KEY_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 DEFAULT_HOME = "shards"
+#: fields that hold a source image, in order of preference
+IMAGE_FIELDS = ("jpg", "jpeg", "png", "webp")
 
 
 def shard_name(index: int) -> str:

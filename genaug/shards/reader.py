@@ -9,15 +9,14 @@ from pathlib import Path
 
 from PIL import Image
 
-from genaug.errors import GenaugError
+from genaug.core.errors import GenaugError
+from genaug.shards.layout import IMAGE_FIELDS
 from genaug.shards.tario import read_samples
-
-IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
 
 
 def is_image_field(field: str) -> bool:
     """True for fields that hold encoded image bytes (jpg, png, webp, gen_3.jpg, ...)."""
-    return field.rsplit(".", 1)[-1].lower() in IMAGE_EXTS
+    return field.rsplit(".", 1)[-1].lower() in IMAGE_FIELDS
 
 
 def decode_image(data: bytes, mode: str = "RGB") -> Image.Image:

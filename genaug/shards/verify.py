@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from genaug.errors import GenaugError
+from genaug.core.errors import GenaugError
 from genaug.shards.layout import SHARD_RE, ShardSet, check_key
 from genaug.shards.manifest import read_manifest
 from genaug.shards.reader import is_image_field

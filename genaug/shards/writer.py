@@ -12,17 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from genaug import __version__
-from genaug.errors import GenaugError
+from genaug.core.errors import GenaugError
+from genaug.core.files import fsync_dir, read_json, tmp_suffix, write_json_atomic
+from genaug.core.hashing import file_sha256
 from genaug.shards.layout import shard_name, stats_name
-from genaug.shards.manifest import (
-    file_sha256,
-    fsync_dir,
-    read_json,
-    read_manifest,
-    tmp_suffix,
-    write_json_atomic,
-    write_manifest,
-)
+from genaug.shards.manifest import read_manifest, write_manifest
 from genaug.shards.tario import split_name, write_samples
 
 
@@ -210,18 +204,3 @@ class ShardWriter:
     def commit(self, index: int, samples: Sequence[dict], required_fields=(), stats: dict | None = None) -> dict:
         """Commit one shard of this folder (see commit_shard)."""
         return commit_shard(self.folder, index, samples, required_fields, stats)
-
-
-def load_stats_all(folder: Path, indices: Iterable[int]) -> dict[int, dict | None]:
-    """Stats of each shard index (None where absent)."""
-    return {i: read_stats(folder, i) for i in indices}
-
-
-def stats_path(folder: Path, index: int) -> Path:
-    """Path of shard `index`'s stats file."""
-    return Path(folder) / stats_name(index)
-
-
-def tar_path(folder: Path, index: int) -> Path:
-    """Path of shard `index`'s tar."""
-    return Path(folder) / shard_name(index)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from genaug.errors import GenaugError
+from genaug.core.errors import GenaugError
 
 
 def parse_sets(items: list[str] | None) -> dict:

@@ -14,8 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from genaug.ssl.methods.base import Progress, SSLMethod
 from genaug.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from genaug.train.methods.base import Progress, SSLMethod
 from genaug.train.probe import OnlineProbe
 
 

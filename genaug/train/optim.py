@@ -8,40 +8,8 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from genaug.errors import GenaugError
-
-
-class LARS(torch.optim.Optimizer):
-    """LARS (You et al. 2017) as used by BYOL / Barlow Twins / VICReg: SGD momentum with a layer-wise trust ratio.
-
-    Groups with ``lars_exclude=True`` (biases, norms) get neither weight decay nor adaptation, as in the references.
-    """
-
-    def __init__(
-        self, params: Iterable, lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 0.0, eta: float = 0.001
-    ) -> None:
-        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta, lars_exclude=False))
-
-    @torch.no_grad()
-    def step(self, closure=None):  # noqa: D102
-        loss = closure() if closure is not None else None
-        for g in self.param_groups:
-            for p in g["params"]:
-                if p.grad is None:
-                    continue
-                dp = p.grad
-                if not g["lars_exclude"]:
-                    dp = dp.add(p, alpha=g["weight_decay"])
-                    pn, un = torch.norm(p), torch.norm(dp)
-                    q = torch.where((pn > 0) & (un > 0), g["eta"] * pn / un, torch.ones_like(pn))
-                    dp = dp.mul(q)
-                st = self.state[p]
-                if "mu" not in st:
-                    st["mu"] = torch.zeros_like(p)
-                mu = st["mu"]
-                mu.mul_(g["momentum"]).add_(dp)
-                p.add_(mu, alpha=-g["lr"])
-        return loss
+from genaug.core.errors import GenaugError
+from genaug.ssl.lars import LARS
 
 
 def is_excluded(name: str, p: nn.Parameter) -> bool:
@@ -166,10 +134,3 @@ class WarmupCosine:
         """Restore from state_dict()."""
         self.step_count = int(state["step_count"])
         self._apply()
-
-
-def momentum_schedule(step: int, total: int, base: float, final: float = 1.0, cosine: bool = True) -> float:
-    """EMA momentum of the teacher: BYOL's 1 - (1 - base)(cos(pi k / K) + 1) / 2, or constant `base`."""
-    if not cosine:
-        return base
-    return final - (final - base) * (math.cos(math.pi * min(step, total) / max(1, total)) + 1) / 2

@@ -5,7 +5,7 @@ Training recipe schema (trainers/<method>.yaml; every section optional except `m
     method: barlow                  # registry name; `module: pkg.mod` is imported first (plug-in methods)
     backbone: {name: resnet50, cifar_stem: auto, width: 16}    # width: tiny conv net only
     method_args: {...}              # keyword arguments of the method class (heads, temperatures, queues)
-    views: {preset: byol, ...}      # genaug.train.transforms schema; views.size is the backbone's input size
+    views: {preset: byol, ...}      # genaug.data.transforms schema; views.size is the backbone's input size
     data: {batch_size, num_workers, mix_views, shuffle_buffer}  # batch_size per process
     optim: {name: lars|sgd|adamw, base_lr, bias_lr, lr_scaling: linear|sqrt|none, ref_batch, weight_decay,
             final_weight_decay, momentum, eta, exclude_bias_norm, clip_grad}   # lr = base_lr x global batch / ref
@@ -29,8 +29,8 @@ from typing import Any
 
 import yaml
 
-from genaug.errors import GenaugError
-from genaug.recipes import dump_recipe, load_recipe, recipe_hash
+from genaug.core.errors import GenaugError
+from genaug.core.recipes import dump_recipe, load_recipe, recipe_hash
 
 # keys of a recipe that may change between a run and its resumption (how it runs, not what it learns)
 RESUME_FREE = ("loop",)
@@ -91,7 +91,7 @@ def _run_dir(out: str | Path | None, name: str) -> Path:
 
 
 def _image_size(recipe: dict) -> int:
-    from genaug.train.transforms import parse_views
+    from genaug.data.transforms import parse_views
 
     return int(parse_views(recipe.get("views")).views[0].size)
 
@@ -169,20 +169,15 @@ def train(
     return _train(recipe, run_dir, resume, stop_after, progress_bar, probe)
 
 
-def _train(recipe: dict, run_dir: Path, resume, stop_after: int | None, progress_bar: bool, probe: bool) -> dict:
+def _accelerator(recipe: dict):
+    """The Accelerator of a run (gloo on CPU under torchrun), seeded per process."""
     import torch
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs, set_seed
 
-    from genaug.train.checkpoint import export_model, resolve_resume
-    from genaug.train.loop import LoopConfig, Trainer, fresh_accelerate_state
-    from genaug.train.methods import build_method
-    from genaug.train.optim import WarmupCosine, build_optimizer, param_groups, scaled_lr
-    from genaug.train.stream import build_train_loader
+    from genaug.train.loop import fresh_accelerate_state
 
-    run, data, loop = recipe["run"], recipe.setdefault("data", {}), recipe.setdefault("loop", {})
-    optim, sched = recipe.setdefault("optim", {}), recipe.setdefault("schedule", {})
-    prec = _precision(str(loop.get("precision", "auto")))
+    prec = _precision(str(recipe["loop"].get("precision", "auto")))
     fresh_accelerate_state()
     # cpu=True lets Accelerate set up gloo for `torchrun` / `accelerate launch` on machines without a GPU
     acc = Accelerator(
@@ -190,57 +185,61 @@ def _train(recipe: dict, run_dir: Path, resume, stop_after: int | None, progress
         cpu=not torch.cuda.is_available(),
         kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)],
     )
-    set_seed(int(run["seed"]) + acc.process_index)
-    bs = int(data.get("batch_size", 256))
-    loader = build_train_loader(
+    set_seed(int(recipe["run"]["seed"]) + acc.process_index)
+    return acc, prec
+
+
+def _loader(recipe: dict, acc):
+    """The training stream of this process (its rank's share of the shards)."""
+    from genaug.data.stream import build_train_loader
+
+    run, data = recipe["run"], recipe["data"]
+    return build_train_loader(
         run["shards"],
         split=run["split"],
         gen_columns=run["gen"],
         p=run["p"],
         mix_views=data.get("mix_views", "each"),
         views_recipe=recipe.get("views"),
-        batch_size=bs,
+        batch_size=int(data.get("batch_size", 256)),
         num_workers=int(data.get("num_workers", 4)),
         seed=int(run["seed"]),
         rank=acc.process_index,
         world_size=acc.num_processes,
         shuffle_buffer=int(data.get("shuffle_buffer", 1000)),
     )
-    spe = loader.steps_per_epoch
+
+
+def resolve_plan(recipe: dict, loader_steps_per_epoch: int, world_size: int, precision: str) -> dict:
+    """The `resolved:` section: total and warm-up steps, global batch, scaled learning rates, precision, world size."""
+    from genaug.train.optim import scaled_lr
+
+    data, loop, optim, sched = recipe["data"], recipe["loop"], recipe["optim"], recipe["schedule"]
     accum = int(loop.get("grad_accum", 1))
-    steps_per_epoch = max(1, spe // accum)
+    steps_per_epoch = max(1, loader_steps_per_epoch // accum)
     rec_epochs = float(sched.get("epochs", 100))
     total = int(sched["steps"]) if sched.get("steps") else max(1, math.ceil(rec_epochs * steps_per_epoch))
     warmup = round(total * float(sched.get("warmup_epochs", 0)) / max(1e-9, rec_epochs))  # same fraction of training
-    global_batch = bs * acc.num_processes * accum
-    lr_value = scaled_lr(
-        float(optim.get("base_lr", 0.1)),
-        global_batch,
-        optim.get("lr_scaling", "linear"),
-        int(optim.get("ref_batch", 256)),
-    )
+    global_batch = int(data.get("batch_size", 256)) * world_size * accum
+    scaling, ref = optim.get("lr_scaling", "linear"), int(optim.get("ref_batch", 256))
     bias_lr = optim.get("bias_lr")
-    bias_lr = (
-        scaled_lr(float(bias_lr), global_batch, optim.get("lr_scaling", "linear"), int(optim.get("ref_batch", 256)))
-        if bias_lr is not None
-        else None
-    )
-    recipe.setdefault("views", {})
-    recipe["views"].setdefault("size", _image_size(recipe))
-    recipe["resolved"] = {
+    return {
         "total_steps": total,
         "steps_per_epoch": steps_per_epoch,
         "warmup_steps": warmup,
         "global_batch": global_batch,
-        "lr": lr_value,
-        "bias_lr": bias_lr,
-        "precision": prec,
-        "world_size": acc.num_processes,
+        "lr": scaled_lr(float(optim.get("base_lr", 0.1)), global_batch, scaling, ref),
+        "bias_lr": scaled_lr(float(bias_lr), global_batch, scaling, ref) if bias_lr is not None else None,
+        "precision": precision,
+        "world_size": world_size,
     }
-    recipe.setdefault("data", {})["image_size"] = int(recipe["views"]["size"])
-    use_probe = probe and (recipe.get("probe") or {}).get("enabled", True)
-    num_classes = _num_classes(run["shards"], run["split"]) if use_probe else None
-    method = build_method(recipe)
+
+
+def _factories(recipe: dict, method):
+    """make_opt(module) and make_sched(opt) for the Trainer, from the recipe's optim/schedule and resolved lr."""
+    from genaug.train.optim import WarmupCosine, build_optimizer, param_groups
+
+    optim, sched, res = recipe["optim"], recipe["schedule"], recipe["resolved"]
     probe_lr = float((recipe.get("probe") or {}).get("lr", 0.1))
 
     def make_opt(module):
@@ -250,10 +249,10 @@ def _train(recipe: dict, run_dir: Path, resume, stop_after: int | None, progress
             extra = [{"params": list(module.probe.parameters()), "lr": probe_lr, "weight_decay": 0.0}]
         groups = param_groups(
             named,
-            lr_value,
+            res["lr"],
             float(optim.get("weight_decay", 0.0)),
             bool(optim.get("exclude_bias_norm", True)),
-            bias_lr,
+            res["bias_lr"],
             method.fixed_lr_prefixes,
             extra,
         )
@@ -261,18 +260,32 @@ def _train(recipe: dict, run_dir: Path, resume, stop_after: int | None, progress
 
     def make_sched(opt):
         return WarmupCosine(
-            opt, total, warmup, float(sched.get("final_lr_ratio", 0.0)), optim.get("final_weight_decay")
+            opt,
+            res["total_steps"],
+            res["warmup_steps"],
+            float(sched.get("final_lr_ratio", 0.0)),
+            optim.get("final_weight_decay"),
         )
 
-    cfg = LoopConfig(
-        total_steps=total,
-        steps_per_epoch=steps_per_epoch,
-        grad_accum=accum,
-        clip_grad=optim.get("clip_grad"),
+    return make_opt, make_sched
+
+
+def _loop_config(recipe: dict, progress_bar: bool):
+    """The Trainer's LoopConfig from the recipe's loop/optim sections and the resolved plan."""
+    import torch
+
+    from genaug.train.loop import LoopConfig
+
+    loop, res = recipe["loop"], recipe["resolved"]
+    return LoopConfig(
+        total_steps=res["total_steps"],
+        steps_per_epoch=res["steps_per_epoch"],
+        grad_accum=int(loop.get("grad_accum", 1)),
+        clip_grad=recipe["optim"].get("clip_grad"),
         log_every=int(loop.get("log_every", 10)),
         ckpt_every=int(loop.get("ckpt_every", 0) or 0),
         keep_checkpoints=int(loop.get("keep_checkpoints", 2)),
-        precision=prec,
+        precision=res["precision"],
         channels_last=bool(loop.get("channels_last", False)) and torch.cuda.is_available(),
         compile=bool(loop.get("compile", False)),
         sync_bn=bool(loop.get("sync_bn", True)),
@@ -280,6 +293,12 @@ def _train(recipe: dict, run_dir: Path, resume, stop_after: int | None, progress
         tensorboard=bool(loop.get("tensorboard", True)),
         wandb=bool(loop.get("wandb", False)),
     )
+
+
+def _check_resume(recipe: dict, run_dir: Path, resume) -> Path | None:
+    """The checkpoint to resume from; a run folder of another recipe or data is refused."""
+    from genaug.train.checkpoint import resolve_resume
+
     ckpt = resolve_resume(resume, run_dir)
     saved = run_dir / "recipe.yaml"
     if ckpt is not None and saved.exists():
@@ -288,9 +307,32 @@ def _train(recipe: dict, run_dir: Path, resume, stop_after: int | None, progress
             raise GenaugError(
                 f"{run_dir} holds a run of another recipe or data: resume it with the same flags, or choose a new --out"
             )
+    return ckpt
+
+
+def _train(recipe: dict, run_dir: Path, resume, stop_after: int | None, progress_bar: bool, probe: bool) -> dict:
+    from genaug.ssl.artifacts import export_model
+    from genaug.ssl.methods import build_method
+    from genaug.train.loop import Trainer
+
+    run = recipe["run"]
+    for section in ("data", "loop", "optim", "schedule"):
+        recipe.setdefault(section, {})
+    acc, prec = _accelerator(recipe)
+    loader = _loader(recipe, acc)
+    recipe.setdefault("views", {})
+    recipe["views"].setdefault("size", _image_size(recipe))
+    recipe["resolved"] = resolve_plan(recipe, loader.steps_per_epoch, acc.num_processes, prec)
+    recipe["data"]["image_size"] = int(recipe["views"]["size"])
+    use_probe = probe and (recipe.get("probe") or {}).get("enabled", True)
+    num_classes = _num_classes(run["shards"], run["split"]) if use_probe else None
+    method = build_method(recipe)
+    make_opt, make_sched = _factories(recipe, method)
+    cfg = _loop_config(recipe, progress_bar)
+    ckpt = _check_resume(recipe, run_dir, resume)
     if acc.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
-        dump_recipe(_public(recipe), saved)
+        dump_recipe(_public(recipe), run_dir / "recipe.yaml")
     acc.wait_for_everyone()
     trainer = Trainer(method, loader, make_opt, make_sched, cfg, run_dir, num_classes, _public(recipe), acc)
     if ckpt is not None:
@@ -298,7 +340,7 @@ def _train(recipe: dict, run_dir: Path, resume, stop_after: int | None, progress
     if stop_after is not None:
         trainer.cfg.stop_at = trainer.step + int(stop_after)
     metrics = trainer.fit()
-    if trainer.step >= total and acc.is_main_process:
+    if trainer.step >= recipe["resolved"]["total_steps"] and acc.is_main_process:
         export_model(run_dir, trainer.module.method, _public(recipe))
     acc.wait_for_everyone()
     return {"run_dir": run_dir, "step": trainer.step, "metrics": metrics, "is_main": acc.is_main_process}

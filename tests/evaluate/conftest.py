@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from genaug.shards.synthetic import write_synthetic_split
+from genaug.testing.shards import write_synthetic_split
 
 
 class TinyEncoder(nn.Module):

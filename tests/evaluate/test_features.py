@@ -8,7 +8,7 @@ import torch
 import yaml
 from safetensors.torch import save_file
 
-from genaug.errors import GenaugError
+from genaug.core.errors import GenaugError
 from genaug.evaluate import features as F
 from genaug.evaluate.encoders import load_encoder
 from genaug.shards.reader import iter_shard

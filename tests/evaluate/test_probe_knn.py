@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from genaug.errors import GenaugError
+from genaug.core.errors import GenaugError
 from genaug.evaluate.knn import knn_classify
-from genaug.evaluate.linear import LARS, ProbeConfig, linear_probe, topk_accuracy
+from genaug.evaluate.linear import ProbeConfig, linear_probe, topk_accuracy
+from genaug.ssl.lars import LARS
 
 
 def _separable(n, c=4, d=16, seed=0):

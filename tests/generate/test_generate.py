@@ -18,14 +18,14 @@ import pytest
 from PIL import Image
 
 from genaug.cli import main as cli_main
-from genaug.errors import GenaugError
+from genaug.core.errors import GenaugError
 from genaug.generate.base import variant_seed
 from genaug.generate.runner import generate
 from genaug.shards.layout import make_key
 from genaug.shards.manifest import read_manifest
 from genaug.shards.reader import iter_shard_raw
-from genaug.shards.synthetic import write_synthetic_split
 from genaug.shards.writer import commit_shard, is_shard_done, read_stats
+from genaug.testing.shards import write_synthetic_split
 
 NUM_SHARDS, PER_SHARD, K = 4, 3, 2
 
@@ -211,7 +211,7 @@ def test_dtype_and_split_errors(source_set):
 def test_sd_recipe_with_local_weights(tmp_path):
     """The `sd` recipe (model-card preprocessing, guidance 3) on weights saved locally in the diffusers layout."""
     from genaug.generate.runner import resolve_recipe
-    from genaug.generate.tiny import tiny_variation_dir
+    from genaug.testing.tiny import tiny_variation_dir
 
     weights = tiny_variation_dir(resolve_recipe("tiny"))
     root = tmp_path / "set"

@@ -13,14 +13,14 @@ import torch
 import yaml
 from PIL import Image
 
-from genaug.errors import GenaugError
+from genaug.core.errors import GenaugError
+from genaug.core.recipes import apply_overrides, load_recipe
 from genaug.generate.base import variant_seed
-from genaug.generate.icgan import ICGAN, truncated_noise
-from genaug.generate.icgan_checkpoint import load_training_state, select_best
-from genaug.generate.icgan_model import ICGANConfig, ICGANGenerator
-from genaug.generate.icgan_random import randomize_, training_state, write_random_checkpoint
-from genaug.generate.swav import SwAVFeatures, preprocess
-from genaug.recipes import apply_overrides, load_recipe
+from genaug.generate.models.icgan.checkpoint import load_training_state, select_best
+from genaug.generate.models.icgan.generator import ICGAN, truncated_noise
+from genaug.generate.models.icgan.model import ICGANConfig, ICGANGenerator
+from genaug.generate.models.icgan.swav import SwAVFeatures, preprocess
+from genaug.testing.icgan import randomize_, training_state, write_random_checkpoint
 
 EXP = "icgan_biggan_imagenet_res64"
 TINY = {"dtype": "fp32", "model.G_ch": 4, "features.width_per_group": 8, "runtime.batch_size": 4, "k": 2}
@@ -163,8 +163,8 @@ def test_oversampling_keeps_the_candidate_closest_to_the_source(ckpt: Path, icga
     img = _image(5)
     (v,) = over.generate([img], ["a"], [[77]])[0]
     cond = over.encode([img])[0]
-    from genaug.generate.icgan import candidate_seed
-    from genaug.generate.swav import generated_to_features_input
+    from genaug.generate.models.icgan.generator import candidate_seed
+    from genaug.generate.models.icgan.swav import generated_to_features_input
 
     cands = over.render(cond[None].repeat(3, 1), [candidate_seed(77, j) for j in range(3)], 3)
     dists = (over.F(generated_to_features_input(cands)) - cond).norm(dim=1)
@@ -187,8 +187,8 @@ def test_cli_generate_icgan_end_to_end(ckpt: Path, tmp_path: Path, capsys: pytes
     pytest.importorskip("genaug.generate.runner")
     from genaug.cli import main
     from genaug.shards.reader import iter_shard_raw
-    from genaug.shards.synthetic import write_synthetic_split
     from genaug.shards.writer import is_shard_done
+    from genaug.testing.shards import write_synthetic_split
 
     shards = tmp_path / "set"
     write_synthetic_split(shards, "train", num_shards=2, per_shard=3, size=40)

@@ -8,9 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from genaug.generate.icgan_model import ICGANConfig, ICGANGenerator
-from genaug.generate.icgan_random import randomize_
-from genaug.recipes import load_recipe
+from genaug.core.recipes import load_recipe
+from genaug.generate.models.icgan.model import ICGANConfig, ICGANGenerator
+from genaug.testing.icgan import randomize_
 
 # Written from facebookresearch/ic_gan config_files/ImageNet/IC-GAN/*.json (resolution, G_ch, G_attn, shared_dim,
 # shared_dim_feat, hier) and utils.py parser defaults (dim_z 120, num_G_SVs 1); n_classes = 1000 (trainer.py).
@@ -102,7 +102,7 @@ def test_z_split_facts() -> None:
 
 def test_spectral_norm_hand_computed() -> None:
     """W = [[0, 2], [1, 0]], u0 = [0.6, 0.8]: v = uW/|uW| = [.8, 1.2]/sqrt(2.08), sigma = |W v| = sqrt(6.4/2.08)."""
-    from genaug.generate.icgan_layers import SNLinear
+    from genaug.generate.models.icgan.layers import SNLinear
 
     lin = SNLinear(2, 2, bias=False)
     with torch.no_grad():
@@ -116,7 +116,7 @@ def test_spectral_norm_hand_computed() -> None:
 
 
 def test_spectral_norm_converged_u_gives_matrix_2_norm() -> None:
-    from genaug.generate.icgan_layers import SNConv2d
+    from genaug.generate.models.icgan.layers import SNConv2d
 
     conv = SNConv2d(5, 7)
     w = conv.weight.detach().reshape(7, -1)

@@ -16,8 +16,8 @@ from genaug.generate.base import Generator, Variant, register_generator
 from genaug.generate.leases import Heartbeat, is_stale, lease_path, read_lease, try_acquire
 from genaug.generate.runner import generate
 from genaug.shards.reader import iter_shard_raw
-from genaug.shards.synthetic import write_synthetic_split
 from genaug.shards.writer import read_stats
+from genaug.testing.shards import write_synthetic_split
 
 
 def plant(folder: Path, index: int, host: str, pid: int, age: float) -> Path:
@@ -95,7 +95,6 @@ def test_heartbeat_keeps_a_lease_fresh_and_notices_theft(tmp_path):
 class NoiseGenerator(Generator):
     """Row-batching test generator: image = noise from the seed + the source mean; OOM above `max_rows` rows."""
 
-    row_batching = True
     calls: list[int] = []
 
     def encode(self, images):
@@ -112,9 +111,6 @@ class NoiseGenerator(Generator):
             arr = np.random.default_rng(s).integers(0, 200, (16, 16, 3)) + int(c) % 50
             out.append(Variant(Image.fromarray(arr.astype(np.uint8)), {"seed": s, "black": False}))
         return out
-
-    def generate(self, images, keys, seeds):
-        raise AssertionError("row batching expected")
 
 
 def noise_recipe(tmp_path: Path, **extra) -> str:

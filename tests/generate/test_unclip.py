@@ -13,12 +13,12 @@ import torch
 from PIL import Image
 
 from genaug.generate.base import variant_seed
+from genaug.generate.models.unclip import UnCLIPGenerator
 from genaug.generate.runner import generate, resolve_recipe
-from genaug.generate.tiny import TINY_DEFAULTS, build_tiny_unclip
-from genaug.generate.unclip import UnCLIPGenerator
 from genaug.shards.manifest import read_manifest
 from genaug.shards.reader import iter_shard_raw
-from genaug.shards.synthetic import write_synthetic_split
+from genaug.testing.shards import write_synthetic_split
+from genaug.testing.tiny import TINY_DEFAULTS, build_tiny_unclip
 
 TINY = {"dtype": "fp32", "k": 2, "sampling.steps": 2, "sampling.resolution": 32, "output.size": 24}
 

@@ -11,7 +11,7 @@ import pytest
 from ingest_helpers import rgb
 from PIL import Image
 
-from genaug.errors import GenaugError
+from genaug.core.errors import GenaugError
 from genaug.ingest.run import ingest
 from genaug.ingest.sources import enumerate_source
 from genaug.shards import iter_shard

@@ -31,7 +31,7 @@ def test_tar_round_trip_and_field_split():
 
 
 def test_key_with_dot_is_refused():
-    from genaug.errors import GenaugError
+    from genaug.core.errors import GenaugError
 
     with pytest.raises(GenaugError, match="no dots"):
         write_samples(io.BytesIO(), [{"__key__": "a.b", "jpg": b"x"}])
@@ -132,7 +132,7 @@ def test_reader_never_unpickles(tmp_path):
 
 
 def test_corrupt_header_mid_tar_is_an_error_not_a_short_shard(tmp_path):
-    from genaug.errors import GenaugError
+    from genaug.core.errors import GenaugError
 
     commit_shard(tmp_path, 0, _samples(0, 6), ("jpg",))
     p = tmp_path / "000000.tar"

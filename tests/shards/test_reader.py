@@ -4,7 +4,7 @@ import torch.utils.data as tud
 
 from genaug.shards import iter_shard
 from genaug.shards.reader import complete_shards, make_shard_dataset, split_for
-from genaug.shards.synthetic import write_synthetic_split
+from genaug.testing.shards import write_synthetic_split
 
 
 def test_decoded_fields(tmp_path):

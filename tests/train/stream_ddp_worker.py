@@ -10,7 +10,7 @@ import sys
 import torch
 import torch.distributed as dist
 
-from genaug.train.stream import build_train_loader
+from genaug.data.stream import build_train_loader
 
 root, out = sys.argv[1], sys.argv[2]
 dist.init_process_group("gloo")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from genaug.errors import GenaugError
+from genaug.core.errors import GenaugError
 from genaug.train.checkpoint import (
     latest_checkpoint,
     list_checkpoints,

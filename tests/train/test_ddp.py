@@ -10,7 +10,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from genaug.train import losses as L
+from genaug.ssl import losses as L
 
 WORLD, B, D = 2, 4, 6
 

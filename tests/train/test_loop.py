@@ -14,9 +14,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from genaug.errors import GenaugError
-from genaug.shards.synthetic import write_synthetic_split
-from genaug.train.checkpoint import list_checkpoints, load_checkpoint, load_trained
+from genaug.core.errors import GenaugError
+from genaug.ssl.artifacts import load_trained
+from genaug.testing.shards import write_synthetic_split
+from genaug.train.checkpoint import list_checkpoints, load_checkpoint
 from genaug.train.runner import train
 
 TINY = {

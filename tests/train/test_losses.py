@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from genaug.train import losses as L
+from genaug.ssl import losses as L
 
 
 def test_nt_xent_identical_orthonormal_views_has_closed_form():

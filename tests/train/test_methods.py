@@ -7,9 +7,11 @@ import math
 import pytest
 import torch
 
-from genaug.errors import GenaugError
-from genaug.train.methods import METHODS, Progress, SSLMethod, build_method, ema_update, get_method, register_method
-from genaug.train.optim import LARS, WarmupCosine, cosine_factor, momentum_schedule, param_groups, scaled_lr
+from genaug.core.errors import GenaugError
+from genaug.ssl.ema import momentum_schedule
+from genaug.ssl.lars import LARS
+from genaug.ssl.methods import METHODS, Progress, SSLMethod, build_method, ema_update, get_method, register_method
+from genaug.train.optim import WarmupCosine, cosine_factor, param_groups, scaled_lr
 
 SMALL = {
     "simclr": dict(proj_hidden=32, proj_out=16, temperature=0.2),
@@ -157,7 +159,7 @@ def test_schedules_hand_values():
     ("name", "dim"), [("resnet18", 512), ("resnet18-half", 256), ("resnet50", 2048), ("vit_s", 384)]
 )
 def test_backbones_build_with_small_image_stems(name, dim):
-    from genaug.train.backbones import build_backbone
+    from genaug.ssl.backbones import build_backbone
 
     net, d = build_backbone(name, image_size=32)
     assert d == dim and net(torch.randn(2, 3, 32, 32)).shape == (2, dim)

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from genaug.errors import GenaugError
-from genaug.train.prob import (
+from genaug.core.errors import GenaugError
+from genaug.ssl.prob import (
     LOG_VAR_MAX,
     LOG_VAR_MIN,
     GaussianHead,

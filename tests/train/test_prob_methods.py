@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from genaug.errors import GenaugError
-from genaug.recipes import load_recipe
+from genaug.core.errors import GenaugError
+from genaug.core.recipes import load_recipe
+from genaug.ssl.methods import Progress, build_method
 from genaug.train.loop import LoopConfig, Trainer
-from genaug.train.methods import Progress, build_method
 from genaug.train.optim import WarmupCosine, build_optimizer, param_groups
 
 PROB = ["barlow-zprob", "barlow-hprob", "vicreg-zprob", "vicreg-hprob", "simvae"]
@@ -47,7 +47,7 @@ def _trainer(method, loader, run_dir, total):
 @pytest.mark.parametrize("name", PROB)
 def test_recipe_builds_registered_method_with_published_settings(name):
     r = load_recipe("trainers", name)
-    assert r["module"] == "genaug.train.prob_methods" and r["method"] == name
+    assert r["module"] == "genaug.ssl.prob_methods" and r["method"] == name
     if name in PUBLISHED_BETA:
         assert r["method_args"]["beta"] == PUBLISHED_BETA[name]
         assert r["method_args"]["samples"] == 12

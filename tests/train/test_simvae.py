@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from genaug.errors import GenaugError
-from genaug.train.simvae import SimVAE, simvae_terms
+from genaug.core.errors import GenaugError
+from genaug.ssl.simvae import SimVAE, simvae_terms
 
 L2PI = math.log(2 * math.pi)
 

@@ -14,12 +14,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from stream_fixtures import PLAIN_VIEWS, classify_view, gen_colour, write_gen_column  # noqa: E402
 
-from genaug.errors import GenaugError  # noqa: E402
+from genaug.core.errors import GenaugError  # noqa: E402
+from genaug.data.stream import MisalignedColumn, build_eval_loader, build_train_loader  # noqa: E402
 from genaug.shards.manifest import read_manifest  # noqa: E402
 from genaug.shards.reader import iter_shard_raw  # noqa: E402
-from genaug.shards.synthetic import write_synthetic_split  # noqa: E402
 from genaug.shards.writer import commit_shard  # noqa: E402
-from genaug.train.stream import MisalignedColumn, build_eval_loader, build_train_loader  # noqa: E402
+from genaug.testing.shards import write_synthetic_split  # noqa: E402
 
 
 @pytest.fixture(scope="module")

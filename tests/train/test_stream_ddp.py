@@ -13,7 +13,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from stream_fixtures import write_gen_column  # noqa: E402
 
-from genaug.shards.synthetic import write_synthetic_split  # noqa: E402
+from genaug.testing.shards import write_synthetic_split  # noqa: E402
 
 WORKER = Path(__file__).with_name("stream_ddp_worker.py")
 

@@ -11,10 +11,10 @@ import torch
 import torchvision.transforms.v2.functional as F
 from PIL import Image
 
-from genaug.errors import GenaugError
-from genaug.train.decode import CorruptImage, decode_rgb
-from genaug.train.gpu_aug import apply_color_stage
-from genaug.train.transforms import PARAM_WIDTH, crop_box, make_views, parse_views, view_params
+from genaug.core.errors import GenaugError
+from genaug.data.color import apply_color_stage
+from genaug.data.decode import CorruptImage, decode_rgb
+from genaug.data.transforms import PARAM_WIDTH, crop_box, make_views, parse_views, view_params
 
 
 def _jpeg(arr: np.ndarray, fmt: str = "JPEG") -> bytes:

@@ -1,0 +1,54 @@
+"""Atomic file writes (temp + fsync + rename) and JSON reads that name the file on error."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+from genaug.core.errors import GenaugError
+
+
+def tmp_suffix() -> str:
+    """Suffix of this process's temporary files: .tmp-<host>-<pid>."""
+    return f".tmp-{socket.gethostname().replace('.', '_')}-{os.getpid()}"
+
+
+def fsync_dir(folder: Path) -> None:
+    """Flush a directory entry (renames) to disk where the OS allows it."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_json_atomic(path: Path, doc: Any) -> None:
+    """Write JSON to a temp file, fsync it, rename it over `path`, fsync the folder."""
+    path = Path(path)
+    tmp = path.with_name(path.name + tmp_suffix())
+    data = json.dumps(doc, indent=2, sort_keys=True).encode("utf-8") + b"\n"
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def read_json(path: Path) -> Any:
+    """Read a JSON file; a missing or corrupt one is a user error naming the file."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise GenaugError(f"{path} is missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise GenaugError(f"{path} is not valid JSON ({e}): delete it and rerun the stage that wrote it") from None

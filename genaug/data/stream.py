@@ -1,0 +1,498 @@
+"""The training data stream: source shards zipped with generated columns, mixed at probability p, cut into views.
+
+Public API (what the trainer codes against):
+
+    loader = build_train_loader(shards, split="train", gen_columns=["sd"], p=0.5, mix_views="each",
+                                views_recipe=recipe.get("views"), batch_size=256, num_workers=8, seed=0,
+                                rank=None, world_size=None, epoch=0, shuffle_buffer=1000,
+                                gpu_augment=False, device=None)
+    loader.steps_per_epoch            # batches per epoch on every rank (fixed: uneven shards never hang DDP)
+    loader.set_epoch(e)               # before each epoch (same e as the current one keeps a restored position)
+    for batch in loader:              # exactly steps_per_epoch batches (fewer after a mid-epoch restore)
+        batch["views"]     # list of float32 [B,3,H,W], normalised, global views first then local crops
+        batch["label"]     # LongTensor [B], -1 where the split has no label
+        batch["key"]       # list[str] of sample keys
+        batch["replaced"]  # BoolTensor [B, n_views]: which views came from a generated variant
+    loader.state_dict() / loader.load_state_dict(sd)   # epoch, step in epoch, per-worker stream position + RNG
+    loader.skipped                    # corrupt samples skipped so far (counted, never fatal)
+
+    eval_loader = build_eval_loader(shards, split="val", views_recipe=..., batch_size=256, num_workers=4)
+    for batch in eval_loader: batch["image"] (float [B,3,S,S]), batch["label"], batch["key"]  # fixed order
+
+`views_recipe` is the `views:` section of a trainer recipe (schema in genaug.data.transforms) or a ViewsRecipe.
+
+How it works: the shard list is shuffled per epoch with (seed, epoch), the same on every rank; logical worker
+g = rank * W + w of the R x W workers takes shards g, g + R*W, ... and must deliver the batches w, w + W, ... of
+its rank's epoch (the DataLoader's round robin), re-reading its shards (reshuffled) if they run out, so every rank
+yields the same number of batches. Each worker reads source and generated tars in lockstep (equal keys asserted),
+shuffles within a buffer, and for each sample draws the mixing uniforms and a transform seed from one numpy RNG
+seeded with (seed, epoch, rank, worker). Batches are formed in the workers; the loader records, for each worker,
+how many samples it had read and its RNG state at its last delivered batch. Restoring replays each worker's reads
+and draws up to that position without decoding (cheap), checks the RNG state matches, and goes on: the batches
+after a restore equal those of the uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from genaug.core.errors import GenaugError
+from genaug.data.color import apply_color_stage, normalize
+from genaug.data.decode import CorruptImage
+from genaug.data.mixing import MixPolicy
+from genaug.data.transforms import ViewsRecipe, eval_view, make_views, parse_views
+from genaug.shards.layout import IMAGE_FIELDS
+from genaug.shards.manifest import open_gen_split, open_split
+from genaug.shards.reader import iter_shard_raw
+from genaug.shards.writer import read_stats
+
+GEN_FIELD = re.compile(r"^gen_(\d+)\.(jpg|jpeg|png|webp)$")
+
+
+class MisalignedColumn(GenaugError):
+    """A generated column whose shard does not hold the source shard's keys in the same order."""
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Where one split's source shards and generated columns are, and how many samples each shard holds."""
+
+    source: Path
+    gens: tuple[Path, ...]
+    shards: tuple[str, ...]
+    counts: tuple[int, ...]
+
+    @property
+    def total(self) -> int:
+        """Number of samples of the split."""
+        return sum(self.counts)
+
+
+def open_columns(shards: str | Path, split: str, gen_columns: list[str] | tuple[str, ...] = ()) -> Columns:
+    """Check and open a split and its generated columns (same shard list, complete shards)."""
+    ss, src, man = open_split(shards, split)
+    names = tuple(man.get("shards") or [])
+    counts = []
+    for name in names:
+        st = read_stats(src, int(name[:6]))
+        if st is None or not (src / name).exists():
+            raise GenaugError(f"source shard {src / name} is not complete: rerun ingest or `genaug verify`")
+        counts.append(int(st.get("count", 0)))
+    gens = []
+    for col in gen_columns:
+        gdir, gman = open_gen_split(ss, col, split, shards)
+        if tuple(gman.get("shards") or []) != names:
+            raise MisalignedColumn(f"generated column {gdir} lists other shards than {src}: regenerate it")
+        for name in names:
+            if not (gdir / name).exists():
+                raise GenaugError(f"generated shard {gdir / name} is missing: finish `genaug generate` first")
+        gens.append(gdir)
+    if not names:
+        raise GenaugError(f"split {src} has no shards")
+    return Columns(src, tuple(gens), names, tuple(counts))
+
+
+def _variants(raw: dict) -> list[bytes]:
+    if "json" in raw:
+        try:
+            meta = json.loads(raw["json"].decode("utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            meta = {}
+        if isinstance(meta, dict) and meta.get("failed"):
+            return []
+    found = sorted((int(m.group(1)), f) for f in raw if (m := GEN_FIELD.match(f)))
+    return [raw[f] for _, f in found]
+
+
+def _label(raw: dict) -> int:
+    try:
+        return int(raw["cls"].decode("ascii").strip()) if "cls" in raw else -1
+    except (ValueError, UnicodeDecodeError):
+        return -1
+
+
+def zip_shard(cols: Columns, name: str):
+    """Samples of one source shard zipped with its generated columns: key, image, label, variants (raw bytes)."""
+    its = [iter_shard_raw(cols.source / name)] + [iter_shard_raw(g / name) for g in cols.gens]
+    for rows in itertools.zip_longest(*its):
+        src = rows[0]
+        if any(r is None for r in rows):
+            bad = [str(cols.gens[j - 1] / name) for j, r in enumerate(rows) if j and (r is None) != (src is None)]
+            raise MisalignedColumn(
+                f"{', '.join(bad)} has a different number of samples than {cols.source / name}: "
+                "the generated column is misaligned, regenerate it (`genaug verify` shows which)"
+            )
+        for j, r in enumerate(rows[1:]):
+            if r["__key__"] != src["__key__"]:
+                raise MisalignedColumn(
+                    f"{cols.gens[j] / name} holds key {r['__key__']} where {cols.source / name} "
+                    f"holds {src['__key__']}: the column is misaligned, regenerate it"
+                )
+        image = next((src[f] for f in IMAGE_FIELDS if f in src), None)
+        variants = [v for r in rows[1:] for v in _variants(r)]
+        yield {"key": src["__key__"], "image": image, "label": _label(src), "variants": variants}
+
+
+def _safe_shard(cols: Columns, name: str, counter: dict):
+    try:
+        yield from zip_shard(cols, name)
+    except MisalignedColumn:
+        raise
+    except GenaugError as e:  # an unreadable tar: skip the rest of it, keep the epoch going
+        counter["bad_shards"] += 1
+        warnings.warn(f"genaug: skipping the rest of a shard: {e}", stacklevel=2)
+
+
+class _TrainStream(IterableDataset):
+    """Per-worker stream of ready batches (uint8 views); see the module docstring."""
+
+    def __init__(self, cols, policy, recipe, batch_size, num_workers, seed, rank, world_size, steps, buffer, gpu):
+        self.cols, self.policy, self.recipe = cols, policy, recipe
+        self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
+        self.rank, self.world_size, self.steps, self.buffer, self.gpu = rank, world_size, steps, buffer, gpu
+        self.epoch = 0
+        self.start_step = 0
+        self.resume: dict = {}
+
+    def _raw(self, mine: list[str], rng: np.random.Generator, counter: dict):
+        passes = 0
+        while True:
+            order = mine if passes == 0 else [mine[i] for i in rng.permutation(len(mine))]
+            n, buf = 0, []
+            for name in order:
+                for s in _safe_shard(self.cols, name, counter):
+                    n += 1
+                    if len(buf) < self.buffer:
+                        buf.append(s)
+                        continue
+                    j = int(rng.integers(len(buf)))
+                    buf[j], s = s, buf[j]
+                    yield s
+            for j in rng.permutation(len(buf)):  # drain at the end of a pass: passes never mix
+                yield buf[j]
+            if n == 0:
+                raise GenaugError(
+                    f"no readable sample in shards {mine[:3]}... of {self.cols.source}: run `genaug verify`"
+                )
+            passes += 1
+
+    def worker_batches(self, logical: int):
+        """The batches of logical worker `logical` of this rank, for the current epoch from start_step."""
+        nw = max(1, self.num_workers)
+        order = [
+            self.cols.shards[i]
+            for i in np.random.default_rng([self.seed, self.epoch, 7]).permutation(len(self.cols.shards))
+        ]
+        g = self.rank * nw + logical
+        mine = order[g :: self.world_size * nw]
+        quota = len(range(logical, self.steps, nw)) - len(range(logical, self.start_step, nw))
+        rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([self.seed, self.epoch, self.rank, logical])))
+        skip = int(self.resume.get("pos", {}).get(logical, 0))
+        counter = {"bad_shards": 0}
+        nv = self.recipe.n_views
+        pos, skipped, batch = 0, 0, []
+        stream = self._raw(mine, rng, counter)
+        while quota > 0:
+            s = next(stream)
+            u = rng.random(2 * nv)
+            tseed = int(rng.integers(2**63))
+            pos += 1
+            if pos <= skip:
+                if pos == skip and "rng" in self.resume and logical in self.resume["rng"]:
+                    if rng.bit_generator.state != self.resume["rng"][logical]:
+                        raise GenaugError(
+                            "restored data stream diverged from the checkpoint (shards, seed or "
+                            "workers changed): resume with the same data and settings"
+                        )
+                continue
+            sources = self.policy.decide(u, nv, len(s["variants"]))
+            try:
+                if s["image"] is None:
+                    raise CorruptImage("sample has no image field")
+                crops, rows = make_views([s["image"], *s["variants"]], sources, self.recipe, random.Random(tseed))
+            except CorruptImage as e:
+                skipped += 1
+                warnings.warn(f"genaug: skipping corrupt sample {s['key']}: {e}", stacklevel=2)
+                continue
+            batch.append((s, sources, crops, rows))
+            if len(batch) == self.batch_size:
+                quota -= 1
+                yield self._collate(batch, logical, pos, rng.bit_generator.state, skipped)
+                batch, skipped = [], 0
+
+    def _collate(self, batch, logical, pos, state, skipped) -> dict:
+        nv = self.recipe.n_views
+        views, params = [], []
+        for v in range(nv):
+            x = torch.stack([b[2][v] for b in batch])
+            pr = torch.tensor([b[3][v] for b in batch], dtype=torch.float32)
+            views.append(x if self.gpu else apply_color_stage(x, pr))
+            params.append(pr)
+        return {
+            "views": views,
+            "params": params if self.gpu else None,
+            "label": torch.tensor([b[0]["label"] for b in batch], dtype=torch.long),
+            "key": [b[0]["key"] for b in batch],
+            "replaced": torch.tensor([[src > 0 for src in b[1]] for b in batch], dtype=torch.bool),
+            "_meta": {"worker": logical, "pos": pos, "rng": state, "skipped": skipped},
+        }
+
+    def __iter__(self):
+        info = get_worker_info()
+        nw = max(1, self.num_workers)
+        j = info.id if info is not None else 0
+        if info is not None:
+            torch.set_num_threads(1)  # one core per worker: the workers are the parallelism
+        yield from self.worker_batches((j + self.start_step) % nw)
+
+
+class TrainLoader:
+    """Iterable of training batches with a fixed number of steps per epoch and a resumable state."""
+
+    def __init__(self, stream: _TrainStream, device=None, pin_memory: bool = False, prefetch: int = 2) -> None:
+        self.stream = stream
+        self.device = torch.device(device) if device is not None else None
+        self.pin_memory = pin_memory
+        self.prefetch = prefetch
+        self.steps_per_epoch = stream.steps
+        self.epoch = stream.epoch
+        self.step = 0
+        self.skipped = 0
+        self._pos: dict[int, int] = {}
+        self._rng: dict[int, dict] = {}
+
+    def __len__(self) -> int:
+        return self.steps_per_epoch - self.step
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch to iterate next; the current epoch keeps a restored mid-epoch position."""
+        if epoch != self.epoch:
+            self.epoch, self.step, self._pos, self._rng = int(epoch), 0, {}, {}
+
+    def state_dict(self) -> dict:
+        """Epoch, step within it, per-worker stream positions and RNG states, settings that must match."""
+        s = self.stream
+        return {
+            "epoch": self.epoch,
+            "step": self.step,
+            "pos": dict(self._pos),
+            "rng": dict(self._rng),
+            "skipped": self.skipped,
+            "seed": s.seed,
+            "rank": s.rank,
+            "world_size": s.world_size,
+            "num_workers": s.num_workers,
+            "batch_size": s.batch_size,
+            "p": s.policy.p,
+            "mix_views": s.policy.mix_views,
+        }
+
+    def load_state_dict(self, sd: dict) -> None:
+        """Restore a state_dict: the next iteration continues the saved epoch at the saved step."""
+        s = self.stream
+        for k in ("seed", "world_size", "num_workers", "batch_size"):
+            if sd.get(k) != getattr(s, k):
+                raise GenaugError(
+                    f"cannot resume the data stream: {k} was {sd.get(k)} in the checkpoint and is "
+                    f"{getattr(s, k)} now; resume with the same {k}"
+                )
+        self.epoch, self.step, self.skipped = int(sd["epoch"]), int(sd["step"]), int(sd.get("skipped", 0))
+        self._pos = {int(k): int(v) for k, v in sd.get("pos", {}).items()}
+        self._rng = {int(k): v for k, v in sd.get("rng", {}).items()}
+
+    def _finish(self, b: dict) -> dict:
+        meta = b.pop("_meta")
+        self._pos[meta["worker"]] = meta["pos"]
+        self._rng[meta["worker"]] = meta["rng"]
+        self.skipped += meta["skipped"]
+        params = b.pop("params")
+        r = self.stream.recipe
+        views = []
+        for v, x in enumerate(b["views"]):
+            if self.device is not None:
+                x = x.to(self.device, non_blocking=True)
+            if params is not None:
+                x = apply_color_stage(x, params[v])
+            views.append(normalize(x, r.mean, r.std))
+        b["views"] = views
+        return b
+
+    def __iter__(self):
+        s = self.stream
+        if self.step >= self.steps_per_epoch:
+            self.set_epoch(self.epoch + 1)
+        s.epoch, s.start_step, s.resume = self.epoch, self.step, {"pos": dict(self._pos), "rng": dict(self._rng)}
+        if s.num_workers > 0:
+            it = DataLoader(
+                s,
+                batch_size=None,
+                num_workers=s.num_workers,
+                pin_memory=self.pin_memory,
+                prefetch_factor=self.prefetch,
+                persistent_workers=False,
+            )
+        else:
+            it = s
+        for b in it:
+            out = self._finish(b)
+            self.step += 1
+            yield out
+        if self.step >= self.steps_per_epoch:
+            self.epoch, self.step, self._pos, self._rng = self.epoch + 1, 0, {}, {}
+
+
+def _dist(rank, world_size) -> tuple[int, int]:
+    if rank is not None and world_size is not None:
+        return int(rank), int(world_size)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def build_train_loader(
+    shards: str | Path,
+    split: str = "train",
+    gen_columns: list[str] | tuple[str, ...] = (),
+    p: float = 0.0,
+    mix_views: str = "each",
+    views_recipe: dict | ViewsRecipe | None = None,
+    batch_size: int = 256,
+    num_workers: int = 4,
+    seed: int = 0,
+    rank: int | None = None,
+    world_size: int | None = None,
+    epoch: int = 0,
+    shuffle_buffer: int = 1000,
+    gpu_augment: bool = False,
+    device=None,
+    pin_memory: bool = False,
+) -> TrainLoader:
+    """The training loader of one rank (see the module docstring)."""
+    rank, world_size = _dist(rank, world_size)
+    cols = open_columns(shards, split, list(gen_columns))
+    recipe = views_recipe if isinstance(views_recipe, ViewsRecipe) else parse_views(views_recipe)
+    policy = MixPolicy(float(p), mix_views)
+    if p > 0 and not gen_columns:
+        raise GenaugError(f"--p {p} needs at least one generated column: pass --gen NAME (or --p 0 for plain SSL)")
+    nw = max(1, num_workers)
+    if len(cols.shards) < world_size * nw:
+        raise GenaugError(
+            f"split {cols.source} has {len(cols.shards)} shards, fewer than ranks x workers = "
+            f"{world_size} x {nw}: lower --workers to {max(1, len(cols.shards) // world_size)} "
+            "or ingest with more, smaller shards"
+        )
+    if batch_size < 1:
+        raise GenaugError(f"--batch-size must be >= 1, got {batch_size}")
+    steps = cols.total // (world_size * batch_size)
+    if steps == 0:
+        raise GenaugError(
+            f"split {cols.source} has {cols.total} samples, fewer than ranks x batch size = "
+            f"{world_size} x {batch_size}: lower --batch-size"
+        )
+    stream = _TrainStream(
+        cols,
+        policy,
+        recipe,
+        batch_size,
+        num_workers,
+        seed,
+        rank,
+        world_size,
+        steps,
+        max(1, shuffle_buffer),
+        gpu_augment,
+    )
+    stream.epoch = int(epoch)
+    loader = TrainLoader(stream, device=device, pin_memory=pin_memory)
+    loader.epoch = int(epoch)
+    return loader
+
+
+class _EvalStream(IterableDataset):
+    """Samples of a split in shard order (shards split by rank, then by worker), one center-crop view each."""
+
+    def __init__(self, cols: Columns, recipe: ViewsRecipe, rank: int, world_size: int, num_workers: int) -> None:
+        self.cols, self.recipe, self.rank, self.world_size, self.num_workers = (
+            cols,
+            recipe,
+            rank,
+            world_size,
+            num_workers,
+        )
+
+    def __iter__(self):
+        info = get_worker_info()
+        nw, w = (info.num_workers, info.id) if info is not None else (1, 0)
+        mine = list(self.cols.shards[self.rank :: self.world_size])[w::nw]
+        counter = {"bad_shards": 0}
+        for name in mine:
+            for s in _safe_shard(self.cols, name, counter):
+                try:
+                    if s["image"] is None:
+                        raise CorruptImage("sample has no image field")
+                    x = eval_view(s["image"], self.recipe.eval_size, self.recipe.eval_resize)
+                except CorruptImage as e:
+                    warnings.warn(f"genaug: skipping corrupt sample {s['key']}: {e}", stacklevel=2)
+                    continue
+                yield {"image": x, "label": s["label"], "key": s["key"]}
+
+
+class EvalLoader:
+    """Deterministic batches of one normalised center-crop view per sample, with labels and keys."""
+
+    def __init__(self, stream: _EvalStream, batch_size: int, device=None) -> None:
+        self.stream, self.batch_size = stream, batch_size
+        self.device = torch.device(device) if device is not None else None
+
+    def __iter__(self):
+        s = self.stream
+        collate = _eval_collate
+        if s.num_workers > 0:
+            it = DataLoader(s, batch_size=self.batch_size, num_workers=s.num_workers, collate_fn=collate)
+        else:
+            it = (collate(list(c)) for c in _chunks(iter(s), self.batch_size))
+        r = s.recipe
+        for b in it:
+            x = b["image"].to(self.device) if self.device is not None else b["image"]
+            b["image"] = normalize(x, r.mean, r.std)
+            yield b
+
+
+def _chunks(it, n: int):
+    while chunk := list(itertools.islice(it, n)):
+        yield chunk
+
+
+def _eval_collate(items: list[dict]) -> dict:
+    return {
+        "image": torch.stack([i["image"] for i in items]),
+        "label": torch.tensor([i["label"] for i in items], dtype=torch.long),
+        "key": [i["key"] for i in items],
+    }
+
+
+def build_eval_loader(
+    shards: str | Path,
+    split: str = "val",
+    views_recipe: dict | ViewsRecipe | None = None,
+    batch_size: int = 256,
+    num_workers: int = 2,
+    rank: int | None = None,
+    world_size: int | None = None,
+    device=None,
+) -> EvalLoader:
+    """Eval/feature-extraction loader: resize + center crop (the recipe's `eval`), labels, fixed order, no mixing."""
+    rank, world_size = _dist(rank, world_size)
+    cols = open_columns(shards, split, [])
+    recipe = views_recipe if isinstance(views_recipe, ViewsRecipe) else parse_views(views_recipe)
+    return EvalLoader(_EvalStream(cols, recipe, rank, world_size, num_workers), batch_size, device=device)
