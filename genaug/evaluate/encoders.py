@@ -14,7 +14,8 @@ from torch import nn
 
 from genaug.core.errors import GenaugError
 from genaug.core.hashing import file_sha256, stable_hash
-from genaug.evaluate.features import Preprocess
+from genaug.data.evaluation import Preprocess
+from genaug.ssl.artifacts import is_run_artefact, load_method
 
 BACKBONE_FILE = "backbone.safetensors"
 RECIPE_NAMES = ("recipe.yaml", "trainer.yaml", "config.yaml")
@@ -37,13 +38,15 @@ class LoadedEncoder:
 
 
 def default_builder(recipe: dict) -> nn.Module:
-    """The trainer's backbone factory: genaug.ssl.backbones.build_backbone(recipe)."""
-    try:
-        from genaug.ssl.backbones import build_backbone
-    except ImportError as e:
-        msg = f"this genaug has no trainer backbones ({e}): install the full genaug to evaluate a run"
-        raise GenaugError(msg) from None
-    return build_backbone(recipe)
+    """The backbone a trainer recipe names (its `backbone:` section and `data.image_size`), weights at init."""
+    from genaug.ssl.backbones import build_backbone
+
+    bb = dict(recipe.get("backbone") or {})
+    image_size = int((recipe.get("data") or {}).get("image_size", (recipe.get("views") or {}).get("size", 224)))
+    module, _ = build_backbone(
+        bb.get("name", "resnet50"), image_size, bb.get("cifar_stem", "auto"), int(bb.get("width", 16))
+    )
+    return module
 
 
 def find_recipe(folder: Path) -> dict | None:
@@ -155,7 +158,7 @@ class MethodEncoder(nn.Module):
         self.uncertainty_high_is_in_distribution = getattr(method, "uncertainty_high_is_in_distribution", True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The representation the method is evaluated on (backbone output, or e.g. the H-prob sample mean)."""
+        """The representation the method is evaluated on (backbone output, or e.g. the mean of q(h|x) for H-prob)."""
         return self.method.encode(x)
 
 
@@ -167,13 +170,32 @@ class UncertainMethodEncoder(MethodEncoder):
         return self.method.uncertainty(x)
 
 
-def _load_trained_run(run: Path) -> LoadedEncoder:
-    from genaug.ssl.artifacts import load_trained
+def _load_genaug_run(path: Path) -> LoadedEncoder:
+    """A genaug run folder, model.safetensors, backbone.safetensors or checkpoint-<step>.pt as an encoder.
 
-    method, recipe = load_trained(run, "model")
-    wrap = UncertainMethodEncoder if callable(getattr(method, "uncertainty", None)) else MethodEncoder
-    weights = run / "model.safetensors"
-    return LoadedEncoder(wrap(method).eval(), f"sha256:{file_sha256(weights)}", run, recipe, weights)
+    Whole-method files are evaluated through the method's own `encode` (the H-prob mean, SimVAE's posterior mean);
+    backbone.safetensors through the backbone. The run's eval view (size, resize, mean, std) comes with it."""
+    loaded = load_method(path)
+    if loaded.kind == "backbone":
+        module: nn.Module = BackboneEncoder(loaded.method.backbone)
+    else:
+        wrap = UncertainMethodEncoder if callable(getattr(loaded.method, "uncertainty", None)) else MethodEncoder
+        module = wrap(loaded.method)
+    module.genaug_preprocess = Preprocess.from_views(loaded.recipe.get("views"))
+    return LoadedEncoder(
+        module.eval(), f"sha256:{file_sha256(loaded.weights)}", loaded.weights.parent, loaded.recipe, loaded.weights
+    )
+
+
+class BackboneEncoder(nn.Module):
+    """A trained backbone alone (backbone.safetensors): its output is the representation."""
+
+    def __init__(self, backbone: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return self.backbone(x)
 
 
 def load_encoder(path: str | Path, builder: Builder | None = None, recipe: dict | None = None) -> LoadedEncoder:
@@ -181,12 +203,12 @@ def load_encoder(path: str | Path, builder: Builder | None = None, recipe: dict 
     p = Path(path)
     if not p.exists():
         raise GenaugError(f"{p} does not exist: give a training run folder, its {BACKBONE_FILE} or a checkpoint")
+    if builder is None and recipe is None and is_run_artefact(p) and _is_hf_clip(p) is None:
+        return _load_genaug_run(p)  # anything a genaug run wrote, read by the trainer's own format
     if p.is_dir():
         hf = _is_hf_clip(p)
         if hf is not None:
             return _load_hf_clip(hf)
-        if builder is None and recipe is None and (p / "model.safetensors").is_file() and (p / "recipe.yaml").is_file():
-            return _load_trained_run(p)  # a finished genaug run: evaluate the method's own representation
         if (p / BACKBONE_FILE).is_file():
             p = p / BACKBONE_FILE
         else:
@@ -200,8 +222,8 @@ def load_encoder(path: str | Path, builder: Builder | None = None, recipe: dict 
         state, rec = _state_from_checkpoint(p)
     else:
         raise GenaugError(f"{p}: unknown weights format (expected .safetensors, .pt, .pth or .ckpt)")
-    home = p.parent.parent if p.parent.name == "checkpoints" else p.parent
-    rec = recipe or rec or find_recipe(p.parent) or find_recipe(home)
+    home = p.parent
+    rec = recipe or rec or find_recipe(home)
     if rec is None:
         raise GenaugError(f"no recipe found for {p}: the run folder should hold the resolved recipe YAML (recipe.yaml)")
     module = (builder or default_builder)(rec)

@@ -66,8 +66,11 @@ def get_features(
     if shards is None:
         raise GenaugError("--shards is required to extract features with an encoder (or give --*-features files)")
     folder = split_folder(shards, split)
-    pre = Preprocess(image_size=image_size) if image_size else None
     enc = src.encoder
+    pre = None
+    if image_size:  # a flag changes the eval size; a run keeps its own resize ratio and normalisation
+        views = (enc.recipe or {}).get("views") if enc.recipe and "method" in enc.recipe else None
+        pre = Preprocess.from_views(views, image_size) if views is not None else Preprocess(image_size=image_size)
     return cached_features(
         enc.module,
         enc.encoder_id,
@@ -80,6 +83,11 @@ def get_features(
         num_workers=workers,
         progress=True,
     )
+
+
+def _pre(fs: FeatureSet) -> dict | None:
+    """The preprocessing the features were extracted with (None for features given as files without it)."""
+    return (fs.meta or {}).get("preprocess")
 
 
 def _context(src: Source | None, shards, **kw) -> dict:
@@ -164,7 +172,9 @@ def eval_linear(
     )
     res, _ = linear_probe(tr.features, tr.labels, va.features, va.labels, cfg)
     summary = {"linear/top1": res["top1"], "linear/top5": res["top5"]}
-    ctx = _context(src, shards, train_split=train_split, val_split=val_split, settings=res["settings"])
+    ctx = _context(
+        src, shards, train_split=train_split, val_split=val_split, settings=res["settings"], preprocess=_pre(tr)
+    )
     return _finish(make_doc("linear", summary, res, ctx), src.home, f"linear-{val_split}", out, quiet)
 
 
@@ -196,7 +206,9 @@ def eval_knn(
     res = knn_classify(tr.features, tr.labels, va.features, va.labels, tuple(ks), temperature, device=device)
     summary = {f"knn/{k}/top1": v["top1"] for k, v in res["results"].items()}
     summary |= {f"knn/{k}/top5": v["top5"] for k, v in res["results"].items()}
-    ctx = _context(src, shards, train_split=train_split, val_split=val_split, settings=res["settings"])
+    ctx = _context(
+        src, shards, train_split=train_split, val_split=val_split, settings=res["settings"], preprocess=_pre(tr)
+    )
     return _finish(make_doc("knn", summary, res, ctx), src.home, f"knn-{val_split}", out, quiet)
 
 
@@ -292,7 +304,10 @@ def eval_ood(
         "uncertainty_higher_is_in": uncertainty_higher_is_in,
         "positive": "in-distribution",
     }
-    ctx = _context(src, in_set, split=split, train_split=train_split, out_sets=[n for n, _ in outs], settings=settings)
+    ctx = _context(
+        src, in_set, split=split, train_split=train_split, out_sets=[n for n, _ in outs], settings=settings,
+        preprocess=_pre(fin),
+    )  # fmt: skip
     tag = "-".join(n for n, _ in outs)
     return _finish(make_doc("ood", summary, details, ctx), src.home, f"ood-{split}-{tag}", out, quiet)
 

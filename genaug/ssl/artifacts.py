@@ -1,16 +1,28 @@
-"""A trained method's artefacts: backbone.safetensors and model.safetensors next to recipe.yaml, and reading them."""
+"""A trained method's artefacts and the one reader of all of them.
+
+A run folder holds recipe.yaml (the resolved recipe), checkpoint-<step>.pt (training state, written by
+genaug.train.checkpoint in a format torch.load(weights_only=True) reads: tensors and plain data, numpy arrays as
+tensors), and, once finished, model.safetensors (the whole method) and backbone.safetensors (the backbone alone).
+`load_method` turns any of them (or the folder) into the method, built from the recipe and loaded strictly.
+"""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 
 from genaug.core.errors import GenaugError
 from genaug.core.files import fsync_dir, tmp_suffix
 from genaug.core.recipes import recipe_hash
 from genaug.ssl.methods import build_method
+
+SAFE_ARRAY = "__genaug_ndarray__"  # marks a numpy array stored as a tensor (to_safe / from_safe)
+CKPT_GLOB = "checkpoint-*.pt"
 
 
 def _tensors(sd: dict) -> dict:
@@ -39,19 +51,152 @@ def export_model(run_dir: Path, method: torch.nn.Module, recipe: dict) -> tuple[
     return out[0], out[1]
 
 
-def load_trained(run_dir: Path, what: str = "model") -> tuple[torch.nn.Module, dict]:
-    """Rebuild the method of a finished run from recipe.yaml and load its weights; returns (method, recipe).
+def to_safe(obj: Any) -> Any:
+    """`obj` with numpy arrays and scalars as tensors and plain numbers, so torch.load(weights_only=True) reads it."""
+    if isinstance(obj, np.ndarray):
+        return {SAFE_ARRAY: torch.from_numpy(np.ascontiguousarray(obj)), "dtype": str(obj.dtype)}
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, dict):
+        return {k: to_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        out = [to_safe(v) for v in obj]
+        return tuple(out) if isinstance(obj, tuple) else out
+    return obj
 
-    `what="backbone"` loads only backbone.safetensors (heads stay at their initialisation)."""
+
+def from_safe(obj: Any) -> Any:
+    """Inverse of to_safe: numpy arrays come back with their dtype."""
+    if isinstance(obj, dict):
+        if SAFE_ARRAY in obj:
+            return obj[SAFE_ARRAY].numpy().astype(obj["dtype"], copy=False)
+        return {k: from_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        out = [from_safe(v) for v in obj]
+        return tuple(out) if isinstance(obj, tuple) else out
+    return obj
+
+
+def read_checkpoint(path: Path, fix: str = "use another checkpoint") -> dict[str, Any]:
+    """A genaug training checkpoint read with weights_only=True (no code runs); unreadable ones name the fix."""
+    try:
+        doc = torch.load(Path(path), map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001
+        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else ""
+        raise GenaugError(
+            f"checkpoint {path} cannot be read safely ({type(e).__name__}: {first}): it is not a genaug checkpoint "
+            f"of this version, or it is damaged; {fix}"
+        ) from None
+    if not isinstance(doc, dict):
+        raise GenaugError(f"checkpoint {path} does not hold a genaug training state; {fix}")
+    return from_safe(doc)
+
+
+@dataclass
+class LoadedMethod:
+    """A trained method in eval mode, its recipe, the file its weights came from, and what that file held."""
+
+    method: torch.nn.Module
+    recipe: dict
+    weights: Path
+    kind: str  # "model" (whole method), "checkpoint" (whole method, mid-training state) or "backbone"
+
+
+def _read_recipe(folder: Path) -> dict:
     import yaml
+
+    path = Path(folder) / "recipe.yaml"
+    if not path.is_file():
+        raise GenaugError(f"{folder} holds no recipe.yaml: give a genaug run folder, or the file inside one")
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise GenaugError(f"recipe {path} is not valid YAML: {e}") from None
+    if not isinstance(doc, dict):
+        raise GenaugError(f"recipe {path} must be a YAML mapping")
+    return doc
+
+
+def _load_strict(module: torch.nn.Module, state: dict, source: Path) -> None:
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        first = str(e).split("\n\t")[1] if "\n\t" in str(e) else str(e)
+        raise GenaugError(
+            f"{source} does not fit the model its recipe builds ({first.strip()[:200]}): "
+            "was it written by another genaug version or recipe?"
+        ) from None
+
+
+def method_state_from_checkpoint(ck: dict, path: Path) -> dict:
+    """The method's state dict inside a training checkpoint (the trainer saves method and probe together)."""
+    model = ck.get("model")
+    if not isinstance(model, dict):
+        raise GenaugError(f"checkpoint {path} holds no model state (keys: {', '.join(list(ck)[:8])})")
+    state = {k[len("method.") :]: v for k, v in model.items() if k.startswith("method.")}
+    return state or model
+
+
+def latest_checkpoint_file(folder: Path) -> Path | None:
+    """The newest checkpoint-<step>.pt of a run folder (by step), or None."""
+    found = sorted(Path(folder).glob(CKPT_GLOB))
+    found = [p for p in found if p.name[len("checkpoint-") : -3].isdigit()]
+    return found[-1] if found else None
+
+
+def is_run_artefact(path: Path) -> bool:
+    """True for a genaug run folder or a file in one (recipe.yaml next to it)."""
+    p = Path(path)
+    folder = p if p.is_dir() else p.parent
+    return (folder / "recipe.yaml").is_file()
+
+
+def load_method(path: str | os.PathLike) -> LoadedMethod:
+    """The trained method of a run folder, model.safetensors, backbone.safetensors or checkpoint-<step>.pt.
+
+    A folder means its model.safetensors when the run finished, else its newest checkpoint. backbone.safetensors
+    loads the backbone into the method its recipe builds (the heads stay at their initialisation).
+    """
     from safetensors.torch import load_file
 
-    run_dir = Path(run_dir)
-    rpath, wpath = run_dir / "recipe.yaml", run_dir / f"{what}.safetensors"
-    if not rpath.is_file() or not wpath.is_file():
-        raise GenaugError(f"{run_dir} holds no finished training run (recipe.yaml and {what}.safetensors)")
-    recipe = yaml.safe_load(rpath.read_text(encoding="utf-8"))
+    p = Path(path)
+    if not p.exists():
+        raise GenaugError(
+            f"{p} does not exist: give a run folder, its model.safetensors, backbone.safetensors or a checkpoint"
+        )
+    if p.is_dir():
+        if (p / "model.safetensors").is_file():
+            p = p / "model.safetensors"
+        else:
+            ck = latest_checkpoint_file(p)
+            if ck is None:
+                raise GenaugError(f"{p} holds neither model.safetensors nor a checkpoint-*.pt: is it a genaug run?")
+            p = ck
+    folder = p.parent
+    if p.suffix == ".pt":
+        ck = read_checkpoint(p)
+        recipe = ck.get("recipe") if isinstance(ck.get("recipe"), dict) else _read_recipe(folder)
+        method = build_method(recipe)
+        _load_strict(method, method_state_from_checkpoint(ck, p), p)
+        return LoadedMethod(method.eval(), recipe, p, "checkpoint")
+    if p.suffix != ".safetensors":
+        raise GenaugError(f"{p}: unknown weights format (a genaug run gives .safetensors or checkpoint-*.pt)")
+    recipe = _read_recipe(folder)
     method = build_method(recipe)
-    target = method if what == "model" else method.backbone
-    target.load_state_dict(load_file(str(wpath)))
-    return method.eval(), recipe
+    try:
+        state = load_file(str(p))
+    except Exception as e:  # noqa: BLE001
+        raise GenaugError(f"{p} is not a readable safetensors file ({e})") from None
+    kind = "backbone" if p.name.startswith("backbone") else "model"
+    _load_strict(method.backbone if kind == "backbone" else method, state, p)
+    return LoadedMethod(method.eval(), recipe, p, kind)
+
+
+def load_trained(run_dir: Path, what: str = "model") -> tuple[torch.nn.Module, dict]:
+    """The method of a finished run and its recipe; `what="backbone"` loads only backbone.safetensors."""
+    run_dir = Path(run_dir)
+    path = run_dir / f"{what}.safetensors"
+    if not path.is_file() or not (run_dir / "recipe.yaml").is_file():
+        raise GenaugError(f"{run_dir} holds no finished training run (recipe.yaml and {what}.safetensors)")
+    loaded = load_method(path)
+    return loaded.method, loaded.recipe

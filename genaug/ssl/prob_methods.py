@@ -20,8 +20,6 @@ from genaug.ssl.methods.redundancy import BarlowTwins, VICReg
 from genaug.ssl.prob import GaussianHead, ProbLoss, make_prior, rsample, uncertainty_score
 from genaug.ssl.simvae import SimVAE
 
-ENCODE_SEED = 0  # H-prob's evaluation samples are drawn from this seed, so features are reproducible
-
 
 class _ProbBase:
     """Shared settings and the uncertainty API of the stochastic-embedding methods."""
@@ -89,10 +87,10 @@ class _HProb(_ProbBase):
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """The mean of S samples of q(h|x), drawn from a fixed seed (reproducible features)."""
-        mu, log_var = self.h_head(self.backbone(x))  # type: ignore[attr-defined]
-        g = torch.Generator(device=mu.device).manual_seed(ENCODE_SEED)
-        return rsample(mu.float(), log_var.float(), self.samples, generator=g).mean(0)
+        """The mean of q(h|x): the expectation the sample mean estimates, deterministic per input.
+
+        (A mean of S drawn samples would depend on the row and the batch size through the noise it draws.)"""
+        return self.h_head(self.backbone(x))[0].float()  # type: ignore[attr-defined]
 
     @torch.no_grad()
     def uncertainty(self, x: torch.Tensor) -> torch.Tensor:

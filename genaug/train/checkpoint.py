@@ -13,6 +13,7 @@ import torch
 
 from genaug.core.errors import GenaugError
 from genaug.core.files import fsync_dir, tmp_suffix
+from genaug.ssl.artifacts import read_checkpoint, to_safe
 
 CKPT_RE = re.compile(r"^checkpoint-(\d{8})\.pt$")
 
@@ -62,7 +63,7 @@ def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any], keep: int =
     tmp = final.with_name(final.name + tmp_suffix())
     try:
         with open(tmp, "wb") as f:
-            torch.save(state, f)
+            torch.save(to_safe(state), f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, final)
@@ -80,15 +81,11 @@ def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any], keep: int =
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Load a checkpoint written by save_checkpoint (the run's own file: full unpickling is allowed)."""
+    """Load a checkpoint written by save_checkpoint with weights_only=True: tensors and plain data, no code runs."""
     path = Path(path)
     if not path.is_file():
         raise GenaugError(f"checkpoint {path} does not exist: pass --resume with a checkpoint file or a run directory")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # noqa: BLE001
-        msg = f"checkpoint {path} cannot be read ({type(e).__name__}: {e}): delete it to resume from an older one"
-        raise GenaugError(msg) from None
+    return read_checkpoint(path, "delete it to resume from an older one")
 
 
 def resolve_resume(resume: str | os.PathLike | None, run_dir: Path) -> Path | None:

@@ -4,15 +4,12 @@ import json
 
 import numpy as np
 import pytest
-import yaml
 from PIL import Image
-from safetensors.torch import save_file
 
 from genaug.cli import main
-from genaug.evaluate import encoders
+from genaug.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from genaug.evaluate.features import FeatureSet
-
-from .conftest import TinyEncoder
+from genaug.testing.runs import train_tiny
 
 
 def _blobs(n, seed, novel=False, d=8):
@@ -83,25 +80,23 @@ def test_ood_and_similarity_from_features(feats, tmp_path):
     assert doc["details"]["cka"]["ci_low"] <= 1.0 + 1e-9
 
 
-def _make_run(folder, p, seed):
-    folder.mkdir(parents=True)
-    recipe = {"method": "barlow", "p": p, "backbone": {"name": "tiny", "width": 6}}
-    (folder / "recipe.yaml").write_text(yaml.safe_dump(recipe))
-    save_file(TinyEncoder(seed=seed).state_dict(), str(folder / "backbone.safetensors"))
-    return folder
-
-
-def test_run_folder_round_trip_and_report(shard_set, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(encoders, "default_builder", lambda recipe: TinyEncoder(width=recipe["backbone"]["width"]))
-    runs = [_make_run(tmp_path / f"barlow-p{p}", p, i) for i, p in enumerate((0.0, 0.5))]
+def test_run_folder_round_trip_and_report(shard_set, tmp_path, capsys):
+    """Two real training runs evaluated from their folders, reported side by side and compared."""
+    runs = [train_tiny("barlow", shard_set, tmp_path / f"barlow-s{s}", seed=s) for s in (0, 1)]
     for run in runs:
-        base = [str(run), "--shards", str(shard_set), "--image-size", "16", "--quiet"]
+        base = [str(run), "--shards", str(shard_set), "--quiet"]
         assert main(["eval", "linear", *base, "--fast"]) == 0
         assert main(["eval", "knn", *base, "--k", "5"]) == 0
         assert len(list((run / "features").glob("*.npz"))) == 2  # train and val, reused by knn
         doc = json.loads((run / "eval" / "linear-val.json").read_text())
-        assert doc["run_info"] == {"method": "barlow", "p": doc["run_info"]["p"]}
+        assert doc["run_info"] == {"method": "barlow", "p": 0.0}
         assert doc["encoder_id"].startswith("sha256:") and 0.0 <= doc["summary"]["linear/top1"] <= 1.0
+        assert doc["preprocess"] == {
+            "image_size": 16,
+            "resize": 18,
+            "mean": list(IMAGENET_MEAN),
+            "std": list(IMAGENET_STD),
+        }
     capsys.readouterr()
     png = tmp_path / "report.png"
     rc = main(
@@ -110,30 +105,13 @@ def test_run_folder_round_trip_and_report(shard_set, tmp_path, monkeypatch, caps
     assert rc == 0
     table = capsys.readouterr().out.splitlines()
     assert table[0].split() == ["run", "method", "p", "linear/top1", "knn/k5/top1"]
-    assert table[2].split()[:3] == ["barlow-p0.0", "barlow", "0.0"] and table[3].split()[2] == "0.5"
+    assert table[2].split()[:3] == ["barlow-s0", "barlow", "0.0"] and table[3].split()[0] == "barlow-s1"
     with Image.open(png) as im:
         assert im.format == "PNG" and im.size[0] > 100
-    # the encoders compared with each other
-    assert (
-        main(
-            [
-                "eval",
-                "similarity",
-                str(runs[0]),
-                str(runs[1]),
-                "--shards",
-                str(shard_set),
-                "--image-size",
-                "16",
-                "--boot",
-                "10",
-                "--quiet",
-            ]
-        )
-        == 0
-    )
-    doc = json.loads((runs[0] / "eval" / "similarity-val-barlow-p0.5.json").read_text())
-    assert 0.0 < doc["summary"]["sim/barlow-p0.5/cka"] < 1.0
+    argv = ["eval", "similarity", str(runs[0]), str(runs[1]), "--shards", str(shard_set), "--boot", "10", "--quiet"]
+    assert main(argv) == 0
+    doc = json.loads((runs[0] / "eval" / "similarity-val-barlow-s1.json").read_text())
+    assert 0.0 < doc["summary"]["sim/barlow-s1/cka"] < 1.0
 
 
 def test_user_errors(tmp_path, capsys):
@@ -145,13 +123,11 @@ def test_user_errors(tmp_path, capsys):
     assert "no results" in capsys.readouterr().err
 
 
-def test_ood_with_encoder_identical_sets_is_chance(shard_set, tmp_path, monkeypatch):
-    from .conftest import UncertainEncoder
-
-    monkeypatch.setattr(encoders, "default_builder", lambda recipe: UncertainEncoder(width=6))
-    run = _make_run(tmp_path / "prob", 0.5, 0)
-    argv = ["eval", "ood", str(run), "--in", str(shard_set), "--out", str(shard_set), "--image-size", "16"]
+def test_ood_with_identical_sets_is_chance(shard_set, tmp_path):
+    """A real H-prob run: in and out sets identical, so every score (its uncertainty too) is at chance."""
+    run = train_tiny("barlow-hprob", shard_set, tmp_path / "prob")
+    argv = ["eval", "ood", str(run), "--in", str(shard_set), "--out", str(shard_set)]
     assert main(argv + ["--fast", "--knn-k", "5", "--quiet"]) == 0
     doc = json.loads((run / "eval" / "ood-val-set.json").read_text())
-    for score in ("msp", "mahalanobis", "knn5", "uncertainty"):  # uncertainty comes from encoder.uncertainty(x)
+    for score in ("msp", "mahalanobis", "knn5", "uncertainty"):  # uncertainty comes from the method's own sigma
         assert doc["summary"][f"ood/set/{score}/auroc"] == 0.5, score

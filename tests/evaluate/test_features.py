@@ -92,11 +92,10 @@ def test_load_encoder_run_folder_and_checkpoint(shard_set, tmp_path):
     assert enc.home == run and enc.encoder_id.startswith("sha256:") and enc.recipe["p"] == 0.5
     x = torch.randn(2, 3, 16, 16)
     assert torch.equal(enc.module(x), ref(x))
-    # a training checkpoint with the backbone inside the method's state dict, recipe embedded
-    (run / "checkpoints").mkdir()
+    # a foreign checkpoint (not written by genaug's trainer) with the backbone inside a state dict, recipe embedded
     full = {f"backbone.{k}": v for k, v in ref.state_dict().items()} | {"projector.w": torch.zeros(2)}
-    torch.save({"model": full, "recipe": recipe, "step": 7}, run / "checkpoints" / "last.pt")
-    enc2 = load_encoder(run / "checkpoints" / "last.pt", builder=_builder)
+    torch.save({"model": full, "recipe": recipe, "step": 7}, run / "foreign.pt")
+    enc2 = load_encoder(run / "foreign.pt", builder=_builder)
     assert enc2.home == run and torch.equal(enc2.module(x), ref(x))
     # weights that do not fit the recipe's backbone
     with pytest.raises(GenaugError, match="does not fit"):
