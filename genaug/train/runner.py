@@ -1,23 +1,8 @@
 """`train(...)`: resolve a method recipe, open the data stream, build the method and run the loop in a run directory.
 
-Training recipe schema (trainers/<method>.yaml; every section optional except `method`):
-
-    method: barlow                  # registry name; `module: pkg.mod` is imported first (plug-in methods)
-    backbone: {name: resnet50, cifar_stem: auto, width: 16}    # width: tiny conv net only
-    method_args: {...}              # keyword arguments of the method class (heads, temperatures, queues)
-    views: {preset: byol, ...}      # genaug.data.transforms schema; views.size is the backbone's input size
-    data: {batch_size, num_workers, mix_views, shuffle_buffer}  # batch_size per process
-    optim: {name: lars|sgd|adamw, base_lr, bias_lr, lr_scaling: linear|sqrt|none, ref_batch, weight_decay,
-            final_weight_decay, momentum, eta, exclude_bias_norm, clip_grad}   # lr = base_lr x global batch / ref
-    schedule: {epochs | steps, warmup_epochs, final_lr_ratio}   # warm-up is the same fraction with --steps
-    probe: {enabled, lr}            # online linear probe on detached features when the split has labels
-    loop: {precision: auto|no|bf16|fp16, channels_last, compile, sync_bn, grad_accum, log_every, ckpt_every,
-           keep_checkpoints, tensorboard, wandb}
-    run: {seed}                     # plus shards/split/gen/p, filled in from the arguments
-
-Aliases accepted: optim.lr (= base_lr), optim.warmup_epochs and loop.epochs/steps/warmup_epochs (= schedule.*).
-The resolved recipe (with a `resolved:` section: total steps, warm-up steps, global batch, lr, precision, world
-size) is written to <run>/recipe.yaml.
+The recipe schema (sections, types, defaults) is genaug.train.recipe.TrainRecipe; the resolved recipe, with
+every default filled in and a `resolved:` section (total steps, warm-up steps, global batch, lr, precision, world
+size), is written to <run>/recipe.yaml.
 """
 
 from __future__ import annotations
@@ -31,6 +16,7 @@ import yaml
 
 from genaug.core.errors import GenaugError
 from genaug.core.recipes import dump_recipe, load_recipe, recipe_hash
+from genaug.train.recipe import validate_train_recipe
 
 # keys of a recipe that may change between a run and its resumption (how it runs, not what it learns)
 RESUME_FREE = ("loop",)
@@ -69,19 +55,6 @@ def _resolve(method: str, flags: dict[str, Any], overrides: dict[str, Any] | Non
     ov = {mapping[k]: v for k, v in flags.items() if k in mapping}
     ov.update(overrides or {})
     return load_recipe("trainers", method, ov)
-
-
-def normalize_schema(recipe: dict) -> dict:
-    """Accept the aliases optim.lr (base_lr), optim.warmup_epochs and loop.epochs (schedule.*), in place."""
-    optim, sched, loop = (recipe.setdefault(k, {}) for k in ("optim", "schedule", "loop"))
-    if "lr" in optim:
-        optim.setdefault("base_lr", optim.pop("lr"))
-    if "warmup_epochs" in optim:
-        sched.setdefault("warmup_epochs", optim.pop("warmup_epochs"))
-    for key in ("epochs", "steps", "warmup_epochs"):
-        if key in loop:
-            sched.setdefault(key, loop.pop(key))
-    return recipe
 
 
 def _run_dir(out: str | Path | None, name: str) -> Path:
@@ -161,10 +134,12 @@ def train(
         log_every=log_every,
         seed=seed,
     )
-    recipe = normalize_schema(_resolve(method, flags, overrides))
-    recipe.setdefault("run", {})
-    recipe["run"].update({"shards": str(shards), "split": split, "gen": gen_cols, "p": float(p)})
-    recipe["run"].setdefault("seed", 0)
+    raw = _resolve(method, flags, overrides)
+    raw.setdefault("run", {})
+    if not isinstance(raw["run"], dict):
+        raise GenaugError(f"recipe key run must be a mapping, got {raw['run']!r}")
+    raw["run"].update({"shards": str(shards), "split": split, "gen": gen_cols, "p": float(p)})
+    recipe = validate_train_recipe(raw)
     run_dir = _run_dir(out, recipe.get("name", method))
     return _train(recipe, run_dir, resume, stop_after, progress_bar, probe)
 
