@@ -60,6 +60,7 @@ def run_demo(
     p: float = 0.5,
     steps: int = 150,
     progress: bool = True,
+    seed: int = 0,
 ) -> dict:
     """Ingest digits, generate K tiny-model variants, train an SSL method at p, probe it, draw contact sheets."""
     from genaug.evaluate.run import eval_linear
@@ -106,6 +107,7 @@ def run_demo(
         backbone="tiny",
         image_size=size,
         workers=0,
+        seed=seed,
         overrides={"views.preset": "small"},
         progress_bar=progress,
     )
@@ -145,6 +147,7 @@ def run_demo(
     for name, path in written.items():
         print(f"    {name:16s} {path}")
     written["linear_top1"] = top1
+    written["random_init_top1"] = top0
     return written
 
 
@@ -164,5 +167,6 @@ def register(app: typer.Typer) -> None:
         method: str = typer.Option("simclr", "--method", help="SSL method to train."),
         p: float = typer.Option(0.5, "--p", help="Probability of replacing a view by a generated variant."),
         steps: int = typer.Option(150, "--steps", help="Training steps."),
+        seed: int = typer.Option(0, "--seed", help="Seed of the training run (init, data order, mixing)."),
     ) -> None:
-        run_demo(out, size, workers, k, method, p, steps)
+        run_demo(out, size, workers, k, method, p, steps, seed=seed)

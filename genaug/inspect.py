@@ -177,38 +177,6 @@ def contact_sheet(
     return _save(_compose(grid, captions, tile, pad, labels), path, doc)
 
 
-def trainer_make_views(views: dict | None = None, mix_views: str = "each") -> MakeViews:
-    """The trainer's own views: its mixing rule, crops and colour stage from a recipe `views:` section."""
-    import io
-    import random
-
-    import torch
-
-    from genaug.data.color import apply_color_stage
-    from genaug.data.mixing import MixPolicy
-    from genaug.data.transforms import make_views, parse_views
-
-    recipe = parse_views(views or {"preset": "simclr"})
-    n_views = len(recipe.views)
-
-    def encode(img: Image.Image) -> bytes:
-        buf = io.BytesIO()
-        img.convert("RGB").save(buf, format="PNG")
-        return buf.getvalue()
-
-    def make(source: Image.Image, variants: list, p: float, rng: np.random.Generator) -> tuple:
-        usable = [v for v in variants if v is not None]
-        policy = MixPolicy(p, mix_views)
-        chosen = policy.decide(rng.random(2 * n_views).tolist(), n_views, len(usable))
-        images = [encode(source)] + [encode(v) for v in usable]
-        crops, rows = make_views(images, chosen, recipe, random.Random(int(rng.integers(2**31))))
-        params = torch.tensor(rows, dtype=torch.float32)
-        out = apply_color_stage(torch.stack(crops), params)
-        return out[0], out[1], {"replaced": [c > 0 for c in chosen[:2]]}
-
-    return make
-
-
 def to_pil(view) -> Image.Image:
     """A view as a PIL image: PIL as is; a CHW tensor in [0, 1], or ImageNet-normalised when it has negatives."""
     if isinstance(view, Image.Image):
@@ -224,6 +192,57 @@ def to_pil(view) -> Image.Image:
         t = t / 255.0
     arr = (t.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
     return Image.fromarray(arr if arr.shape[2] == 3 else arr[:, :, 0])
+
+
+def trainer_draws(
+    shards: str | os.PathLike,
+    gen: str | None,
+    split: str,
+    p: float,
+    views: dict,
+    mix_views: str,
+    seed: int,
+    keys: Sequence[str] | None,
+    n: int,
+    epochs: int,
+    num_workers: int = 0,
+    batch_size: int = 1,
+    shuffle_buffer: int = 1000,
+) -> tuple[list[str], dict[str, list[tuple[list, list[bool]]]]]:
+    """The views the trainer's own stream makes of each key, epoch by epoch: (keys, {key: [(views, replaced)]}).
+
+    The stream is genaug.data.stream's training loader with the given seed, workers, batch size and shuffle buffer
+    (rank 0 of 1), so every crop, colour parameter and replacement is the trainer's draw. Without `keys`, the
+    first n samples of epoch 0 are shown; later epochs are scanned until those keys come by."""
+    from genaug.data.stream import build_train_loader
+
+    loader = build_train_loader(
+        shards, split=split, gen_columns=[gen] if gen else [], p=p, mix_views=mix_views, views_recipe=views,
+        batch_size=batch_size, num_workers=num_workers, seed=seed, rank=0, world_size=1,
+        shuffle_buffer=shuffle_buffer,
+    )  # fmt: skip
+    wanted = list(keys) if keys else None
+    found: dict[str, list] = {k: [] for k in wanted or []}
+    for epoch in range(epochs):
+        loader.set_epoch(epoch)
+        seen = 0
+        for batch in loader:
+            for i, key in enumerate(batch["key"]):
+                if wanted is None and epoch == 0 and len(found) < n:
+                    found[key] = []
+                if key in found and len(found[key]) == epoch:
+                    found[key].append(([v[i] for v in batch["views"]], batch["replaced"][i].tolist()))
+                    seen += 1
+            if seen == (len(wanted) if wanted is not None else n):
+                break
+        if wanted is None and epoch == 0:
+            wanted = list(found)
+        for key in wanted:
+            found.setdefault(key, [])
+        missing = [k for k in wanted if len(found[k]) <= epoch]
+        if missing:
+            raise GenaugError(f"keys {missing[:3]} are not in split {split!r} of {shards} (or fell off its epoch)")
+    return list(wanted or []), found
 
 
 def views_sheet(
@@ -243,31 +262,53 @@ def views_sheet(
     out: str | os.PathLike | None = None,
     method: str = "simclr",
     mix_views: str = "each",
+    workers: int = 0,
 ) -> Path:
-    """PNG with one row per source image: the source, then `pairs` (view1, view2) draws at probability p.
+    """PNG with one row per source image: the source, then its first two views in `pairs` epochs at probability p.
 
-    By default the views are the trainer's own (the `views:` section of training recipe `method`, at `view_size`,
-    with its mixing rule); generated views get an orange border ({"replaced": [...]} from make_views).
+    By default the views are the trainer's own draws: its stream (seed, workers) with the `views:` section of
+    training recipe `method` at `view_size` and its mixing rule; generated views get an orange border. A custom
+    `make_views(source, variants, p, rng)` replaces the stream (one call per pair).
     """
     if not 0.0 <= p <= 1.0:
         raise GenaugError(f"--p {p} must be between 0 and 1")
-    rows, k = load_rows(shards, gen, split, keys, n, seed)
     if make_views is None:
         from genaug.core.recipes import load_recipe
+        from genaug.data.transforms import parse_views
 
         section = dict(load_recipe("trainers", method).get("views") or {"preset": "simclr"})
         section["size"] = view_size
-        make_views = trainer_make_views(section, mix_views)
-    mv = make_views
-    rng = np.random.default_rng(seed)
+        if gen is None:  # the set's only generated column, as the contact sheet picks it
+            gen = open_column(shards, gen, split)[1].parent.name
+        rec = parse_views(section)
+        order, draws = trainer_draws(shards, gen, split, p, section, mix_views, seed, keys, n, pairs, workers)
+        rows, _ = load_rows(shards, gen, split, order, len(order), seed)
+        mean = np.asarray(rec.mean)[:, None, None]
+        std = np.asarray(rec.std)[:, None, None]
+
+        def pil(view) -> Image.Image:
+            arr = view.detach().float().cpu().numpy() * std + mean
+            return Image.fromarray((np.clip(arr, 0, 1) * 255).round().astype(np.uint8).transpose(1, 2, 0))
+
+        def row_views(key: str, src, variants):
+            for views, replaced in draws[key]:
+                yield pil(views[0]), pil(views[1]), replaced[:2]
+    else:
+        rows, _ = load_rows(shards, gen, split, keys, n, seed)
+        rng = np.random.default_rng(seed)
+
+        def row_views(key: str, src, variants):
+            for _ in range(pairs):
+                out_ = make_views(src, variants, p, rng)
+                info = out_[2] if len(out_) > 2 else {}
+                yield to_pil(out_[0]), to_pil(out_[1]), list(info.get("replaced", [False, False]))
+
     grid, marks, captions = [], [], []
     for key, src, variants, failed in rows:
         row, mark = [src], [False]
-        for _ in range(pairs):
-            out_ = mv(src, variants, p, rng)
-            info = out_[2] if len(out_) > 2 else {}
-            row += [to_pil(out_[0]), to_pil(out_[1])]
-            mark += list(info.get("replaced", [False, False]))
+        for a, b, replaced in row_views(key, src, variants):
+            row += [a, b]
+            mark += [bool(r) for r in replaced]
         grid.append(row)
         marks.append(mark)
         captions.append(f"{key}  p={p}" + ("  (generation failed: source only)" if failed else ""))
@@ -279,6 +320,8 @@ def views_sheet(
         "p": p,
         "pairs": pairs,
         "seed": seed,
+        "workers": workers,
+        "draws": "trainer stream (epochs 0..pairs-1)" if make_views is None else "custom make_views",
         "tile": tile,
         "pad": pad,
         "labels": labels,

@@ -198,3 +198,24 @@ def test_cli(gen_set, tmp_path, capsys):
         == 0
     )
     assert main(["inspect", "--shards", str(tmp_path / "nope")]) == 2
+
+
+def test_views_are_the_trainers_own_draws(gen_set):
+    """The sheet's views are what a training run with that seed sees (its loader at batch 4, not the sheet's 1)."""
+    import torch
+
+    from genaug.data.stream import build_train_loader
+    from genaug.inspect import trainer_draws
+
+    views = {"preset": "simclr", "size": 16}
+    loader = build_train_loader(
+        gen_set, gen_columns=["tiny"], p=0.5, views_recipe=views, batch_size=4, num_workers=0, seed=5
+    )
+    batch = next(iter(loader))
+    keys, draws = trainer_draws(gen_set, "tiny", "train", 0.5, views, "each", 5, None, 4, 1)
+    assert keys == batch["key"]
+    for i, key in enumerate(keys):
+        got, replaced = draws[key][0]
+        assert replaced == batch["replaced"][i].tolist()
+        for v in range(2):
+            assert torch.equal(got[v], batch["views"][v][i])
