@@ -41,14 +41,14 @@ def main() -> None:
     gaps = []
     print(f"{'seed':>4} {'trained':>8} {'random':>8} {'gap':>7}   ({a.method}, {a.steps} steps, p={a.p})")
     for seed in range(a.seeds):
-        run = out / "runs" / f"{a.method}-s{seed}"
+        run = out / "runs" / f"{a.method}-p{a.p}-{a.steps}st-s{seed}"
         train(
             method=a.method, shards=str(shards), p=a.p, gen=["tiny"], out=run, steps=a.steps, batch_size=64,
             backbone="tiny", image_size=a.size, workers=0, seed=seed, overrides={"views.preset": "small"},
             progress_bar=False,
         )  # fmt: skip
         top1 = eval_linear(str(run), image_size=a.size, **probe)["summary"]["linear/top1"]
-        base = random_init_run(run, out / "runs" / f"{a.method}-s{seed}-init")
+        base = random_init_run(run, run.with_name(run.name + "-init"))
         top0 = eval_linear(str(base), image_size=a.size, **probe)["summary"]["linear/top1"]
         gaps.append(top1 - top0)
         print(f"{seed:>4} {top1:8.4f} {top0:8.4f} {top1 - top0:+7.4f}", flush=True)

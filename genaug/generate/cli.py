@@ -48,9 +48,14 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="With --status: print JSON."),
         no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
     ) -> None:
+        from genaug.core.errors import GenaugError
+        from genaug.generate.leases import check_lease_timeout
         from genaug.generate.runner import generate, resolve_recipe
         from genaug.generate.status import column_status, format_status
 
+        lease_timeout = check_lease_timeout(lease_timeout, "--lease-timeout")
+        if limit_shards is not None and limit_shards < 1:
+            raise GenaugError(f"--limit-shards must be at least 1 (got {limit_shards})")
         if status:
             name = column or resolve_recipe(model)["name"]
             st = column_status(shards, name, split, lease_timeout)

@@ -9,15 +9,23 @@ one renamer wins) and creating a fresh one.
 from __future__ import annotations
 
 import json
+import math
 import os
+import shutil
 import socket
+import stat
 import threading
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from genaug.core.errors import GenaugError
+
 LEASE_DIR = ".leases"
+#: a lease holds a small JSON record; anything bigger is malformed
+MAX_LEASE_BYTES = 64 * 1024
+MAX_PID = 2**31
 
 
 def lease_path(folder: Path, index: int) -> Path:
@@ -29,26 +37,59 @@ def _host() -> str:
     return socket.gethostname()
 
 
+def check_lease_timeout(timeout: object, flag: str = "--lease-timeout") -> float:
+    """Return `timeout` as float if it is a finite positive number of seconds, else raise a one-line GenaugError."""
+    try:
+        value = float(timeout)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        value = float("nan")
+    if isinstance(timeout, bool) or not math.isfinite(value) or value <= 0:
+        raise GenaugError(
+            f"{flag} must be a positive number of seconds (e.g. 300), got {timeout!r}: it is how long a shard's "
+            "lease may go without a heartbeat before another process takes the shard over"
+        )
+    return value
+
+
+def _valid_pid(pid: object) -> bool:
+    # bool is an int; 0 and negatives address process groups in kill(); above 2**31 os.kill overflows
+    return isinstance(pid, int) and not isinstance(pid, bool) and 0 < pid < MAX_PID
+
+
 def _pid_alive(pid: int) -> bool:
+    if not _valid_pid(pid):
+        return True  # not a pid we can check: only the timeout decides
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
+    except (PermissionError, OverflowError, OSError):
         return True
     return True
 
 
 def read_lease(path: Path) -> dict | None:
-    """Owner record of a lease ({} while its creator is still writing it), or None when there is none."""
+    """Owner record of a lease ({} while being written or when unreadable/malformed), or None when there is none."""
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except FileNotFoundError:
+        # O_NONBLOCK: a FIFO at the path must not hang; O_NOFOLLOW: a symlink is malformed, not followed
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0))
+    except (FileNotFoundError, NotADirectoryError):
         return None
+    except OSError:  # a directory, a symlink, no permission: a malformed lease, stale once old enough
+        return {}
     try:
-        doc = json.loads(text)
-    except json.JSONDecodeError:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return {}
+        raw = os.read(fd, MAX_LEASE_BYTES + 1)
+    except OSError:
+        return {}
+    finally:
+        os.close(fd)
+    if len(raw) > MAX_LEASE_BYTES:
+        return {}
+    try:
+        doc = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):  # non-UTF-8, malformed, or absurd numbers/nesting
         return {}
     return doc if isinstance(doc, dict) else {}
 
@@ -56,8 +97,8 @@ def read_lease(path: Path) -> dict | None:
 def lease_age(path: Path) -> float | None:
     """Seconds since the lease's last heartbeat, or None when there is no lease."""
     try:
-        return max(0.0, time.time() - os.stat(path).st_mtime)
-    except FileNotFoundError:
+        return max(0.0, time.time() - os.lstat(path).st_mtime)
+    except (FileNotFoundError, NotADirectoryError):
         return None
 
 
@@ -69,7 +110,18 @@ def is_stale(path: Path, timeout: float) -> bool:
     if age > timeout:
         return True
     doc = read_lease(path) or {}
-    return doc.get("host") == _host() and isinstance(doc.get("pid"), int) and not _pid_alive(doc["pid"])
+    return doc.get("host") == _host() and _valid_pid(doc.get("pid")) and not _pid_alive(doc["pid"])
+
+
+def _discard(path: Path) -> None:
+    """Delete a renamed-away lease: a file, or a directory planted at the lease path (inside .leases/ only)."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except (IsADirectoryError, PermissionError, OSError):
+        if path.is_dir() and not path.is_symlink() and path.parent.name == LEASE_DIR:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 @dataclass
@@ -110,8 +162,12 @@ class Lease:
 def _create(path: Path, owner: dict) -> Lease | None:
     try:
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-    except FileExistsError:
+    except FileExistsError:  # a live, stale or malformed lease (even a directory or symlink): the caller decides
         return None
+    except OSError as e:
+        raise GenaugError(
+            f"cannot create the lease {path} ({e.strerror or e}): check the folder's permissions"
+        ) from None
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         json.dump(owner, f)
         f.flush()
@@ -121,8 +177,9 @@ def _create(path: Path, owner: dict) -> Lease | None:
 
 def try_acquire(folder: Path, index: int, timeout: float, owner: dict | None = None) -> Lease | None:
     """Claim shard `index`: a new lease, or a stale one taken over; None when a live process holds it."""
+    timeout = check_lease_timeout(timeout)
     path = lease_path(folder, index)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _lease_dir(path.parent)
     token = f"{_host()}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
     doc = {"host": _host(), "pid": os.getpid(), "token": token, "since": time.time(), **(owner or {})}
     for _ in range(3):
@@ -144,28 +201,38 @@ def try_acquire(folder: Path, index: int, timeout: float, owner: dict | None = N
             # A live owner replaced the stale lease between our check and our rename: give it back.
             try:
                 os.link(grave, path)
-            except FileExistsError:
+            except OSError:  # FileExistsError, or no hard links on this filesystem
                 pass
-            os.unlink(grave)
+            _discard(grave)
             return None
-        os.unlink(grave)
+        _discard(grave)
     return None
+
+
+def _lease_dir(d: Path) -> None:
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise GenaugError(f"{d} exists but is not a folder: remove it (genaug keeps shard leases there)") from None
+    except OSError as e:
+        raise GenaugError(f"cannot create the lease folder {d} ({e.strerror or e}): check permissions") from None
 
 
 def clear_stale_leases(folder: Path, done: set[int], timeout: float) -> list[int]:
     """Delete the stale leases of shards already done (a crash between commit and release leaves one)."""
+    timeout = check_lease_timeout(timeout)
     cleared = []
     d = Path(folder) / LEASE_DIR
-    for path in d.glob("*.lease") if d.is_dir() else []:
-        index = int(path.stem) if path.stem.isdigit() else -1
+    for path in sorted(d.glob("*.lease")) if d.is_dir() else []:
+        index = int(path.stem) if len(path.stem) == 6 and path.stem.isascii() and path.stem.isdigit() else -1
         if index in done and is_stale(path, timeout):
             grave = path.with_name(f"{path.name}.stale-{_host()}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
             try:
                 os.rename(path, grave)
-                os.unlink(grave)
-                cleared.append(index)
-            except FileNotFoundError:
-                pass
+            except OSError:
+                continue
+            _discard(grave)
+            cleared.append(index)
     return cleared
 
 

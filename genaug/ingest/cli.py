@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+DEFAULT_MAX_BYTES = 256 * 1024 * 1024  # genaug.ingest.images.DEFAULT_MAX_BYTES (not imported: --help stays fast)
+
 
 def register(app: typer.Typer) -> None:
     """Add the `ingest` command to the CLI."""
@@ -36,13 +38,22 @@ def register(app: typer.Typer) -> None:
         max_pixels: int = typer.Option(
             178_956_970, "--max-pixels", help="Skip images with more pixels than this (decompression-bomb limit)."
         ),
+        max_bytes: int = typer.Option(
+            DEFAULT_MAX_BYTES,
+            "--max-bytes",
+            help="Skip (and record) source files or tar members larger than this many bytes (default 256 MiB).",
+        ),
         reencode: bool = typer.Option(
             False,
             "--reencode",
             help="Re-encode JPEGs even when they need no change "
             "(by default an RGB JPEG that needs no resize is stored as it is).",
         ),
-        overwrite: bool = typer.Option(False, "--overwrite", help="Replace a split made with other settings."),
+        overwrite: bool = typer.Option(
+            False,
+            "--overwrite",
+            help="Replace a split made with other settings (deletes only the files genaug wrote there).",
+        ),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
     ) -> None:
         from genaug.ingest.run import ingest as run_ingest
@@ -62,6 +73,7 @@ def register(app: typer.Typer) -> None:
             reencode,
             overwrite,
             progress=not quiet,
+            max_bytes=max_bytes,
         )
         print(format_summary(summary))
 

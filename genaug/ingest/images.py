@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import os
+import stat
 import warnings
 from dataclasses import dataclass
 
@@ -10,6 +12,8 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False
+#: default cap on the bytes read from one source file or tar member (--max-bytes)
+DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 
 
 class BadImage(Exception):
@@ -136,10 +140,43 @@ def process_image(data: bytes, opts: ImageOptions) -> tuple[bytes, str, dict]:
     )
 
 
-def read_file(path: str) -> bytes:
-    """Read a source file's bytes; OS errors (permissions, symlink loops) become BadImage."""
+def read_file(path: str, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
+    """Bytes of a regular source file of at most `max_bytes`; a FIFO, device, bigger file or OS error is BadImage."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
     try:
-        with open(path, "rb") as f:
-            return f.read()
+        fd = os.open(path, flags)  # O_NONBLOCK: opening a FIFO must not wait for a writer
     except OSError as e:
         raise BadImage(f"{type(e).__name__}: {e.strerror or e}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise BadImage(f"not a regular file ({_file_kind(st.st_mode)}): only regular image files are read")
+        if st.st_size > max_bytes:
+            raise BadImage(f"file is {st.st_size} bytes, over the limit of {max_bytes} (--max-bytes)")
+        chunks, total = [], 0
+        while True:
+            chunk = os.read(fd, min(1 << 20, max_bytes + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > max_bytes:  # the file grew while being read
+                raise BadImage(f"file grew beyond the limit of {max_bytes} bytes while being read (--max-bytes)")
+        return b"".join(chunks)
+    except OSError as e:
+        raise BadImage(f"{type(e).__name__}: {e.strerror or e}") from None
+    finally:
+        os.close(fd)
+
+
+def _file_kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISDIR, "a directory"),
+    ):
+        if test(mode):
+            return name
+    return "a special file"

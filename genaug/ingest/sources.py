@@ -14,6 +14,9 @@ from genaug.shards.tario import split_name
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")
 TAR_IMAGE_FIELDS = ("jpg", "jpeg", "png", "webp", "ppm", "bmp", "tif", "tiff")
 LAYOUTS = ("auto", "imagefolder", "flat", "wds")
+#: labels are non-negative integers below this (int32, what every loss and label tensor accepts)
+MAX_LABEL = 2**31
+_CLS_MAX_BYTES = 64
 
 
 @dataclass(frozen=True)
@@ -25,10 +28,12 @@ class SourceItem:
     class_name: str | None = None
     tar: str | None = None
     member: str | None = None
+    offset: int | None = None  # header offset of `member` in `tar` (names may repeat inside a tar)
+    error: str | None = None  # set when the item is known bad at scan time: it becomes a recorded failure
 
     def as_plan(self) -> list:
         """A JSON-friendly tuple for the plan hash."""
-        return [self.ref, self.label, self.member]
+        return [self.ref, self.label, self.member] + ([self.error] if self.error else [])
 
 
 @dataclass
@@ -107,6 +112,59 @@ def _tar_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*.tar") if p.is_file())
 
 
+def check_label(label: object, num_classes: int | None = None) -> str | None:
+    """None when `label` is a valid class index (in [0, num_classes), or [0, 2**31) without a class list), else why."""
+    if isinstance(label, bool) or not isinstance(label, int):
+        return f"label {label!r} is not an integer"
+    top = num_classes if num_classes is not None else MAX_LABEL
+    if not 0 <= label < top:
+        what = f"the {num_classes} classes" if num_classes is not None else "a non-negative int32"
+        return f"label {label} is out of range [0, {top}) ({what})"
+    return None
+
+
+def parse_cls(raw: bytes) -> tuple[int | None, str | None]:
+    """(label, None) for a valid `.cls` field (ASCII decimal digits in [0, 2**31)), else (None, why)."""
+    text = raw[: _CLS_MAX_BYTES + 1]
+    shown = text[:20]
+    try:
+        s = text.decode("ascii").strip()
+    except UnicodeDecodeError:
+        return None, f"cls field {shown!r} is not an ASCII integer"
+    if len(raw) > _CLS_MAX_BYTES or not (s.isascii() and s.isdigit()) or len(s) > 10:
+        if s.startswith("-") and s[1:].isdigit() and len(s) <= 12:
+            return None, f"cls field {s!r} is a negative label: labels must lie in [0, {MAX_LABEL})"
+        return None, f"cls field {shown!r} is not a label in [0, {MAX_LABEL}) (decimal digits only)"
+    label = int(s)
+    why = check_label(label)
+    return (None, f"cls field: {why}") if why else (label, None)
+
+
+def _tar_samples(tf: tarfile.TarFile) -> list[tuple[str, dict[str, tarfile.TarInfo], str | None]]:
+    """Samples of an input tar in order: (key, {field: member}, error); a key seen before is a duplicate (error)."""
+    out: list[tuple[str, dict[str, tarfile.TarInfo], str | None]] = []
+    seen: dict[str, int] = {}  # key -> position of its first sample
+    for m in tf.getmembers():
+        if not m.isfile():
+            continue
+        key, field = split_name(m.name)
+        field = field.lower()
+        cur = out[-1] if out else None
+        if cur is not None and cur[0] == key and field not in cur[1]:
+            cur[1][field] = m  # consecutive members of one key form one sample, as WebDataset reads them
+            continue
+        error = None
+        if key in seen:
+            error = (
+                f"duplicate key {key!r} in the input tar (its first sample is sample #{seen[key]} of that tar): "
+                "the later sample is skipped, never merged"
+            )
+        else:
+            seen[key] = len(out)
+        out.append((key, {field: m}, error))
+    return out
+
+
 def _wds(root: Path, skipped: list[dict]) -> Source:
     items: list[SourceItem] = []
     tars = _tar_files(root)
@@ -115,32 +173,32 @@ def _wds(root: Path, skipped: list[dict]) -> Source:
     for tpath in tars:
         try:
             with tarfile.open(tpath, "r:") as tf:
-                groups: dict[str, dict[str, str]] = {}
-                order: list[str] = []
-                for m in tf.getmembers():
-                    if not m.isfile():
-                        continue
-                    key, field = split_name(m.name)
-                    if key not in groups:
-                        groups[key] = {}
-                        order.append(key)
-                    groups[key][field.lower()] = m.name
-                for key in order:
-                    fields = groups[key]
+                for key, fields, error in _tar_samples(tf):
+                    ref = f"{tpath}:{key}"
                     img = next((fields[f] for f in TAR_IMAGE_FIELDS if f in fields), None)
+                    if error is not None:
+                        items.append(
+                            SourceItem(
+                                ref=ref,
+                                tar=str(tpath),
+                                member=img and img.name,
+                                offset=img and img.offset,
+                                error=error,
+                            )
+                        )
+                        continue
                     if img is None:
-                        skipped.append({"source": f"{tpath}:{key}", "error": "sample has no image field"})
+                        skipped.append({"source": ref, "error": "sample has no image field"})
                         continue
                     label = None
                     if "cls" in fields:
-                        raw = tf.extractfile(fields["cls"]).read()
-                        try:
-                            label = int(raw.decode("ascii").strip())
-                        except (UnicodeDecodeError, ValueError):
-                            skipped.append(
-                                {"source": f"{tpath}:{key}", "error": f"cls field {raw[:20]!r} is not an integer"}
-                            )
-                    items.append(SourceItem(ref=f"{tpath}:{key}", label=label, tar=str(tpath), member=img))
+                        f = tf.extractfile(fields["cls"])
+                        label, error = parse_cls(f.read(_CLS_MAX_BYTES + 1) if f is not None else b"")
+                    items.append(
+                        SourceItem(
+                            ref=ref, label=label, tar=str(tpath), member=img.name, offset=img.offset, error=error
+                        )
+                    )
         except (tarfile.TarError, OSError) as e:
             skipped.append({"source": str(tpath), "error": f"unreadable tar ({type(e).__name__}: {e})"})
     return Source("wds", root, None, items, skipped)

@@ -38,6 +38,33 @@ def check_key(key: str) -> str:
     return key
 
 
+def check_name(value: object, flag: str) -> str:
+    """Return `value` if it is one safe path component (a split, column or recipe name), else raise naming `flag`."""
+    if not isinstance(value, str):
+        raise GenaugError(f"{flag} must be a name (text), got {type(value).__name__} {value!r}")
+    problem = None
+    if not value:
+        problem = "it is empty"
+    elif value in (".", ".."):
+        problem = f"{value!r} names a folder above or at the shard set, not a new one"
+    elif "/" in value or "\\" in value or (os.altsep and os.altsep in value):
+        problem = "it holds a path separator ('/' or '\\')"
+    elif "\0" in value:
+        problem = "it holds a NUL character"
+    elif any(ord(c) < 32 or ord(c) == 127 for c in value):
+        problem = "it holds a control character"
+    elif value != value.strip():
+        problem = "it starts or ends with white space"
+    elif len(value.encode("utf-8", "surrogateescape")) > 255:
+        problem = "it is longer than 255 bytes"
+    if problem:
+        raise GenaugError(
+            f"{flag} {value!r} is not a valid name ({problem}): give one folder name such as 'train' "
+            "(a single path component: not '.' or '..', no '/', '\\', NUL or control characters)"
+        )
+    return value
+
+
 def shards_home() -> Path:
     """The folder that `--shards NAME` is relative to: $GENAUG_SHARDS or ./shards."""
     return Path(os.environ.get("GENAUG_SHARDS", DEFAULT_HOME))
@@ -71,12 +98,14 @@ class ShardSet:
         return cls(root)
 
     def split_dir(self, split: str) -> Path:
-        """Folder of the source shards of `split`."""
-        return self.root / split
+        """Folder of the source shards of `split` (a single, checked folder name)."""
+        return self.root / check_name(split, "--split")
 
     def gen_dir(self, recipe: str, split: str) -> Path:
-        """Folder of the generated column `recipe` for `split`."""
-        return self.root / "gen" / recipe / split
+        """Folder of the generated column `recipe` for `split` (both single, checked folder names)."""
+        return (
+            self.root / "gen" / check_name(recipe, "--column (or the recipe's `name:`)") / check_name(split, "--split")
+        )
 
     def splits(self) -> list[str]:
         """Source splits present (folders with a manifest.json), sorted."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -158,6 +159,20 @@ def cleanup_shard(folder: Path, index: int) -> list[Path]:
     return removed
 
 
+#: files genaug writes into a shard folder: shard tars, stats, the manifest and their commit-protocol temp files
+WRITTEN_RE = re.compile(r"^(?:\d{6}\.tar|\d{6}\.json|manifest\.json)(?:\.tmp-[^/]+)?$")
+
+
+def remove_written_files(folder: Path) -> list[Path]:
+    """Delete the files genaug wrote into `folder` (by name pattern, regular files only); leave everything else."""
+    removed = []
+    for p in sorted(Path(folder).iterdir()):
+        if WRITTEN_RE.match(p.name) and p.is_file() and not p.is_symlink():
+            p.unlink()
+            removed.append(p)
+    return removed
+
+
 @dataclass
 class ShardPlan:
     """One planned shard: its index and the work items that become its samples."""
@@ -186,9 +201,7 @@ class ShardWriter:
                     "write to another --shards/--split (or column), or pass --overwrite to replace them"
                 )
             if diff and overwrite:
-                for p in self.folder.iterdir():
-                    if p.is_file():
-                        p.unlink()
+                remove_written_files(self.folder)
         write_manifest(self.folder, self.manifest)
 
     def pending(self, indices: Iterable[int], check_sha: bool = True) -> list[int]:

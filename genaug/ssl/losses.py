@@ -14,6 +14,11 @@ import torch.nn.functional as F
 from genaug.ssl.distributed import all_reduce_mean_, all_reduce_sum, gather, gather_nograd, rank, world_size
 
 
+def _up(x: torch.Tensor) -> torch.Tensor:
+    """Half-precision tensors to float32 (float32 and float64 kept as they are)."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
 def _gather_keys(k: torch.Tensor) -> torch.Tensor:
     return gather(k) if k.requires_grad else gather_nograd(k)
 
@@ -71,12 +76,17 @@ def moco_v2_loss(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperat
 
 @torch.no_grad()
 def enqueue(queue: torch.Tensor, ptr: torch.Tensor, keys: torch.Tensor) -> None:
-    """Write the keys of the global batch into the ring buffer `queue` at `ptr` (both updated in place)."""
+    """Write the keys of the global batch into the ring buffer `queue` at `ptr` (both updated in place).
+
+    Keys are written one after the other from `ptr` on; a global batch larger than the queue keeps its newest
+    `len(queue)` keys, where they would have landed (the reference asserts queue % batch == 0 instead).
+    """
     keys = gather_nograd(keys)
     size, n = queue.shape[0], keys.shape[0]
     p = int(ptr.item())
-    idx = (torch.arange(n, device=queue.device) + p) % size
-    queue[idx] = keys[-size:] if n > size else keys
+    skip = max(0, n - size)  # older keys overwritten within this very batch
+    idx = (torch.arange(skip, n, device=queue.device) + p) % size
+    queue[idx] = keys[skip:].to(queue.dtype)
     ptr.fill_((p + n) % size)
 
 
@@ -169,7 +179,7 @@ def dino_loss(
 @torch.no_grad()
 def update_center(center: torch.Tensor, teacher: list[torch.Tensor], momentum: float = 0.9) -> None:
     """DINO's center EMA (reference momentum 0.9) with the mean teacher output over the global batch, in place."""
-    t = torch.cat([x.detach().float() for x in teacher])
+    t = torch.cat([_up(x.detach()) for x in teacher])
     batch_sum = t.sum(dim=0, keepdim=True)
     count = torch.tensor([float(t.shape[0])], device=t.device)
     all_reduce_mean_(batch_sum)
@@ -192,10 +202,11 @@ def sinkhorn(scores: torch.Tensor, eps: float = 0.05, iters: int = 3) -> torch.T
     equally (each prototype's column of the codes sums to N/K) and each sample's code sums to 1
     (reference eps 0.05, 3 iterations).
     """
-    m = scores.detach().float().max().clone()
+    scores = _up(scores.detach())
+    m = scores.max().clone()
     if world_size() > 1:  # every rank must shift by the same max for the codes to equal the global computation
         torch.distributed.all_reduce(m, op=torch.distributed.ReduceOp.MAX)
-    q = torch.exp((scores.detach().float() - m) / eps).T  # [K, B]; the shift cancels in the normalisation
+    q = torch.exp((scores - m) / eps).T  # [K, B]; the shift cancels in the normalisation
     k, b = q.shape
     n = b * world_size()
     total = q.sum()

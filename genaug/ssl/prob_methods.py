@@ -14,8 +14,7 @@ from torch import nn
 
 from genaug.core.errors import GenaugError
 from genaug.ssl.losses import barlow_twins_loss, vicreg_terms
-from genaug.ssl.methods.base import Progress, SSLMethod, mlp, register_method
-from genaug.ssl.methods.contrastive import _two
+from genaug.ssl.methods.base import Progress, SSLMethod, each_view, mlp, register_method
 from genaug.ssl.methods.redundancy import BarlowTwins, VICReg
 from genaug.ssl.prob import GaussianHead, ProbLoss, make_prior, rsample, uncertainty_score
 from genaug.ssl.simvae import SimVAE
@@ -49,7 +48,7 @@ class _ZProb(_ProbBase):
         self._setup_prob(proj_out, samples, beta, prior, components)
 
     def training_step(self, batch: dict, progress: Progress) -> dict:  # noqa: D102
-        h1, h2 = _two(self.backbone, batch["views"])  # type: ignore[attr-defined]
+        h1, h2 = each_view(self.backbone, batch["views"][:2])  # type: ignore[attr-defined]
         q1 = tuple(t.float() for t in self.z_head(self.projector(h1)))  # type: ignore[attr-defined]
         q2 = tuple(t.float() for t in self.z_head(self.projector(h2)))  # type: ignore[attr-defined]
         s1, s2 = rsample(*q1, self.samples), rsample(*q2, self.samples)
@@ -78,7 +77,7 @@ class _HProb(_ProbBase):
         return torch.stack([self.projector(x).float() for x in s])  # type: ignore[attr-defined]
 
     def training_step(self, batch: dict, progress: Progress) -> dict:  # noqa: D102
-        h1, h2 = _two(self.backbone, batch["views"])  # type: ignore[attr-defined]
+        h1, h2 = each_view(self.backbone, batch["views"][:2])  # type: ignore[attr-defined]
         q1 = tuple(t.float() for t in self.h_head(h1))
         q2 = tuple(t.float() for t in self.h_head(h2))
         s1, s2 = rsample(*q1, self.samples), rsample(*q2, self.samples)

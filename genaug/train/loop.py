@@ -40,6 +40,15 @@ class LoopConfig:
     stop_at: int | None = None  # end this session at this step (a preemption), checkpointing first
 
 
+@torch.no_grad()
+def clip_each_parameter_(params, clip: float) -> None:
+    """Scale each parameter's gradient to norm at most `clip` (DINO's clip_gradients), in place."""
+    for p in params:
+        if p.grad is not None:
+            n = p.grad.norm(2)
+            p.grad.mul_(torch.clamp(clip / (n + 1e-6), max=1.0))
+
+
 class TrainModule(nn.Module):
     """The method plus the online probe: one forward = one SSL step, so DDP/FSDP wrap and sync both."""
 
@@ -320,7 +329,10 @@ class Trainer:
                     v = v.detach().float() if torch.is_tensor(v) else float(v)
                     window["sums"][k] = window["sums"].get(k, 0.0) + v / cfg.grad_accum
             method.on_before_optimizer_step(progress)
-            if cfg.clip_grad:
+            if cfg.clip_grad and getattr(method, "clip_per_parameter", False):
+                acc.unscale_gradients()  # DINO's reference clips each parameter's gradient norm on its own
+                clip_each_parameter_(self.model.parameters(), float(cfg.clip_grad))
+            elif cfg.clip_grad:
                 acc.clip_grad_norm_(self.model.parameters(), cfg.clip_grad)
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)

@@ -81,16 +81,14 @@ def test_permission_denied_is_recorded(tmp_path, monkeypatch):
     if os.geteuid() != 0:
         os.chmod(root / "b.jpg", 0)
     else:  # root reads anything: make the open itself fail as it would for another user
-        import builtins
-
-        real_open = builtins.open
+        real_open = os.open
 
         def guarded(path, *a, **k):
             if str(path).endswith("b.jpg"):
                 raise PermissionError(13, "Permission denied", str(path))
             return real_open(path, *a, **k)
 
-        monkeypatch.setattr(builtins, "open", guarded)
+        monkeypatch.setattr(os, "open", guarded)  # read_file opens with os.open (O_NONBLOCK, then fstat)
     s = ingest(root, tmp_path / "set", layout="flat", workers=0, progress=False)
     monkeypatch.undo()
     assert s["images_written"] == 1

@@ -175,3 +175,16 @@ def test_adamw_takes_the_recipe_betas_and_eps():
     opt = build_optimizer([{"params": [torch.nn.Parameter(torch.zeros(2))], "lr": 1e-3}],
                           {"name": "adamw", "eps": 1e-4, "betas": [0.5, 0.9]})  # fmt: skip
     assert opt.defaults["eps"] == 1e-4 and opt.defaults["betas"] == (0.5, 0.9)
+
+
+def test_dino_clips_each_parameter_like_its_reference():
+    """DINO's clip_gradients scales each parameter's gradient to norm <= clip on its own (not the global norm)."""
+    from genaug.ssl.methods import get_method
+    from genaug.train.loop import clip_each_parameter_
+
+    a, b = torch.zeros(3, requires_grad=True), torch.zeros(2, requires_grad=True)
+    a.grad, b.grad = torch.tensor([3.0, 4.0, 0.0]), torch.tensor([0.3, 0.4])  # norms 5 and 0.5
+    clip_each_parameter_([a, b], 1.0)
+    assert torch.allclose(a.grad, torch.tensor([0.6, 0.8, 0.0]), atol=1e-6)  # scaled to norm 1
+    assert torch.equal(b.grad, torch.tensor([0.3, 0.4]))  # under the bound: untouched
+    assert get_method("dino").clip_per_parameter and not get_method("byol").clip_per_parameter

@@ -50,8 +50,13 @@ def mlp(
     last_bn_affine: bool = True,
     act: type[nn.Module] = nn.ReLU,
     bias: bool | None = None,
+    last_bias: bool | None = None,
 ) -> nn.Sequential:
-    """Projector / predictor MLP: (Linear [BN] act) x (layers - 1), Linear [BN]."""
+    """Projector / predictor MLP: (Linear [BN] act) x (layers - 1), Linear [BN].
+
+    Hidden Linears have a bias when `bias` says so (default: when not followed by BN); the last Linear has one when
+    `last_bias` says so (default: when not followed by BN).
+    """
     mods: list[nn.Module] = []
     d = in_dim
     for _ in range(layers - 1):
@@ -60,10 +65,21 @@ def mlp(
             mods.append(nn.BatchNorm1d(hidden))
         mods.append(act(inplace=True) if act is nn.ReLU else act())
         d = hidden
-    mods.append(nn.Linear(d, out, bias=not last_bn))
+    mods.append(nn.Linear(d, out, bias=(not last_bn) if last_bias is None else last_bias))
     if last_bn:
         mods.append(nn.BatchNorm1d(out, affine=last_bn_affine))
     return nn.Sequential(*mods)
+
+
+def fp32(x: torch.Tensor) -> torch.Tensor:
+    """Upcast half-precision (autocast) outputs to float32; float32 and float64 tensors are returned as they are."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
+def each_view(net: nn.Module, views: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Run `net` on every view separately (one BatchNorm batch per view, as BYOL, SimSiam, MoCo v3, Barlow Twins
+    and VICReg do in their reference code)."""
+    return [net(v) for v in views]
 
 
 def forward_views(net: nn.Module, views: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -118,6 +134,8 @@ class SSLMethod(nn.Module):
     #: base EMA momentum and whether it follows BYOL's cosine schedule to 1 (MoCo v2 keeps it constant)
     momentum: float = 0.0
     momentum_cosine: bool = True
+    #: optim.clip_grad bounds each parameter's gradient norm on its own (DINO) instead of the global norm
+    clip_per_parameter: bool = False
 
     def teacher_momentum(self, progress: Progress) -> float:
         """EMA momentum of the teachers at this step."""

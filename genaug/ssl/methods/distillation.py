@@ -1,4 +1,9 @@
-"""Self-distillation methods: BYOL (EMA target + predictor), SimSiam (stop-gradient), DINO (centered teacher)."""
+"""Self-distillation methods: BYOL (EMA target + predictor), SimSiam (stop-gradient), DINO (centered teacher).
+
+BYOL and SimSiam run each view separately through the online (and target) networks, one BN batch per view, as
+their reference code does (deepmind-research/byol byol_experiment.py, facebookresearch/simsiam builder.py); DINO
+batches the crops of one resolution together (facebookresearch/dino, utils.MultiCropWrapper).
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,16 @@ from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
 from genaug.ssl.losses import byol_loss, dino_loss, dino_teacher_temp, simsiam_loss, update_center
-from genaug.ssl.methods.base import Progress, SSLMethod, forward_views, make_teacher, mlp, register_method
-from genaug.ssl.methods.contrastive import _two
+from genaug.ssl.methods.base import (
+    Progress,
+    SSLMethod,
+    each_view,
+    forward_views,
+    fp32,
+    make_teacher,
+    mlp,
+    register_method,
+)
 
 
 @register_method("byol")
@@ -35,10 +48,11 @@ class BYOL(SSLMethod):
         self.momentum, self.momentum_cosine = momentum, momentum_cosine
 
     def training_step(self, batch: dict, progress: Progress) -> dict:  # noqa: D102
-        h1, h2 = _two(self.backbone, batch["views"])
-        p1, p2 = (self.predictor(self.projector(h)).float() for h in (h1, h2))
+        views = batch["views"][:2]
+        h1, h2 = each_view(self.backbone, views)
+        p1, p2 = (fp32(self.predictor(self.projector(h))) for h in (h1, h2))
         with torch.no_grad():
-            t1, t2 = (self.projector_t(h).float() for h in _two(self.backbone_t, batch["views"]))
+            t1, t2 = (fp32(self.projector_t(h)) for h in each_view(self.backbone_t, views))
         loss = byol_loss(p1, t2) + byol_loss(p2, t1)
         return {"loss": loss, "logs": {"momentum": self.teacher_momentum(progress)}, "features": h1.detach()}
 
@@ -61,11 +75,11 @@ class SimSiam(SSLMethod):
         self.predictor = mlp(proj_out, pred_hidden, proj_out, 2, bn=True)
 
     def training_step(self, batch: dict, progress: Progress) -> dict:  # noqa: D102
-        h1, h2 = _two(self.backbone, batch["views"])
-        z1, z2 = self.projector(h1), self.projector(h2)
-        p1, p2 = self.predictor(z1).float(), self.predictor(z2).float()
-        loss = simsiam_loss(p1, z2.float()) / 2 + simsiam_loss(p2, z1.float()) / 2
-        std = F.normalize(z1.detach().float(), dim=1).std(dim=0).mean()
+        h1, h2 = each_view(self.backbone, batch["views"][:2])
+        z1, z2 = fp32(self.projector(h1)), fp32(self.projector(h2))
+        p1, p2 = fp32(self.predictor(z1)), fp32(self.predictor(z2))
+        loss = simsiam_loss(p1, z2) / 2 + simsiam_loss(p2, z1) / 2
+        std = F.normalize(z1.detach(), dim=1).std(dim=0).mean()
         return {"loss": loss, "logs": {"z_std": std}, "features": h1.detach()}
 
 
@@ -92,6 +106,7 @@ class DINO(SSLMethod):
     """DINO (Caron et al. 2021): student matches the centered, sharpened EMA teacher across crops (multi-crop)."""
 
     teachers = (("backbone", "backbone_t"), ("head", "head_t"))
+    clip_per_parameter = True  # optim.clip_grad bounds each parameter's gradient norm (main_dino.py clip_gradients)
 
     min_views = 2
 
@@ -125,15 +140,23 @@ class DINO(SSLMethod):
         views = batch["views"]
         g = min(self.global_views, len(views))
         hs = forward_views(self.backbone, views)
-        student = [self.head(h).float() for h in hs]
+        student = [fp32(self.head(h)) for h in hs]
         with torch.no_grad():
-            teacher = [self.head_t(h).float() for h in forward_views(self.backbone_t, views[:g])]
-        temp = dino_teacher_temp(progress.epoch, self.warmup_epochs, self.warmup_temp, self.teacher_temp)
+            teacher = [fp32(self.head_t(h)) for h in forward_views(self.backbone_t, views[:g])]
+        temp = self.teacher_temperature(progress)
         loss = dino_loss(student, teacher, self.center, self.student_temp, temp)
         self._pending.append(teacher)
         return {"loss": loss, "logs": {"teacher_temp": temp}, "features": hs[0].detach()}
 
+    def teacher_temperature(self, progress: Progress) -> float:
+        """The reference's per-epoch teacher temperature: np.linspace(warmup, final, W) over the first W epochs."""
+        epoch, w = int(progress.epoch), int(self.warmup_epochs)
+        if w <= 1 or epoch >= w:
+            return self.warmup_temp if (w == 1 and epoch == 0) else self.teacher_temp
+        return dino_teacher_temp(epoch, w - 1, self.warmup_temp, self.teacher_temp)
+
     def on_before_optimizer_step(self, progress: Progress) -> None:  # noqa: D102
+        # facebookresearch/dino utils.cancel_gradients_last_layer: no update of the last layer the first epochs
         if progress.epoch < self.freeze_last_layer_epochs:
             for p in self.head.last_layer.parameters():
                 p.grad = None

@@ -1,12 +1,15 @@
-"""Redundancy-reduction methods: Barlow Twins and VICReg."""
+"""Redundancy-reduction methods: Barlow Twins and VICReg.
+
+Each view goes separately through backbone and projector (one BN batch per view), as in facebookresearch/barlowtwins
+and facebookresearch/vicreg (main_*.py: `self.projector(self.backbone(y1))`, then the same for y2).
+"""
 
 from __future__ import annotations
 
 from torch import nn
 
 from genaug.ssl.losses import barlow_twins_loss, vicreg_terms
-from genaug.ssl.methods.base import Progress, SSLMethod, mlp, register_method
-from genaug.ssl.methods.contrastive import _two
+from genaug.ssl.methods.base import Progress, SSLMethod, each_view, fp32, mlp, register_method
 
 
 @register_method("barlow")
@@ -28,8 +31,8 @@ class BarlowTwins(SSLMethod):
 
     def project(self, batch: dict) -> tuple:
         """(h1, z1, z2): backbone features of view 1 and fp32 projections of both views (reused by prob methods)."""
-        h1, h2 = _two(self.backbone, batch["views"])
-        return h1, self.projector(h1).float(), self.projector(h2).float()
+        h1, h2 = each_view(self.backbone, batch["views"][:2])
+        return h1, fp32(self.projector(h1)), fp32(self.projector(h2))
 
     def training_step(self, batch: dict, progress: Progress) -> dict:  # noqa: D102
         h1, z1, z2 = self.project(batch)

@@ -1,14 +1,31 @@
-"""SwAV (Caron et al. 2020): online clustering with Sinkhorn codes, swapped prediction, prototypes and a queue."""
+"""SwAV (Caron et al. 2020): online clustering with Sinkhorn codes, swapped prediction, prototypes and a queue.
+
+Follows facebookresearch/swav main_swav.py: prototypes L2-normalised before every step, backbone run per resolution
+group, one projection head pass over all crops (one BN batch), codes of the assignment crops from Sinkhorn over
+(queue + batch), prototypes' gradients cancelled the first `freeze_prototypes_steps` iterations.
+
+The queue: the reference keeps `queue_length // world_size` rows per rank, after trimming `queue_length` to a
+multiple of the global batch (`queue_length -= queue_length % (batch_size * world_size)`; a queue shorter than the
+global batch becomes 0, i.e. no queue, which is what its batch-4096 recipe does); it starts filling at
+`queue_start_epoch` and is used once full. Here every rank holds the same global queue (the last
+queue_length / global batch global batches, newest first, filled with the gathered embeddings) of
+`queue_length` rows, so the state does not depend on the world size; rank r scores its share of the (trimmed)
+queue, so the distributed Sinkhorn sees the same rows as the reference's per-rank queues.
+"""
 
 from __future__ import annotations
+
+import logging
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genaug.ssl.distributed import world_size
+from genaug.ssl.distributed import gather_nograd, rank, world_size
 from genaug.ssl.losses import sinkhorn, swav_loss
-from genaug.ssl.methods.base import Progress, SSLMethod, forward_views, mlp, register_method
+from genaug.ssl.methods.base import Progress, SSLMethod, forward_views, fp32, mlp, register_method
+
+log = logging.getLogger(__name__)
 
 
 @register_method("swav")
@@ -39,31 +56,50 @@ class SwAV(SSLMethod):
             freeze_prototypes_steps,
             assign_views,
         )
-        per_rank = queue_length // world_size() if queue_length > 0 else 0
-        self.register_buffer("queue", torch.zeros(assign_views, per_rank, proj_out))
+        # the global queue (newest first): its shape does not depend on the world size
+        self.register_buffer("queue", torch.zeros(assign_views, max(0, queue_length), proj_out))
         self.register_buffer("queue_filled", torch.zeros((), dtype=torch.long))
+        self._warned: int | None = None
+
+    def queue_rows(self, global_batch: int) -> int:
+        """Rows of the queue in use: queue_length trimmed to a multiple of the global batch, as the reference does."""
+        length = self.queue.shape[1]
+        rows = length - length % global_batch
+        if length > 0 and rows != length and self._warned != global_batch:
+            self._warned = global_batch
+            msg = (
+                f"SwAV: queue_length {length} is not a multiple of the global batch {global_batch}; as in the "
+                f"reference (main_swav.py) it is trimmed to {rows}"
+            )
+            log.warning(msg + (" rows: no queue is used (raise queue_length to use one)" if rows == 0 else " rows"))
+        return rows
 
     def training_step(self, batch: dict, progress: Progress) -> dict:  # noqa: D102
         with torch.no_grad():
             self.prototypes.weight.copy_(F.normalize(self.prototypes.weight, dim=1))
         views = batch["views"]
         hs = forward_views(self.backbone, views)
-        zs = [F.normalize(self.projector(h).float(), dim=1) for h in hs]
+        b, ws = hs[0].shape[0], world_size()
+        # one projection head pass over every crop (one BN batch), as the reference's forward_head
+        zs = list(F.normalize(fp32(self.projector(torch.cat(hs))), dim=1).split([h.shape[0] for h in hs]))
         scores = [self.prototypes(z) for z in zs]
-        b = zs[0].shape[0]
-        use_queue = self.queue.shape[1] > 0 and progress.epoch >= self.queue_start_epoch
+        rows = self.queue_rows(b * ws) if self.queue.shape[1] > 0 else 0
+        fill = rows > 0 and progress.epoch >= self.queue_start_epoch
         codes = []
         with torch.no_grad():
+            mine = slice(rank() * rows // ws, (rank() + 1) * rows // ws)  # this rank's share of the global queue
+            use = fill and not bool(torch.all(self.queue[:, rows - 1] == 0))  # the reference's "queue is full"
             for i in range(min(self.assign_views, len(views))):
                 out = scores[i].detach()
-                if use_queue and int(self.queue_filled) >= self.queue.shape[1]:
-                    out = torch.cat([self.queue[i] @ self.prototypes.weight.T, out])
+                if use:
+                    out = torch.cat([self.queue[i, mine] @ self.prototypes.weight.T, out])
+                if fill:
+                    keys = gather_nograd(zs[i].detach())
+                    self.queue[i, keys.shape[0] : rows] = self.queue[i, : rows - keys.shape[0]].clone()
+                    self.queue[i, : keys.shape[0]] = keys
                 codes.append(sinkhorn(out, self.epsilon, self.iters)[-b:])
-                if use_queue:
-                    self.queue[i, b:] = self.queue[i, :-b].clone()
-                    self.queue[i, :b] = zs[i].detach()
-            if use_queue:
-                self.queue_filled.add_(b)
+            if fill:
+                self.queue_filled.add_(b * ws)
         loss = swav_loss(scores, codes, self.temperature)
         return {"loss": loss, "logs": {}, "features": hs[0].detach()}
 
