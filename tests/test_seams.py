@@ -71,9 +71,13 @@ def test_train_then_evaluate_every_artefact(method, seam_set, tmp_path):
     check_artefacts(run, seam_set, method)
     base = [str(run), "--shards", str(seam_set), "--quiet"]
     assert main(["eval", "linear", *base, "--fast"]) == 0
-    doc = json.loads((run / "eval" / "linear-val.json").read_text())
-    assert doc["preprocess"]["image_size"] == 16, "evaluation ignored the run's own view size"
-    assert doc["run_info"]["method"] == method
+    assert main(["eval", "knn", *base, "--k", "5"]) == 0
+    ood = ["eval", "ood", str(run), "--in", str(seam_set), "--out", str(seam_set), "--fast", "--knn-k", "5", "--quiet"]
+    assert main(ood) == 0
+    for name in ("linear-val", "knn-val", "ood-val-set"):
+        doc = json.loads((run / "eval" / f"{name}.json").read_text())
+        assert doc["preprocess"]["image_size"] == 16, "evaluation ignored the run's own view size"
+        assert doc["run_info"]["method"] == method
 
 
 def test_eval_uses_the_runs_normalisation_and_cli_ood(seam_set, tmp_path):

@@ -82,7 +82,7 @@ class _HProb(_ProbBase):
         q2 = tuple(t.float() for t in self.h_head(h2))
         s1, s2 = rsample(*q1, self.samples), rsample(*q2, self.samples)
         loss, parts = self.prob_loss(s1, s2, q1, q2, self._project(s1), self._project(s2))
-        return self._finish(loss, parts, q1[1], s1.mean(0))
+        return self._finish(loss, parts, q1[1], q1[0])  # the probe sees what is evaluated: the mean of q(h|x)
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:
