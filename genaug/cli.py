@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import importlib
 import sys
 
@@ -53,6 +54,13 @@ def main(argv: list[str] | None = None) -> int:
     except GenaugError as e:
         print(f"genaug: error: {e}", file=sys.stderr)
         return e.exit_code
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):  # what was committed is safe; the rerun resumes
+            where = f" writing {e.filename}" if e.filename else ""
+            msg = f"no space left on the device{where}: free space, then rerun the same command to resume"
+            print(f"genaug: error: {msg}", file=sys.stderr)
+            return 2
+        raise
     except Exception as e:
         if _NO_ARGS is not None and isinstance(e, _NO_ARGS):
             e.show()

@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 from genaug.demo import random_init_run, write_digits_tree
-from genaug.evaluate.run import eval_linear
+from genaug.evaluate.run import eval_knn, eval_linear
 from genaug.generate import generate
 from genaug.ingest.run import ingest
 from genaug.train.runner import train
@@ -38,8 +38,12 @@ def main() -> None:
             model="tiny", shards=str(shards), split="train", k=2, overrides={"output.size": a.size}, progress=False
         )
     probe = dict(shards=str(shards), train_split="train", val_split="val", epochs=50, batchnorm=True, quiet=True)
-    gaps = []
-    print(f"{'seed':>4} {'trained':>8} {'random':>8} {'gap':>7}   ({a.method}, {a.steps} steps, p={a.p})")
+    gaps, kgaps = [], []
+    knn = dict(shards=str(shards), train_split="train", val_split="val", ks=[20], quiet=True)
+    print(
+        f"{'seed':>4} {'trained':>8} {'random':>8} {'gap':>7} {'knn tr':>7} {'knn rnd':>7} {'gap':>7}"
+        f"   ({a.method}, {a.steps} steps, p={a.p})"
+    )
     for seed in range(a.seeds):
         run = out / "runs" / f"{a.method}-p{a.p}-{a.steps}st-s{seed}"
         train(
@@ -50,9 +54,13 @@ def main() -> None:
         top1 = eval_linear(str(run), image_size=a.size, **probe)["summary"]["linear/top1"]
         base = random_init_run(run, run.with_name(run.name + "-init"))
         top0 = eval_linear(str(base), image_size=a.size, **probe)["summary"]["linear/top1"]
+        k1 = eval_knn(str(run), image_size=a.size, **knn)["summary"]["knn/k20/top1"]
+        k0 = eval_knn(str(base), image_size=a.size, **knn)["summary"]["knn/k20/top1"]
         gaps.append(top1 - top0)
-        print(f"{seed:>4} {top1:8.4f} {top0:8.4f} {top1 - top0:+7.4f}", flush=True)
-    print(f"smallest gap {min(gaps):+.4f}, mean {sum(gaps) / len(gaps):+.4f} over {len(gaps)} seeds")
+        kgaps.append(k1 - k0)
+        print(f"{seed:>4} {top1:8.4f} {top0:8.4f} {top1 - top0:+7.4f} {k1:7.4f} {k0:7.4f} {k1 - k0:+7.4f}", flush=True)
+    print(f"linear: smallest gap {min(gaps):+.4f}, mean {sum(gaps) / len(gaps):+.4f} over {len(gaps)} seeds")
+    print(f"kNN k=20: smallest gap {min(kgaps):+.4f}, mean {sum(kgaps) / len(kgaps):+.4f} over {len(kgaps)} seeds")
 
 
 if __name__ == "__main__":

@@ -88,3 +88,21 @@ def test_usage_errors_and_exit_codes_with_the_installed_typer():
 
     assert cli.main(["train", "--no-such-flag"]) == 2
     assert cli.main(["train", "--help"]) == 0
+
+
+def test_disk_full_is_one_line(capsys):
+    """A full disk ends with one line naming the file and the fix, not a chained traceback."""
+    import errno
+
+    from genaug import cli
+
+    @cli.app.command("full-for-test")
+    def full() -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", "/data/shards/x/000001.tar.tmp")
+
+    try:
+        assert cli.main(["full-for-test"]) == 2
+    finally:
+        cli.app.registered_commands.pop()
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no space left" in err and "000001.tar.tmp" in err and "rerun" in err

@@ -9,11 +9,27 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from typing import Any, Literal, Union
 
 from genaug.core.errors import GenaugError
+
+
+def bounded(default: Any, lo: float | None = None, hi: float | None = None, above: bool = False) -> Any:
+    """A dataclass field whose numeric value must lie in [lo, hi] (or above lo when `above`)."""
+    return dataclasses.field(default=default, metadata={"lo": lo, "hi": hi, "above": above})
+
+
+def _check_bounds(value: Any, meta: Any, where: str) -> None:
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    lo, hi, above = meta.get("lo"), meta.get("hi"), meta.get("above", False)
+    if lo is not None and (value <= lo if above else value < lo):
+        raise GenaugError(f"recipe key {where} must be {'above' if above else 'at least'} {lo}, got {value}")
+    if hi is not None and value > hi:
+        raise GenaugError(f"recipe key {where} must be at most {hi}, got {value}")
 
 
 def close_key(key: str, valid: list[str], prefix: str = "") -> str:
@@ -66,13 +82,18 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     elif tp is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string
+            number = float(value)
+        elif isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
+        if number is not None:
+            if not math.isfinite(number):
+                raise GenaugError(f"recipe key {where} must be a finite number, got {value!r}")
+            return number
     elif tp is str:
         if isinstance(value, str):
             return value
@@ -111,6 +132,7 @@ def validate(doc: Any, section: type, where: str, renamed: dict[str, str] | None
             out[name] = validate(doc[name], hints[name], f"{prefix}{name}", renamed)
         elif name in doc:
             out[name] = coerce(doc[name], hints[name], f"{prefix}{name}")
+            _check_bounds(out[name], f.metadata, f"{prefix}{name}")
         elif f.default is not dataclasses.MISSING:
             out[name] = f.default
         elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]

@@ -9,6 +9,7 @@ tensors), and, once finished, model.safetensors (the whole method) and backbone.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,9 +81,11 @@ def from_safe(obj: Any) -> Any:
 def read_checkpoint(path: Path, fix: str = "use another checkpoint") -> dict[str, Any]:
     """A genaug training checkpoint read with weights_only=True (no code runs); unreadable ones name the fix."""
     try:
-        doc = torch.load(Path(path), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about foreign pickle protocols before refusing them
+            warnings.simplefilter("ignore")
+            doc = torch.load(Path(path), map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001
-        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else ""
+        first = str(e).strip().splitlines()[0][:100] if str(e).strip() else ""
         raise GenaugError(
             f"checkpoint {path} cannot be read safely ({type(e).__name__}: {first}): it is not a genaug checkpoint "
             f"of this version, or it is damaged; {fix}"

@@ -57,10 +57,18 @@ def register(app: typer.Typer) -> None:
         stop_after: int = typer.Option(None, "--stop-after", help="Stop this session after N steps (resumable)."),
         sets: list[str] = typer.Option([], "--set", help="Recipe override section.key=value (repeatable)."),
         no_probe: bool = typer.Option(False, "--no-probe", help="No online linear probe."),
+        allow_module: list[str] = typer.Option(
+            [], "--allow-module", help="Trust this plug-in method module named by the recipe's module: (repeatable)."
+        ),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
     ) -> None:
+        import os
+
         from genaug.train.runner import train as run_train
 
+        if allow_module:  # the same trust reaches the method registry (and evaluation run from this process)
+            have = [m for m in os.environ.get("GENAUG_ALLOW_MODULES", "").split(",") if m]
+            os.environ["GENAUG_ALLOW_MODULES"] = ",".join(have + list(allow_module))
         res = run_train(
             method=method,
             shards=shards,

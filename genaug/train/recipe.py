@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from genaug.core.errors import GenaugError
-from genaug.core.schema import close_key, coerce, validate
+from genaug.core.schema import bounded, close_key, coerce, validate
 
 # keys of older recipes and where they live now (an error says so instead of guessing)
 RENAMED = {
@@ -32,18 +32,18 @@ class Backbone:
 
     name: Literal["tiny", "resnet18", "resnet18-half", "resnet50", "vit_s", "vit_b"] = "resnet50"
     cifar_stem: bool | Literal["auto"] = "auto"  # 3x3 stem without max-pool (auto: images of 64 px or less)
-    width: int = 16  # the tiny conv net's width
+    width: int = bounded(16, 1)  # the tiny conv net's width
 
 
 @dataclass
 class Data:
     """The training stream of each process."""
 
-    batch_size: int = 256  # per process
-    num_workers: int = 4
+    batch_size: int = bounded(256, 1)  # per process
+    num_workers: int = bounded(4, 0)
     mix_views: Literal["each", "second"] = "each"
-    shuffle_buffer: int = 1000
-    image_size: int | None = None  # filled in from views.size
+    shuffle_buffer: int = bounded(1000, 1)
+    image_size: int | None = bounded(None, 1)  # filled in from views.size
 
 
 @dataclass
@@ -51,28 +51,28 @@ class Optim:
     """Optimizer and learning rate: lr = base_lr x global batch / ref_batch (lr_scaling linear)."""
 
     name: Literal["lars", "sgd", "adamw"] = "sgd"
-    base_lr: float = 0.1
+    base_lr: float = bounded(0.1, 0.0, above=True)
     bias_lr: float | None = None  # a fixed, separately scaled lr for biases and norms (Barlow Twins)
     lr_scaling: Literal["linear", "sqrt", "none"] = "linear"
-    ref_batch: int = 256
-    weight_decay: float = 0.0
+    ref_batch: int = bounded(256, 1)
+    weight_decay: float = bounded(0.0, 0.0)
     final_weight_decay: float | None = None  # cosine weight-decay schedule to this value (DINO)
-    momentum: float = 0.9
-    eta: float = 0.001  # LARS trust coefficient
+    momentum: float = bounded(0.9, 0.0, 1.0)
+    eta: float = bounded(0.001, 0.0, above=True)  # LARS trust coefficient
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # AdamW
-    eps: float = 1e-8  # AdamW
+    eps: float = bounded(1e-8, 0.0, above=True)  # AdamW
     exclude_bias_norm: bool = True
-    clip_grad: float | None = None
+    clip_grad: float | None = bounded(None, 0.0, above=True)
 
 
 @dataclass
 class Schedule:
     """Length and learning-rate schedule (linear warm-up, then cosine to final_lr_ratio x lr)."""
 
-    epochs: float = 100.0
-    steps: int | None = None  # replaces epochs; the warm-up keeps its fraction of training
-    warmup_epochs: float = 0.0
-    final_lr_ratio: float = 0.0
+    epochs: float = bounded(100.0, 0.0, above=True)
+    steps: int | None = bounded(None, 1)  # replaces epochs; the warm-up keeps its fraction of training
+    warmup_epochs: float = bounded(0.0, 0.0)
+    final_lr_ratio: float = bounded(0.0, 0.0, 1.0)
 
 
 @dataclass
@@ -80,7 +80,7 @@ class Probe:
     """The online linear probe on detached features (when the split has labels)."""
 
     enabled: bool = True
-    lr: float = 0.1
+    lr: float = bounded(0.1, 0.0, above=True)
 
 
 @dataclass
@@ -91,10 +91,10 @@ class Loop:
     channels_last: bool = False
     compile: bool = False
     sync_bn: bool = True
-    grad_accum: int = 1
-    log_every: int = 10
-    ckpt_every: int = 0
-    keep_checkpoints: int = 2
+    grad_accum: int = bounded(1, 1)
+    log_every: int = bounded(10, 1)
+    ckpt_every: int = bounded(0, 0)
+    keep_checkpoints: int = bounded(2, 0)
     tensorboard: bool = True
     wandb: bool = False
 
@@ -103,11 +103,11 @@ class Loop:
 class Run:
     """What the run trains on (filled in from the command's flags)."""
 
-    seed: int = 0
+    seed: int = bounded(0, 0)
     shards: str | None = None
     split: str = "train"
     gen: list[str] = field(default_factory=list)
-    p: float = 0.0
+    p: float = bounded(0.0, 0.0, 1.0)
 
 
 @dataclass

@@ -1,13 +1,19 @@
 """SSL methods: a registry from recipe name to class, one class per method over `SSLMethod`.
 
 Other modules register their own methods with `@register_method("name")` and reuse the base, the losses and the
-loop; a recipe may name the module that defines its method (`module: genaug.ssl.prob`), which is imported before
-the lookup.
+loop. Recipes are data, so the module a recipe names (`module:`) is imported only when it is trusted: a module
+inside genaug, a module an installed package declares in the entry-point group `genaug.methods`, or one the user
+allows by name (`--allow-module NAME` or GENAUG_ALLOW_MODULES=a,b). Never a module found in the current directory
+by accident of sys.path.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import os
+from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any
 
 from genaug.core.errors import GenaugError
@@ -42,15 +48,40 @@ __all__ = [
 ]
 
 
+def allowed_modules() -> set[str]:
+    """Plug-in method modules the user allows by name: GENAUG_ALLOW_MODULES (comma-separated) and entry points."""
+    names = {m.strip() for m in os.environ.get("GENAUG_ALLOW_MODULES", "").split(",") if m.strip()}
+    names |= {ep.value.split(":")[0] for ep in entry_points(group="genaug.methods")}
+    return names
+
+
+def import_method_module(module: str) -> None:
+    """Import the module a recipe names, if it is trusted (inside genaug, declared or allowed); else a user error."""
+    if not (module == "genaug" or module.startswith("genaug.") or module in allowed_modules()):
+        raise GenaugError(
+            f"recipe `module: {module}` is not a genaug module: recipes are data and do not import code; if you "
+            f"trust it, pass --allow-module {module} (or set GENAUG_ALLOW_MODULES={module})"
+        )
+    if not module.startswith("genaug"):
+        spec = importlib.util.find_spec(module.split(".")[0])
+        origin = getattr(spec, "origin", None) or ""
+        if spec is not None and origin and Path(origin).resolve().is_relative_to(Path.cwd().resolve()):
+            if module not in {m.strip() for m in os.environ.get("GENAUG_ALLOW_MODULES", "").split(",")}:
+                raise GenaugError(f"recipe `module: {module}` resolves to {origin} in the current directory: refused")
+    try:
+        importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        msg = f"recipe `module: {module}` cannot be imported ({e}): fix the recipe's module field"
+        raise GenaugError(msg) from None
+
+
 def get_method(name: str, module: str | None = None) -> type[SSLMethod]:
-    """The class registered as `name`, importing `module` first when the recipe names one."""
+    """The class registered as `name`, importing the recipe's `module` first when it is trusted."""
     if module:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as e:
-            raise GenaugError(
-                f"recipe `module: {module}` cannot be imported ({e}): fix the recipe's module field"
-            ) from None
+        import_method_module(module)
+    if name not in METHODS:
+        for ep in entry_points(group="genaug.methods", name=name):
+            ep.load()
     if name not in METHODS:
         raise GenaugError(
             f"unknown method {name!r}: choose one of {', '.join(sorted(METHODS))} (recipe field `method`)"

@@ -1,0 +1,87 @@
+"""Files a user was handed never run code: checkpoints with pickled payloads and recipes naming a module."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from genaug.testing.runs import train_tiny
+from genaug.testing.shards import write_synthetic_split
+
+
+class _Payload:
+    """Unpickling this calls os.system: what a hostile checkpoint would carry."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("hostile")
+    shards = root / "set"
+    write_synthetic_split(shards, "train", num_shards=2, per_shard=8, size=24, num_classes=2, seed=0)
+    write_synthetic_split(shards, "val", num_shards=1, per_shard=8, size=24, num_classes=2, seed=1)
+    return train_tiny("simclr", shards, root / "run"), shards
+
+
+def _genaug(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": ""}  # nothing but the installed genaug and the cwd python adds itself
+    return subprocess.run([sys.executable, "-m", "genaug", *args], cwd=cwd, env=env, capture_output=True, text=True)
+
+
+def test_a_pickled_payload_in_a_checkpoint_never_runs(run, tmp_path):
+    folder, shards = run
+    marker = tmp_path / "pwned"
+    bad = tmp_path / "evil"
+    bad.mkdir()
+    (bad / "recipe.yaml").write_text((folder / "recipe.yaml").read_text())
+    with open(bad / "checkpoint-00000009.pt", "wb") as f:
+        pickle.dump({"model": _Payload(marker), "step": 9}, f)
+    for args in (
+        ["train", "--method", "simclr", "--shards", str(shards), "--resume", str(bad / "checkpoint-00000009.pt"),
+         "--out", str(tmp_path / "out"), "--backbone", "tiny", "--workers", "0", "--batch-size", "8"],
+        ["eval", "linear", str(bad / "checkpoint-00000009.pt"), "--shards", str(shards), "--fast"],
+        ["eval", "knn", str(bad), "--shards", str(shards)],
+    ):  # fmt: skip
+        r = _genaug(args, tmp_path)
+        assert r.returncode == 2, r.stderr[-2000:]
+        assert r.stderr.count("\n") == 1 and "cannot be read safely" in r.stderr, r.stderr
+        assert not marker.exists(), "the checkpoint's payload ran"
+
+
+def test_a_recipe_naming_a_module_in_the_cwd_is_refused(run, tmp_path):
+    folder, shards = run
+    marker = tmp_path / "pwned"
+    (tmp_path / "evilmod.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
+    bad = tmp_path / "downloaded-run"
+    bad.mkdir()
+    recipe = yaml.safe_load((folder / "recipe.yaml").read_text())
+    recipe["module"] = "evilmod"
+    (bad / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    (bad / "model.safetensors").write_bytes((folder / "model.safetensors").read_bytes())
+    r = _genaug(["eval", "linear", str(bad), "--shards", str(shards), "--fast"], tmp_path)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "not a genaug module" in r.stderr, r.stderr
+    assert not marker.exists(), "the recipe's module ran"
+    # trusting it by name is the user's explicit choice (and still refused when it sits in the cwd unasked)
+    r = _genaug(["train", "--method", str(bad / "recipe.yaml"), "--shards", str(shards), "--steps", "1"], tmp_path)
+    assert r.returncode == 2 and not marker.exists(), r.stderr
+
+
+def test_checkpoints_of_this_version_load_with_weights_only(run):
+    import torch
+
+    from genaug.ssl.artifacts import latest_checkpoint_file
+
+    folder, _ = run
+    doc = torch.load(latest_checkpoint_file(folder), map_location="cpu", weights_only=True)
+    assert doc["step"] == 4 and "rng" in doc
