@@ -1,8 +1,9 @@
-"""The demo's claim, measured over seeds: linear-probe top-1 of the trained backbone vs the same backbone at init.
+"""The demo's claim, measured over seeds: probe top-1 of the trained backbone vs the same backbone at random init.
 
 Ingests digits and generates the tiny column once, then for each seed trains the demo's run (SimCLR, tiny backbone,
-p=0.5) and probes it next to its random initialisation. Prints one row per seed and the smallest gap, which is
-what the demo test may assert. Usage: python scripts/demo_spread.py [--seeds 5] [--steps 150] [--out DIR]
+p=0.5, the demo's DEMO_OVERRIDES plus any --set) and probes it (linear and kNN k=20) next to its random
+initialisation. Prints one row per seed and the smallest gaps, which bound what the demo test may assert.
+Usage: python scripts/demo_spread.py [--seeds 6 | --seed-list 0 2] [--steps 150] [--set key=value] [--out DIR]
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from genaug.demo import random_init_run, write_digits_tree
+from genaug.demo import DEMO_OVERRIDES, random_init_run, write_digits_tree
 from genaug.evaluate.run import eval_knn, eval_linear
 from genaug.generate import generate
 from genaug.ingest.run import ingest
@@ -22,11 +23,13 @@ def main() -> None:
     """Run the seeds and print trained, random-init and gap per seed."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--seed-list", type=int, nargs="*", default=None)
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--size", type=int, default=32)
     ap.add_argument("--method", default="simclr")
     ap.add_argument("--p", type=float, default=0.5)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--set", action="append", default=[], help="recipe override key=value (YAML value), repeatable")
     a = ap.parse_args()
     out = Path(a.out or tempfile.mkdtemp(prefix="demo-spread-"))
     shards = out / "shards" / "digits"
@@ -38,17 +41,21 @@ def main() -> None:
             model="tiny", shards=str(shards), split="train", k=2, overrides={"output.size": a.size}, progress=False
         )
     probe = dict(shards=str(shards), train_split="train", val_split="val", epochs=50, batchnorm=True, quiet=True)
+    import yaml
+
+    over = {**DEMO_OVERRIDES, **{s.split("=", 1)[0]: yaml.safe_load(s.split("=", 1)[1]) for s in a.set}}
+    tag = "-".join(s.replace("=", "") for s in a.set)
     gaps, kgaps = [], []
     knn = dict(shards=str(shards), train_split="train", val_split="val", ks=[20], quiet=True)
     print(
         f"{'seed':>4} {'trained':>8} {'random':>8} {'gap':>7} {'knn tr':>7} {'knn rnd':>7} {'gap':>7}"
         f"   ({a.method}, {a.steps} steps, p={a.p})"
     )
-    for seed in range(a.seeds):
-        run = out / "runs" / f"{a.method}-p{a.p}-{a.steps}st-s{seed}"
+    for seed in a.seed_list or range(a.seeds):
+        run = out / "runs" / f"{a.method}-p{a.p}-{a.steps}st{tag}-s{seed}"
         train(
             method=a.method, shards=str(shards), p=a.p, gen=["tiny"], out=run, steps=a.steps, batch_size=64,
-            backbone="tiny", image_size=a.size, workers=0, seed=seed, overrides={"views.preset": "small"},
+            backbone="tiny", image_size=a.size, workers=0, seed=seed, overrides=over,
             progress_bar=False,
         )  # fmt: skip
         top1 = eval_linear(str(run), image_size=a.size, **probe)["summary"]["linear/top1"]

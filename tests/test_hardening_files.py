@@ -85,3 +85,50 @@ def test_checkpoints_of_this_version_load_with_weights_only(run):
     folder, _ = run
     doc = torch.load(latest_checkpoint_file(folder), map_location="cpu", weights_only=True)
     assert doc["step"] == 4 and "rng" in doc
+
+
+def test_flipped_bytes_in_a_generated_shard_are_not_trained_on(tmp_path):
+    """A generated shard whose bytes no longer match its recorded checksum: training uses the source images of that
+    shard, warns, and counts the samples in metrics.jsonl (gen_fallback); every other shard keeps its variants."""
+    import json
+
+    from genaug.data.stream import build_train_loader
+    from genaug.generate.runner import generate
+    from genaug.shards.layout import shard_name
+
+    shards = tmp_path / "set"
+    write_synthetic_split(shards, "train", num_shards=2, per_shard=8, size=24, num_classes=2, seed=0)
+    generate(model="tiny", shards=str(shards), split="train", k=1, progress=False)
+    col = shards / "gen" / "tiny" / "train"
+    tar = col / shard_name(1)
+    data = bytearray(tar.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte inside a generated JPEG: it may still decode
+    tar.write_bytes(bytes(data))
+    loader = build_train_loader(shards, gen_columns=["tiny"], p=1.0, views_recipe={"size": 16}, batch_size=4,
+                                num_workers=0, seed=0)  # fmt: skip
+    with pytest.warns(UserWarning, match="does not match its recorded checksum"):
+        batches = list(loader)
+    replaced = torch_cat([b["replaced"] for b in batches])
+    keys = [k for b in batches for k in b["key"]]
+    for key, rep in zip(keys, replaced, strict=True):
+        assert bool(rep.any()) == key.startswith("s000000"), key  # p=1: only the intact shard's views are variants
+    assert loader.gen_fallback == 8
+    run = train_tiny_on(shards, tmp_path / "run")
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["gen_fallback"] > 0
+
+
+def torch_cat(xs):
+    import torch
+
+    return torch.cat(xs)
+
+
+def train_tiny_on(shards: Path, out: Path) -> Path:
+    """A tiny SimCLR run at p=0.5 on `shards`' tiny column."""
+    from genaug.testing.runs import tiny_overrides
+    from genaug.train.runner import train
+
+    train("simclr", shards=shards, p=0.5, gen=["tiny"], out=out, steps=4, batch_size=8, backbone="tiny",
+          image_size=16, workers=0, log_every=1, overrides=tiny_overrides("simclr"), progress_bar=False)  # fmt: skip
+    return out

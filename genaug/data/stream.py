@@ -47,6 +47,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from genaug.core.errors import GenaugError
+from genaug.core.hashing import file_sha256
 from genaug.data.color import apply_color_stage, normalize
 from genaug.data.decode import CorruptImage
 from genaug.data.mixing import MixPolicy
@@ -121,13 +122,41 @@ def _label(raw: dict) -> int:
         return -1
 
 
-def zip_shard(cols: Columns, name: str):
-    """Samples of one source shard zipped with its generated columns: key, image, label, variants (raw bytes)."""
-    its = [iter_shard_raw(cols.source / name)] + [iter_shard_raw(g / name) for g in cols.gens]
+def shard_intact(folder: Path, name: str) -> bool:
+    """True when the shard's bytes hash to the sha256 its stats recorded at commit (or the stats record none).
+
+    Hashing a shard before it is decoded costs about 1% of decoding it, and leaves it in the page cache."""
+    st = read_stats(folder, int(name[:6])) or {}
+    want = st.get("sha256")
+    return not want or file_sha256(folder / name) == want
+
+
+def zip_shard(cols: Columns, name: str, counter: dict | None = None):
+    """Samples of one source shard zipped with its generated columns: key, image, label, variants (raw bytes).
+
+    Each shard is checked against its recorded checksum when it is opened: a damaged source shard is an error
+    (the caller skips it), a damaged generated shard is left out (its samples use the source images only) with a
+    warning, and every sample served that way is counted in counter["gen_fallback"]."""
+    if not shard_intact(cols.source, name):
+        raise GenaugError(
+            f"source shard {cols.source / name} does not match its recorded checksum: run `genaug verify`"
+        )
+    gens = []
+    for g in cols.gens:
+        if shard_intact(g, name):
+            gens.append(g)
+        else:
+            warnings.warn(
+                f"genaug: generated shard {g / name} does not match its recorded checksum: its variants are not "
+                "used (source images only); regenerate it (`genaug verify` lists the damaged shards)",
+                stacklevel=2,
+            )
+    fallback = len(gens) < len(cols.gens)
+    its = [iter_shard_raw(cols.source / name)] + [iter_shard_raw(g / name) for g in gens]
     for rows in itertools.zip_longest(*its):
         src = rows[0]
         if any(r is None for r in rows):
-            bad = [str(cols.gens[j - 1] / name) for j, r in enumerate(rows) if j and (r is None) != (src is None)]
+            bad = [str(gens[j - 1] / name) for j, r in enumerate(rows) if j and (r is None) != (src is None)]
             raise MisalignedColumn(
                 f"{', '.join(bad)} has a different number of samples than {cols.source / name}: "
                 "the generated column is misaligned, regenerate it (`genaug verify` shows which)"
@@ -135,17 +164,19 @@ def zip_shard(cols: Columns, name: str):
         for j, r in enumerate(rows[1:]):
             if r["__key__"] != src["__key__"]:
                 raise MisalignedColumn(
-                    f"{cols.gens[j] / name} holds key {r['__key__']} where {cols.source / name} "
+                    f"{gens[j] / name} holds key {r['__key__']} where {cols.source / name} "
                     f"holds {src['__key__']}: the column is misaligned, regenerate it"
                 )
         image = next((src[f] for f in IMAGE_FIELDS if f in src), None)
         variants = [v for r in rows[1:] for v in _variants(r)]
+        if fallback and counter is not None:
+            counter["gen_fallback"] = counter.get("gen_fallback", 0) + 1
         yield {"key": src["__key__"], "image": image, "label": _label(src), "variants": variants}
 
 
 def _safe_shard(cols: Columns, name: str, counter: dict):
     try:
-        yield from zip_shard(cols, name)
+        yield from zip_shard(cols, name, counter)
     except MisalignedColumn:
         raise
     except GenaugError as e:  # an unreadable tar: skip the rest of it, keep the epoch going
@@ -200,7 +231,7 @@ class _TrainStream(IterableDataset):
         skip = int(self.resume.get("pos", {}).get(logical, 0))
         counter = {"bad_shards": 0}
         nv = self.recipe.n_views
-        pos, skipped, batch = 0, 0, []
+        pos, skipped, batch, fb_seen = 0, 0, [], 0
         stream = self._raw(mine, rng, counter)
         while quota > 0:
             s = next(stream)
@@ -227,10 +258,12 @@ class _TrainStream(IterableDataset):
             batch.append((s, sources, crops, rows))
             if len(batch) == self.batch_size:
                 quota -= 1
-                yield self._collate(batch, logical, pos, rng.bit_generator.state, skipped)
+                fallback = counter.get("gen_fallback", 0) - fb_seen
+                fb_seen += fallback
+                yield self._collate(batch, logical, pos, rng.bit_generator.state, skipped, fallback)
                 batch, skipped = [], 0
 
-    def _collate(self, batch, logical, pos, state, skipped) -> dict:
+    def _collate(self, batch, logical, pos, state, skipped, fallback: int = 0) -> dict:
         nv = self.recipe.n_views
         views, params = [], []
         for v in range(nv):
@@ -244,7 +277,7 @@ class _TrainStream(IterableDataset):
             "label": torch.tensor([b[0]["label"] for b in batch], dtype=torch.long),
             "key": [b[0]["key"] for b in batch],
             "replaced": torch.tensor([[src > 0 for src in b[1]] for b in batch], dtype=torch.bool),
-            "_meta": {"worker": logical, "pos": pos, "rng": state, "skipped": skipped},
+            "_meta": {"worker": logical, "pos": pos, "rng": state, "skipped": skipped, "gen_fallback": fallback},
         }
 
     def __iter__(self):
@@ -268,6 +301,7 @@ class TrainLoader:
         self.epoch = stream.epoch
         self.step = 0
         self.skipped = 0
+        self.gen_fallback = 0  # samples read from shards whose generated column failed its checksum
         self._pos: dict[int, int] = {}
         self._rng: dict[int, dict] = {}
 
@@ -288,6 +322,7 @@ class TrainLoader:
             "pos": dict(self._pos),
             "rng": dict(self._rng),
             "skipped": self.skipped,
+            "gen_fallback": self.gen_fallback,
             "seed": s.seed,
             "rank": s.rank,
             "world_size": s.world_size,
@@ -307,6 +342,7 @@ class TrainLoader:
                     f"{getattr(s, k)} now; resume with the same {k}"
                 )
         self.epoch, self.step, self.skipped = int(sd["epoch"]), int(sd["step"]), int(sd.get("skipped", 0))
+        self.gen_fallback = int(sd.get("gen_fallback", 0))
         self._pos = {int(k): int(v) for k, v in sd.get("pos", {}).items()}
         self._rng = {int(k): v for k, v in sd.get("rng", {}).items()}
 
@@ -315,6 +351,7 @@ class TrainLoader:
         self._pos[meta["worker"]] = meta["pos"]
         self._rng[meta["worker"]] = meta["rng"]
         self.skipped += meta["skipped"]
+        self.gen_fallback += meta.get("gen_fallback", 0)
         params = b.pop("params")
         r = self.stream.recipe
         views = []

@@ -124,6 +124,10 @@ def _train_val_features(model, builder, shards, train_split, val_split, train_fe
             "give a model (run folder, backbone.safetensors, checkpoint) or --train-features/--val-features"
         )
     src = open_source(model or train_features, builder)
+    if shards is not None:  # both splits exist before any feature is extracted
+        for split, given in ((train_split, train_features), (val_split, val_features)):
+            if given is None:
+                split_folder(shards, split)
     tr = get_features(src, shards, train_split, features_file=train_features, **kw)
     va = get_features(src, shards, val_split, features_file=val_features, **kw)
     return src, tr, va

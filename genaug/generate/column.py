@@ -9,7 +9,7 @@ from pathlib import Path
 from genaug import __version__
 from genaug.core.errors import GenaugError
 from genaug.core.recipes import recipe_hash
-from genaug.shards.layout import SHARD_RE, ShardSet
+from genaug.shards.layout import SHARD_RE, ShardSet, check_name
 from genaug.shards.manifest import open_split, read_manifest, write_manifest
 from genaug.shards.writer import is_shard_done
 
@@ -79,7 +79,7 @@ def open_column(shards: str, split: str, recipe: dict, column: str | None, creat
     An existing column made with another recipe hash, k or source plan is refused: name a new --column.
     """
     ss, src, src_manifest = open_source(shards, split)
-    name = column or recipe["name"]
+    name = check_name(column, "--column") if column else check_name(str(recipe["name"]), "recipe `name:`")
     folder = ss.gen_dir(name, split)
     indices = source_indices(src, src_manifest)
     rh = column_hash(recipe)

@@ -52,6 +52,7 @@ NUMERIC = (
     ("sampling.guidance", "--guidance", float, 0.0, 1000.0),
     ("sampling.eta", "recipe sampling.eta", float, 0.0, 1.0),
     ("sampling.truncation", "recipe sampling.truncation", float, 0.0, 100.0),
+    ("sampling.oversample", "recipe sampling.oversample", int, 1, 1000),
     ("output.size", "recipe output.size", int, 1, 16384),
     ("output.quality", "recipe output.quality", int, 1, 100),
 )

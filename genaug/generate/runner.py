@@ -15,7 +15,7 @@ from genaug.core.devices import process_rank
 from genaug.core.errors import GenaugError
 from genaug.generate.base import Generator, generator_class, variant_seed
 from genaug.generate.column import Column, column_hash, open_column
-from genaug.generate.leases import Heartbeat, clear_stale_leases, try_acquire
+from genaug.generate.leases import Heartbeat, check_lease_timeout, clear_stale_leases, try_acquire
 from genaug.generate.oom import free_memory, is_oom
 from genaug.generate.recipe import resolve_recipe
 from genaug.generate.writer import ShardJob, ShardWriterThread
@@ -236,10 +236,11 @@ def generate(
     committed, images, failures, seconds, model_seconds, load_seconds, column folder).
     """
     recipe = resolve_recipe(model, k, batch_size, steps, dtype, compile, seed, guidance, overrides)
+    lease_timeout = check_lease_timeout(lease_timeout)
+    if limit_shards is not None and limit_shards < 1:
+        raise GenaugError(f"--limit-shards must be at least 1 (got {limit_shards})")
     col = open_column(shards, split, recipe, column)
     if limit_shards is not None:
-        if limit_shards < 1:
-            raise GenaugError(f"--limit-shards must be at least 1 (got {limit_shards})")
         col.indices = col.indices[:limit_shards]
     base = {
         "column": col.name,

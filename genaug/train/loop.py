@@ -355,6 +355,8 @@ class Trainer:
                     **figures,
                     "images_per_s": window["images"] / elapsed,
                     "data_wait": window["wait"] / elapsed,
+                    "data_skipped": int(getattr(self.loader, "skipped", 0)),  # corrupt samples skipped so far
+                    "gen_fallback": int(getattr(self.loader, "gen_fallback", 0)),  # samples of damaged gen shards
                 }
                 last = row
                 if logger is not None:

@@ -7,6 +7,7 @@ size), is written to <run>/recipe.yaml.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 import yaml
 
 from genaug.core.errors import GenaugError
+from genaug.core.locks import folder_lock
 from genaug.core.recipes import dump_recipe, load_recipe, recipe_hash
 from genaug.train.recipe import validate_train_recipe
 
@@ -58,9 +60,11 @@ def _resolve(method: str, flags: dict[str, Any], overrides: dict[str, Any] | Non
 
 
 def _run_dir(out: str | Path | None, name: str) -> Path:
+    from genaug.shards.layout import check_name
+
     if out:
         return Path(out)
-    return Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return Path("runs") / f"{check_name(name, 'recipe `name:`')}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def _image_size(recipe: dict) -> int:
@@ -304,20 +308,39 @@ def _train(recipe: dict, run_dir: Path, resume, stop_after: int | None, progress
     method = build_method(recipe)
     make_opt, make_sched = _factories(recipe, method)
     cfg = _loop_config(recipe, progress_bar)
-    ckpt = _check_resume(recipe, run_dir, resume)
     if acc.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
-        dump_recipe(_public(recipe), run_dir / "recipe.yaml")
-    acc.wait_for_everyone()
-    trainer = Trainer(method, loader, make_opt, make_sched, cfg, run_dir, num_classes, _public(recipe), acc)
-    if ckpt is not None:
-        trainer.resume(ckpt)
-    if stop_after is not None:
-        trainer.cfg.stop_at = trainer.step + int(stop_after)
-    metrics = trainer.fit()
-    if trainer.step >= recipe["resolved"]["total_steps"] and acc.is_main_process:
-        export_model(run_dir, trainer.module.method, _public(recipe))
-    acc.wait_for_everyone()
+    # one training run per folder: the main process holds an advisory lock (the kernel drops it if we die)
+    lock = folder_lock(run_dir, what="training run") if acc.is_main_process else contextlib.nullcontext()
+    refused = None
+    try:
+        lock.__enter__()
+    except GenaugError as e:
+        refused = str(e)
+    if acc.num_processes > 1:  # every rank learns the main process's answer, so none waits at a barrier
+        import torch.distributed as dist
+
+        box = [refused]
+        dist.broadcast_object_list(box, src=0)
+        refused = box[0]
+    if refused:
+        raise GenaugError(refused)
+    try:
+        ckpt = _check_resume(recipe, run_dir, resume)
+        if acc.is_main_process:
+            dump_recipe(_public(recipe), run_dir / "recipe.yaml")
+        acc.wait_for_everyone()
+        trainer = Trainer(method, loader, make_opt, make_sched, cfg, run_dir, num_classes, _public(recipe), acc)
+        if ckpt is not None:
+            trainer.resume(ckpt)
+        if stop_after is not None:
+            trainer.cfg.stop_at = trainer.step + int(stop_after)
+        metrics = trainer.fit()
+        if trainer.step >= recipe["resolved"]["total_steps"] and acc.is_main_process:
+            export_model(run_dir, trainer.module.method, _public(recipe))
+        acc.wait_for_everyone()
+    finally:
+        lock.__exit__(None, None, None)
     return {"run_dir": run_dir, "step": trainer.step, "metrics": metrics, "is_main": acc.is_main_process}
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import threading
 import time
 from pathlib import Path
@@ -155,3 +156,123 @@ def test_stale_leases_of_done_shards_are_cleared(tmp_path):
     plant(tmp_path, 2, "gone-host", 5, age=999)  # shard not done: kept for the takeover path
     assert clear_stale_leases(tmp_path, {0, 1}, timeout=60) == [0]
     assert sorted(p.name for p in (tmp_path / ".leases").iterdir()) == ["000001.lease", "000002.lease"]
+
+
+# -- malformed leases never crash generate; bad --lease-timeout and numeric flags are one-line errors ----------------
+
+MALFORMED = {
+    "non-utf8": lambda p: p.write_bytes(b"\xff\xfe\x00garbage\x80"),
+    "bad-json": lambda p: p.write_text('{"host": "x", "pid": '),
+    "not-a-dict": lambda p: p.write_text("[1, 2, 3]"),
+    "huge-pid": lambda p: p.write_text(json.dumps({"host": socket.gethostname(), "pid": 10**30, "token": "t"})),
+    "negative-pid": lambda p: p.write_text(json.dumps({"host": socket.gethostname(), "pid": -1, "token": "t"})),
+    "zero-pid": lambda p: p.write_text(json.dumps({"host": socket.gethostname(), "pid": 0, "token": "t"})),
+    "bool-pid": lambda p: p.write_text(json.dumps({"host": socket.gethostname(), "pid": True, "token": "t"})),
+    "5000-digit-pid": lambda p: p.write_text('{"pid": ' + "9" * 5000 + "}"),
+    "deep-nesting": lambda p: p.write_text("[" * 60000),
+    "directory": lambda p: (p.mkdir(), (p / "inner").write_text("x")),
+    "empty-directory": lambda p: p.mkdir(),
+    "dev-zero-symlink": lambda p: p.symlink_to("/dev/zero"),
+    "fifo": lambda p: os.mkfifo(p),
+    "huge-file": lambda p: p.write_bytes(b" " * (1 << 20)),
+}
+
+
+def _age(path: Path, seconds: float) -> None:
+    t = time.time() - seconds
+    os.utime(path, (t, t), follow_symlinks=False)
+
+
+@pytest.mark.parametrize("kind", sorted(MALFORMED))
+def test_malformed_lease_is_respected_while_fresh_and_taken_over_once_stale(tmp_path, kind):
+    path = lease_path(tmp_path, 0)
+    path.parent.mkdir(parents=True)
+    MALFORMED[kind](path)
+    assert isinstance(read_lease(path), dict)  # never raises, never blocks
+    assert not is_stale(path, timeout=60)
+    assert try_acquire(tmp_path, 0, timeout=60) is None  # fresh: someone may be writing it
+    _age(path, 120)
+    assert is_stale(path, timeout=60)
+    lease = try_acquire(tmp_path, 0, timeout=60)
+    assert lease is not None and lease.owned() and read_lease(path)["pid"] == os.getpid()
+    assert sorted(p.name for p in path.parent.iterdir()) == ["000000.lease"]  # no graves left
+
+
+def test_clear_stale_leases_handles_malformed_ones(tmp_path):
+    from genaug.generate.leases import clear_stale_leases
+
+    d = tmp_path / ".leases"
+    d.mkdir()
+    (d / "000000.lease").mkdir()
+    (d / "000001.lease").write_bytes(b"\xff")
+    (d / "999999999999999999999.lease").write_text("{}")
+    for p in d.iterdir():
+        _age(p, 999)
+    assert clear_stale_leases(tmp_path, {0, 1}, timeout=60) == [0, 1]
+    assert [p.name for p in d.iterdir()] == ["999999999999999999999.lease"]
+
+
+def test_runner_finishes_despite_malformed_leases(tmp_path):
+    root = tmp_path / "set"
+    write_synthetic_split(root, "train", num_shards=3, per_shard=2, size=16, seed=0)
+    folder = root / "gen" / "noise" / "train"
+    d = folder / ".leases"
+    d.mkdir(parents=True)
+    for i, kind in enumerate(["non-utf8", "directory", "huge-pid"]):
+        MALFORMED[kind](d / f"{i:06d}.lease")
+        _age(d / f"{i:06d}.lease", 3600)
+    out = generate(model=noise_recipe(tmp_path), shards=str(root), lease_timeout=60.0, progress=False)
+    assert sorted(out["shards"]) == [0, 1, 2] and out["failures"] == 0
+    assert not list(d.iterdir())
+
+
+@pytest.mark.parametrize("value", [0, -1, float("nan"), float("inf"), True, "x", None])
+def test_check_lease_timeout(value):
+    from genaug.core.errors import GenaugError
+    from genaug.generate.leases import check_lease_timeout
+
+    with pytest.raises(GenaugError, match="--lease-timeout must be a positive number of seconds"):
+        check_lease_timeout(value)
+    with pytest.raises(GenaugError):
+        try_acquire(Path("/nonexistent"), 0, timeout=value)
+
+
+@pytest.mark.parametrize(
+    "flag,value",
+    [
+        ("--lease-timeout", "0"),
+        ("--lease-timeout", "-3"),
+        ("--lease-timeout", "nan"),
+        ("--steps", "0"),
+        ("--k", "0"),
+        ("--k", "-2"),
+        ("--guidance", "nan"),
+        ("--guidance", "inf"),
+        ("--batch-size", "0"),
+        ("--limit-shards", "0"),
+    ],
+)
+def test_bad_numeric_generate_flags_are_one_line_errors(tmp_path, capsys, flag, value):
+    from genaug.cli import main
+
+    code = main(["generate", "--shards", str(tmp_path / "none"), "--no-progress", flag, value])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith(f"genaug: error: {flag} ") and err.count("\n") == 1, err
+    assert not (tmp_path / "none").exists()
+
+
+def test_bad_numeric_recipe_values_are_refused(tmp_path):
+    from genaug.core.errors import GenaugError
+    from genaug.generate.recipe import resolve_recipe
+
+    for extra, match in [
+        ({"k": True}, "--k"),
+        ({"k": 2.5}, "--k"),
+        ({"runtime": {"batch_size": "8"}}, "--batch-size"),
+        ({"sampling": {"steps": 0}}, "--steps"),
+        ({"output": {"size": 16, "quality": 0}}, "output.quality"),
+        ({"name": ".."}, "`name:`"),
+    ]:
+        with pytest.raises(GenaugError, match=match):
+            resolve_recipe(noise_recipe(tmp_path, **extra))
+    assert resolve_recipe(noise_recipe(tmp_path, sampling={"steps": 1, "guidance": 0.0}))["k"] == 3
