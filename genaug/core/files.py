@@ -52,3 +52,8 @@ def read_json(path: Path) -> Any:
         raise GenaugError(f"{path} is missing") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise GenaugError(f"{path} is not valid JSON ({e}): delete it and rerun the stage that wrote it") from None
+
+
+def cache_home() -> Path:
+    """Folder of genaug's local caches: $GENAUG_CACHE or ~/.cache/genaug."""
+    return Path(os.environ.get("GENAUG_CACHE", Path.home() / ".cache" / "genaug"))

@@ -24,7 +24,7 @@ def available(kind: str) -> list[str]:
 def recipe_path(kind: str, name_or_path: str) -> Path | Any:
     """Locate a recipe: a shipped name (`sd`, `barlow`) or a path to the user's own YAML file."""
     p = Path(name_or_path)
-    if p.suffix in (".yaml", ".yml") or p.exists():
+    if p.suffix in (".yaml", ".yml") or p.is_file():  # a folder that happens to share a recipe's name is no recipe
         if not p.is_file():
             raise GenaugError(f"recipe file {p} does not exist")
         return p

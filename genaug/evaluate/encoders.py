@@ -13,6 +13,7 @@ import yaml
 from torch import nn
 
 from genaug.core.errors import GenaugError
+from genaug.core.files import cache_home
 from genaug.core.hashing import file_sha256, stable_hash
 from genaug.data.evaluation import Preprocess
 from genaug.ssl.artifacts import is_run_artefact, load_method
@@ -146,7 +147,9 @@ def _load_hf_clip(folder: Path) -> LoadedEncoder:
     size = int(CLIPVisionConfig.from_pretrained(str(folder)).image_size)
     files = sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin") and p.is_file())
     ident = stable_hash([[p.name, file_sha256(p)] for p in files])
-    return LoadedEncoder(_HFImageEncoder(model, size).eval(), f"hf:{ident}", folder, None, folder)
+    home = cache_home() / "encoders" / f"hf-{ident[:16]}"  # model folders are read-only inputs: caches go here
+    home.mkdir(parents=True, exist_ok=True)
+    return LoadedEncoder(_HFImageEncoder(model, size).eval(), f"hf:{ident}", home, None, folder)
 
 
 class MethodEncoder(nn.Module):

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from genaug.core.files import cache_home
 from genaug.core.hashing import stable_hash
 
 TINY_DEFAULTS = {
@@ -43,11 +44,6 @@ def tiny_unet(spec: dict, **extra):
         norm_num_groups=int(spec["norm_groups"]),
         **extra,
     )
-
-
-def cache_home() -> Path:
-    """Folder of genaug's local caches: $GENAUG_CACHE or ~/.cache/genaug."""
-    return Path(os.environ.get("GENAUG_CACHE", Path.home() / ".cache" / "genaug"))
 
 
 def tiny_spec(recipe: dict) -> dict:

@@ -1,6 +1,7 @@
 """Feature extraction over real shard files, its cache, and loading encoders from run folders and checkpoints."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -129,3 +130,28 @@ def test_load_hf_clip_image_encoder(shard_set, tmp_path):
     fs = F.extract_features(enc.module, shard_set / "val", batch_size=6, device="cpu")
     assert fs.features.shape == (12, 8)
     assert fs.meta["preprocess"]["mean"][0] == pytest.approx(0.48145466)
+
+
+def test_a_read_only_model_folder_is_never_written(shard_set, tmp_path, monkeypatch):
+    """eval caches the features of a Hugging Face encoder in genaug's cache, not inside the (read-only) model."""
+    import os
+    import stat
+
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+
+    from genaug.evaluate.run import eval_knn
+
+    monkeypatch.setenv("GENAUG_CACHE", str(tmp_path / "cache"))
+    cfg = CLIPVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                           image_size=16, patch_size=8)  # fmt: skip
+    model = tmp_path / "store" / "clip"
+    CLIPVisionModel(cfg).save_pretrained(model)
+    for p in [model, *model.iterdir()]:
+        os.chmod(p, stat.S_IREAD | (stat.S_IEXEC if p.is_dir() else 0))
+    try:
+        doc = eval_knn(str(model), shards=str(shard_set), ks=[5], quiet=True)
+    finally:
+        for p in [model, *model.iterdir()]:
+            os.chmod(p, stat.S_IRWXU)
+    assert sorted(q.name for q in model.iterdir()) == ["config.json", "model.safetensors"]
+    assert Path(doc["path"]).is_relative_to(tmp_path / "cache")

@@ -6,6 +6,7 @@ import io
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -225,3 +226,28 @@ def test_sd_recipe_with_local_weights(tmp_path):
     assert man["recipe"]["sampling"]["guidance"] == 3.0
     s = next(iter(iter_shard_raw(col_dir(root, "sd") / "000000.tar")))
     assert Image.open(io.BytesIO(s["gen_0.jpg"])).size == (40, 40)
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda d: (d / "model_index.json").unlink(), "no model_index.json"),
+        (lambda d: shutil.rmtree(d / "unet"), "component unet/ is missing"),
+        (lambda d: (d / "vae" / "diffusion_pytorch_model.safetensors").unlink(), "vae/ holds no weights file"),
+        (lambda d: (d / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"\\0" * 10), "cannot be loaded"),
+    ],
+)
+def test_partly_downloaded_weights_are_one_line(damage, message, tmp_path, capsys):
+    """A --weights folder missing a component or a file (a partial download) is one line naming it, exit 2."""
+    from genaug.cli import main
+    from genaug.generate.runner import resolve_recipe
+    from genaug.testing.tiny import tiny_variation_dir
+
+    root = tmp_path / "set"
+    write_synthetic_split(root, "train", num_shards=1, per_shard=2, size=32, num_classes=2)
+    weights = tmp_path / "weights"
+    shutil.copytree(tiny_variation_dir(resolve_recipe("tiny")), weights)
+    damage(weights)
+    assert main(["generate", "--model", "sd", "--shards", str(root), "--weights", str(weights), "--k", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err

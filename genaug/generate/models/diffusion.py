@@ -14,6 +14,7 @@ from PIL import Image
 from genaug.core.devices import default_device, torch_dtype  # noqa: F401  (re-exported)
 from genaug.core.errors import GenaugError
 from genaug.generate.base import Generator, Variant
+from genaug.generate.models.weights import check_weights_folder
 
 BLACK_MAX = 2  # an output whose brightest pixel is at most this (uint8) counts as all-black
 
@@ -34,12 +35,12 @@ def _load_pipeline(cls: Any, recipe: dict, weights: str | None, dtype: torch.dty
     model = recipe.get("model", {})
     if weights:
         path = Path(weights)
-        if not (path / "model_index.json").is_file():
-            raise GenaugError(
-                f"--weights {weights}: no model_index.json there; give a folder saved by save_pretrained "
-                f"or downloaded with `hf download {model.get('id')} --local-dir DIR`"
-            )
-        return cls.from_pretrained(str(path), torch_dtype=dtype, local_files_only=True, **kwargs)
+        check_weights_folder(path, model.get("id"))
+        try:
+            return cls.from_pretrained(str(path), torch_dtype=dtype, local_files_only=True, **kwargs)
+        except (OSError, ValueError, KeyError) as e:  # a damaged file the folder check cannot see
+            first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+            raise GenaugError(f"--weights {path} cannot be loaded ({type(e).__name__}: {first})") from None
     for source in entry_points(group="genaug.model_sources", name=str(model.get("id"))):
         folder = source.load()(recipe)  # a local folder built from the recipe (the tiny pipeline), never downloaded
         return cls.from_pretrained(str(folder), torch_dtype=dtype, local_files_only=True, **kwargs)
