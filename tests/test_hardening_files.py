@@ -132,3 +132,55 @@ def train_tiny_on(shards: Path, out: Path) -> Path:
     train("simclr", shards=shards, p=0.5, gen=["tiny"], out=out, steps=4, batch_size=8, backbone="tiny",
           image_size=16, workers=0, log_every=1, overrides=tiny_overrides("simclr"), progress_bar=False)  # fmt: skip
     return out
+
+
+def _png_bomb(width: int = 30000, height: int = 30000) -> bytes:
+    """A PNG whose header claims width x height pixels while its data is a few bytes (a decompression bomb)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def test_eval_skips_a_corrupt_image_and_a_decompression_bomb(run, tmp_path, capsys):
+    """A split written by another tool holds a truncated JPEG and a PNG bomb: evaluation skips both with a warning
+    naming the key and scores the rest, as training does."""
+    import io
+    import json
+
+    from PIL import Image
+
+    from genaug.cli import main
+    from genaug.shards.manifest import write_manifest
+    from genaug.shards.writer import commit_shard
+
+    folder, shards = run
+    bad = tmp_path / "set"
+    import shutil
+
+    shutil.copytree(shards / "train", bad / "train")
+    val = bad / "val"
+    val.mkdir(parents=True)
+    samples = []
+    for r in range(6):
+        buf = io.BytesIO()
+        Image.new("RGB", (24, 24), (40 * r, 10, 200 - 30 * r)).save(buf, format="JPEG")
+        samples.append({"__key__": f"s000000r{r:06d}", "jpg": buf.getvalue(), "cls": str(r % 2)})
+    samples[2]["jpg"] = samples[2]["jpg"][:40]  # truncated
+    samples[4] = {"__key__": "s000000r000004", "png": _png_bomb(), "cls": "0"}
+    commit_shard(val, 0, samples, (), {"failures": []})
+    write_manifest(val, {"kind": "source", "split": "val", "classes": ["a", "b"], "shards": ["000000.tar"],
+                         "plan_hash": "x"})  # fmt: skip
+    with pytest.warns(UserWarning, match="skipping corrupt sample"):
+        assert main(["eval", "knn", str(folder), "--shards", str(bad), "--k", "3", "--quiet"]) == 0
+    doc = json.loads((folder / "eval" / "knn-val.json").read_text())
+    assert doc["summary"]["knn/k3/top1"] >= 0.0 and doc["preprocess"]["skipped_images"] == 2
+    feats = sorted((folder / "features").glob("val-*.npz"))
+    import numpy as np
+
+    keys = list(np.load(feats[-1], allow_pickle=False)["keys"])
+    assert "s000000r000002" not in keys and "s000000r000004" not in keys and len(keys) == 4

@@ -162,6 +162,9 @@ def extract_features(
         {"uncertainty": torch.cat(unc).numpy()[order]} if unc else {},
         {"images_per_s": n / max(1e-9, time.time() - t0), "preprocess": pre.resolved()},
     )
+    if limit is None:  # undecodable images are skipped (with a warning each) and counted here
+        stored = sum(int((read_stats(Path(folder), i) or {}).get("count", 0)) for i in list_shards(Path(folder)))
+        fs.meta["skipped_images"] = max(0, stored - len(keys))
     if limit is not None:
         fs = fs.subset(fs.keys[:limit])
     return fs

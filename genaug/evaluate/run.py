@@ -85,9 +85,12 @@ def get_features(
     )
 
 
-def _pre(fs: FeatureSet) -> dict | None:
-    """The preprocessing the features were extracted with (None for features given as files without it)."""
-    return (fs.meta or {}).get("preprocess")
+def _pre(*sets: FeatureSet) -> dict | None:
+    """The preprocessing the features were extracted with (None for features given as files without it), with the
+    number of undecodable images skipped across `sets`."""
+    pre = next((fs.meta.get("preprocess") for fs in sets if (fs.meta or {}).get("preprocess")), None)
+    skipped = sum(int((fs.meta or {}).get("skipped_images", 0)) for fs in sets)
+    return {**pre, "skipped_images": skipped} if pre is not None else None
 
 
 def _context(src: Source | None, shards, **kw) -> dict:
@@ -177,7 +180,7 @@ def eval_linear(
     res, _ = linear_probe(tr.features, tr.labels, va.features, va.labels, cfg)
     summary = {"linear/top1": res["top1"], "linear/top5": res["top5"]}
     ctx = _context(
-        src, shards, train_split=train_split, val_split=val_split, settings=res["settings"], preprocess=_pre(tr)
+        src, shards, train_split=train_split, val_split=val_split, settings=res["settings"], preprocess=_pre(tr, va)
     )
     return _finish(make_doc("linear", summary, res, ctx), src.home, f"linear-{val_split}", out, quiet)
 
@@ -211,7 +214,7 @@ def eval_knn(
     summary = {f"knn/{k}/top1": v["top1"] for k, v in res["results"].items()}
     summary |= {f"knn/{k}/top5": v["top5"] for k, v in res["results"].items()}
     ctx = _context(
-        src, shards, train_split=train_split, val_split=val_split, settings=res["settings"], preprocess=_pre(tr)
+        src, shards, train_split=train_split, val_split=val_split, settings=res["settings"], preprocess=_pre(tr, va)
     )
     return _finish(make_doc("knn", summary, res, ctx), src.home, f"knn-{val_split}", out, quiet)
 
@@ -310,7 +313,7 @@ def eval_ood(
     }
     ctx = _context(
         src, in_set, split=split, train_split=train_split, out_sets=[n for n, _ in outs], settings=settings,
-        preprocess=_pre(fin),
+        preprocess=_pre(tr, fin),
     )  # fmt: skip
     tag = "-".join(n for n, _ in outs)
     return _finish(make_doc("ood", summary, details, ctx), src.home, f"ood-{split}-{tag}", out, quiet)

@@ -89,7 +89,7 @@ def test_run_folder_round_trip_and_report(shard_set, tmp_path, capsys):
         assert main(["eval", "knn", *base, "--k", "5"]) == 0
         assert len(list((run / "features").glob("*.npz"))) == 2  # train and val, reused by knn
         doc = json.loads((run / "eval" / "linear-val.json").read_text())
-        assert doc["run_info"] == {"method": "barlow", "p": 0.0}
+        assert doc["run_info"] == {"method": "barlow", "p": 0.0, "gen_min_score": None, "gen_weighting": "uniform"}
         assert doc["encoder_id"].startswith("sha256:") and 0.0 <= doc["summary"]["linear/top1"] <= 1.0
         assert doc["preprocess"] == {
             "image_size": 16,
@@ -104,8 +104,8 @@ def test_run_folder_round_trip_and_report(shard_set, tmp_path, capsys):
     )
     assert rc == 0
     table = capsys.readouterr().out.splitlines()
-    assert table[0].split() == ["run", "method", "p", "linear/top1", "knn/k5/top1"]
-    assert table[2].split()[:3] == ["barlow-s0", "barlow", "0.0"] and table[3].split()[0] == "barlow-s1"
+    assert table[0].split() == ["run", "method", "p", "gen_min_score", "gen_weighting", "linear/top1", "knn/k5/top1"]
+    assert table[2].split()[:5] == ["barlow-s0", "barlow", "0.0", "-", "uniform"] and table[3].split()[0] == "barlow-s1"
     with Image.open(png) as im:
         assert im.format == "PNG" and im.size[0] > 100
     argv = ["eval", "similarity", str(runs[0]), str(runs[1]), "--shards", str(shard_set), "--boot", "10", "--quiet"]
