@@ -35,6 +35,7 @@ app = typer.Typer(
 STAGE_MODULES = (
     "genaug.ingest.cli",
     "genaug.generate.cli",
+    "genaug.generate.score_cli",
     "genaug.train.cli",
     "genaug.evaluate.cli",
     "genaug.inspect_cli",

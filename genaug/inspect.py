@@ -18,6 +18,7 @@ from genaug.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from genaug.shards.layout import IMAGE_FIELDS, list_shards, shard_name
 from genaug.shards.manifest import open_gen_split, open_split
 from genaug.shards.reader import decode_image, iter_shard_raw
+from genaug.shards.scores import column_summary, hist_edges, iter_scores, require_scores, score_source
 
 KEY_RE = re.compile(r"^s(\d{6})r\d{6}$")
 BLANK = (200, 200, 200)
@@ -144,6 +145,58 @@ def _save(sheet: Image.Image, out: Path, doc: dict) -> Path:
     return out
 
 
+def load_scores(shards: str | os.PathLike, gen: str, split: str, why: str | None = None) -> dict[str, dict]:
+    """{key: fidelity doc} of a column (from its score side column, else inline); {} when it has none (or an error
+    naming `genaug score` when `why`, the flag that needs them, is given)."""
+    ss, _, _ = open_split(shards, split)
+    found = require_scores(ss, gen, split, why) if why else score_source(ss, gen, split)
+    if found is None:
+        return {}
+    return {key: doc for key, doc in iter_scores(found[1]) if doc is not None}
+
+
+def sort_by_score(docs: dict[str, dict], n: int) -> list[tuple[str, str]]:
+    """(key, "worst" | "best") of n sources: the n//2 whose worst variant scores lowest, then the highest-scoring."""
+    ranked = sorted(docs, key=lambda x: (min(docs[x]["scores"]), x))
+    worst = ranked[: n // 2]
+    best = [x for x in sorted(docs, key=lambda x: (-max(docs[x]["scores"]), x)) if x not in worst][: n - len(worst)]
+    return [(x, "worst") for x in worst] + [(x, "best") for x in best]
+
+
+def score_histogram(shards: str | os.PathLike, gen: str, split: str, out: str | os.PathLike) -> Path | None:
+    """PNG histogram of a column's fidelity scores (from its shard summaries); None when it has no scores."""
+    ss, _, _ = open_split(shards, split)
+    found = score_source(ss, gen, split)
+    summary = column_summary(found[1]) if found else None
+    if not summary or not summary.get("n"):
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    edges = hist_edges()
+    hist = summary["hist"]
+    used = [i for i, c in enumerate(hist) if c]
+    lo, hi = max(0, used[0] - 2), min(len(hist), used[-1] + 3)
+    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=100)
+    ax.bar(edges[lo:hi], hist[lo:hi], width=edges[1] - edges[0], align="edge")
+    q = summary.get("quantiles") or {}
+    ax.set_title(
+        f"{gen}/{split}: {summary['n']} variants, mean {summary['mean']}, p05 {q.get('p05')}, "
+        f"blank {summary['blank']}, near-copy {summary['near_copy']}",
+        fontsize=8,
+    )
+    ax.set_xlabel(f"fidelity score (cosine, {summary.get('space')})")
+    ax.set_ylabel("variants")
+    fig.tight_layout()
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def contact_sheet(
     shards: str | os.PathLike,
     gen: str | None = None,
@@ -155,13 +208,42 @@ def contact_sheet(
     pad: int = 2,
     labels: bool = True,
     out: str | os.PathLike | None = None,
+    sort: str | None = None,
 ) -> Path:
-    """PNG with one row per source image: the source, then its K variants (a blank tile where generation failed)."""
+    """PNG with one row per source image: the source, then its K variants (a blank tile where generation failed).
+
+    `sort="score"`: the sources whose worst variant scores lowest first, then the best ones, each row's variants in
+    ascending score order with the scores in the caption. A column with scores also gets its score histogram,
+    scores-<gen>-<split>.png, next to the sheet."""
+    if sort not in (None, "score"):
+        raise GenaugError(f"--sort must be score (or left out), got {sort!r}")
+    gen = gen or open_column(shards, gen, split)[1].parent.name
+    docs = load_scores(shards, gen, split, "--sort score" if sort else None)
+    ranks: dict[str, str] = {}
+    if sort:
+        if keys:
+            raise GenaugError("--sort score picks the keys itself: leave out --keys")
+        picked = sort_by_score(docs, n)
+        ranks, keys = dict(picked), [x for x, _ in picked]
     rows, k = load_rows(shards, gen, split, keys, n, seed)
-    grid = [[src, *variants] for _, src, variants, _ in rows]
-    captions = [key + (f"  FAILED: {str(f)[:60]}" if f else "") for key, _, _, f in rows]
+    grid, captions = [], []
+    for key, src, variants, failed in rows:
+        order = list(range(len(variants)))
+        doc = docs.get(key)
+        if sort and doc:
+            order = sorted(order, key=lambda j: doc["scores"][j])
+        grid.append([src, *[variants[j] for j in order]])
+        cap = key + (f"  FAILED: {str(failed)[:60]}" if failed else "")
+        if doc:
+            flags = "".join(
+                f" {name} {doc[f]}" for f, name in (("blank", "blank"), ("near_copy", "near-copy")) if doc.get(f)
+            )
+            scores = " ".join(f"{doc['scores'][j]:.2f}" for j in order)
+            cap += f"  {ranks.get(key, 'scores')}: {scores}{flags}"
+        captions.append(cap)
     name = gen or "gen"
-    path = Path(out) if out else Path(f"contact-{name}-{split}.png")
+    path = Path(out) if out else Path(f"contact-{name}-{split}{'-by-score' if sort else ''}.png")
+    hist = score_histogram(shards, gen, split, path.with_name(f"scores-{name}-{split}.png")) if docs else None
     doc = {
         "shards": str(shards),
         "gen": gen,
@@ -173,6 +255,9 @@ def contact_sheet(
         "columns": ["source"] + [f"gen_{j}" for j in range(k)],
         "keys": [r[0] for r in rows],
         "failed": {r[0]: r[3] for r in rows if r[3]},
+        "sort": sort,
+        "fidelity": {r[0]: docs[r[0]] for r in rows if r[0] in docs},
+        "histogram": str(hist) if hist else None,
     }
     return _save(_compose(grid, captions, tile, pad, labels), path, doc)
 

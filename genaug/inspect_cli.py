@@ -28,6 +28,9 @@ def register(app: typer.Typer) -> None:
         method: str = typer.Option("simclr", "--method", help="Training recipe whose views to show (with --views)."),
         mix_views: str = typer.Option("each", "--mix-views", help="each or second (with --views)."),
         no_labels: bool = typer.Option(False, "--no-labels", help="Leave out the key captions."),
+        sort: str | None = typer.Option(
+            None, "--sort", help="score: the sources with the worst variants first, then the best (needs scores)."
+        ),
         out: str | None = typer.Option(None, "--out", help="PNG path (default: ./contact-<gen>-<split>.png)."),
     ) -> None:
         from genaug.inspect import contact_sheet, views_sheet
@@ -39,5 +42,11 @@ def register(app: typer.Typer) -> None:
                 shards, gen, p=p, pairs=pairs, view_size=view_size, method=method, mix_views=mix_views, **common
             )
         else:
-            path = contact_sheet(shards, gen, **common)
+            path = contact_sheet(shards, gen, sort=sort, **common)
         print(f"contact sheet: {path} (rows and keys: {path.with_suffix('.json')})")
+        if not views:
+            import json
+
+            hist = json.loads(path.with_suffix(".json").read_text(encoding="utf-8")).get("histogram")
+            if hist:
+                print(f"score histogram: {hist}")

@@ -2,6 +2,12 @@
 ceiling of decode + transforms from bytes in memory, on the same images, transforms and worker count.
 
     OMP_NUM_THREADS=1 python scripts/bench_stream.py --images 384 --workers 2 --batch 32 [--gpu]
+    OMP_NUM_THREADS=1 python scripts/bench_stream.py --deferred-only   # float32 path vs uint8 + deferred, on CPU
+
+The deferred comparison: "float32" = colour stage in the workers, float32 views made in the main process (what a
+GPU run copies to the device); "uint8 + deferred" = workers deliver uint8 crops + parameter rows, the colour stage
+and normalisation run batched in the main process (the device path, on a CPU tensor here: kornia blur). It also
+prints the bytes per sample each path hands over (the host-to-device copy of a GPU run).
 
 Data: 256 px JPEG sources (synthetic) and one generated column with K=2 (perturbed copies of the sources), written
 to a temp dir both as shards and as separate JPEG files in folders. Views: the BYOL recipe, 2 views of 224 px,
@@ -166,6 +172,42 @@ def rate(it, n_expected: int, batch: int, finish=None) -> float:
     return n / (time.perf_counter() - t0)
 
 
+def batch_bytes(b: dict) -> int:
+    """Bytes of the tensors a batch hands to the training step (views, and parameter rows when deferred)."""
+    n = sum(v.numel() * v.element_size() for v in b["views"])
+    return n + sum(p.numel() * p.element_size() for p in (b.get("params") or []))
+
+
+def deferred_compare(root: Path, recipe, workers: int, batch: int, repeats: int) -> dict:
+    """Samples/s and bytes/sample of the float32 path vs the uint8 + deferred-augmentation path (CPU)."""
+    from genaug.data.color import apply_color_stage as color
+
+    out: dict = {"float32": [], "uint8_deferred": []}
+    sizes: dict = {}
+    for rep in range(repeats):
+        for name, deferred in (("float32", False), ("uint8_deferred", True)):
+            loader = build_train_loader(
+                root, "train", ["bench"], p=P, views_recipe=recipe, batch_size=batch, num_workers=workers,
+                seed=rep, shuffle_buffer=256, gpu_augment=deferred, device="cpu",
+            )  # fmt: skip
+            loader._finish = _recording(loader, sizes, name, color)
+            out[name].append(rate(loader, 0, batch))
+        print(f"  repeat {rep}: " + ", ".join(f"{k} {v[-1]:.1f}" for k, v in out.items()), flush=True)
+    return {k: {"samples_per_s": max(v), "bytes_per_sample": sizes[k] / batch} for k, v in out.items()}
+
+
+def _recording(loader, sizes: dict, name: str, color):
+    """Wrap loader._finish to record the bytes of the first batch the workers hand over (before the colour stage)."""
+    finish = loader._finish
+
+    def wrapped(b: dict) -> dict:
+        if name not in sizes:
+            sizes[name] = batch_bytes(b) if b.get("params") is not None else 4 * batch_bytes(b)  # float32 views
+        return finish(b)
+
+    return wrapped
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=384)
@@ -173,12 +215,23 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--gpu", action="store_true")
+    ap.add_argument("--deferred-only", action="store_true", help="only float32 vs uint8 + deferred augmentation")
     a = ap.parse_args()
     torch.set_num_threads(1)
     recipe = parse_views({"preset": "byol", "size": 224})
     with tempfile.TemporaryDirectory() as tmp:
         memory, folder = make_data(Path(tmp), a.images)
         n = len(memory)
+        if a.deferred_only:
+            res = deferred_compare(Path(tmp) / "set", recipe, a.workers, a.batch, a.repeats)
+            f, d = res["float32"], res["uint8_deferred"]
+            print(f"float32 path (colour in workers, float32 views):   {f['samples_per_s']:8.1f} samples/s, "
+                  f"{f['bytes_per_sample'] / 1024:.0f} KiB/sample")  # fmt: skip
+            print(f"uint8 + deferred colour stage (main process, CPU): {d['samples_per_s']:8.1f} samples/s, "
+                  f"{d['bytes_per_sample'] / 1024:.0f} KiB/sample")  # fmt: skip
+            print(f"ratio deferred / float32: {d['samples_per_s'] / f['samples_per_s']:.2f}x samples/s, "
+                  f"{d['bytes_per_sample'] / f['bytes_per_sample']:.3f}x bytes")  # fmt: skip
+            return None
         print(
             f"{n} samples of 256 px JPEG (+ {K} generated each), 2 views of 224 px (BYOL recipe), p = {P}, "
             f"{a.workers} workers, batch {a.batch}",

@@ -5,11 +5,11 @@ Public API (what the trainer codes against):
     loader = build_train_loader(shards, split="train", gen_columns=["sd"], p=0.5, mix_views="each",
                                 views_recipe=recipe.get("views"), batch_size=256, num_workers=8, seed=0,
                                 rank=None, world_size=None, epoch=0, shuffle_buffer=1000,
-                                gpu_augment=False, device=None)
+                                augment_device="cpu", device=None, pin_memory=None)
     loader.steps_per_epoch            # batches per epoch on every rank (fixed: uneven shards never hang DDP)
     loader.set_epoch(e)               # before each epoch (same e as the current one keeps a restored position)
     for batch in loader:              # exactly steps_per_epoch batches (fewer after a mid-epoch restore)
-        batch["views"]     # list of float32 [B,3,H,W], normalised, global views first then local crops
+        batch["views"]     # list of float32 [B,3,H,W], normalised, on `device`, global views first then local crops
         batch["label"]     # LongTensor [B], -1 where the split has no label
         batch["key"]       # list[str] of sample keys
         batch["replaced"]  # BoolTensor [B, n_views]: which views came from a generated variant
@@ -20,6 +20,11 @@ Public API (what the trainer codes against):
     for batch in eval_loader: batch["image"] (float [B,3,S,S]), batch["label"], batch["key"]  # fixed order
 
 `views_recipe` is the `views:` section of a trainer recipe (schema in genaug.data.transforms) or a ViewsRecipe.
+
+Where the colour stage runs (`augment_device`, see resolve_augment_device): "cpu" in the workers, which deliver
+colour-augmented uint8 views (the main process normalises them to float32); "cuda" (and "auto" with a CUDA
+`device`) on the device: workers deliver uint8 crops plus their parameter rows [B, PARAM_WIDTH], the loader pins
+them, copies them (1/4 of the float32 bytes) and runs colour, blur, solarize and normalisation batched on `device`.
 
 How it works: the shard list is shuffled per epoch with (seed, epoch), the same on every rank; logical worker
 g = rank * W + w of the R x W workers takes shards g, g + R*W, ... and must deliver the batches w, w + W, ... of
@@ -53,9 +58,10 @@ from genaug.data.decode import CorruptImage
 from genaug.data.mixing import MixPolicy
 from genaug.data.transforms import ViewsRecipe, eval_view, make_views, parse_views
 from genaug.shards.layout import IMAGE_FIELDS
-from genaug.shards.manifest import open_gen_split, open_split
+from genaug.shards.manifest import open_gen_split, open_split, read_manifest
 from genaug.shards.reader import iter_shard_raw
-from genaug.shards.writer import read_stats
+from genaug.shards.scores import raw_fidelity, require_scores, sample_fidelity, score_source
+from genaug.shards.writer import is_shard_done, read_stats
 
 GEN_FIELD = re.compile(r"^gen_(\d+)\.(jpg|jpeg|png|webp)$")
 
@@ -72,6 +78,7 @@ class Columns:
     gens: tuple[Path, ...]
     shards: tuple[str, ...]
     counts: tuple[int, ...]
+    scores: tuple[Path | None, ...] = ()  # per column: its score side column, or None (scores inline, or none)
 
     @property
     def total(self) -> int:
@@ -79,8 +86,13 @@ class Columns:
         return sum(self.counts)
 
 
-def open_columns(shards: str | Path, split: str, gen_columns: list[str] | tuple[str, ...] = ()) -> Columns:
-    """Check and open a split and its generated columns (same shard list, complete shards)."""
+def open_columns(
+    shards: str | Path, split: str, gen_columns: list[str] | tuple[str, ...] = (), need_scores: str | None = None
+) -> Columns:
+    """Check and open a split and its generated columns (same shard list, complete shards) and their scores.
+
+    `need_scores` (the flag that needs them) makes a column without fidelity scores an error naming `genaug score`.
+    """
     ss, src, man = open_split(shards, split)
     names = tuple(man.get("shards") or [])
     counts = []
@@ -89,7 +101,7 @@ def open_columns(shards: str | Path, split: str, gen_columns: list[str] | tuple[
         if st is None or not (src / name).exists():
             raise GenaugError(f"source shard {src / name} is not complete: rerun ingest or `genaug verify`")
         counts.append(int(st.get("count", 0)))
-    gens = []
+    gens, sides = [], []
     for col in gen_columns:
         gdir, gman = open_gen_split(ss, col, split, shards)
         if tuple(gman.get("shards") or []) != names:
@@ -98,21 +110,36 @@ def open_columns(shards: str | Path, split: str, gen_columns: list[str] | tuple[
             if not (gdir / name).exists():
                 raise GenaugError(f"generated shard {gdir / name} is missing: finish `genaug generate` first")
         gens.append(gdir)
+        found = require_scores(ss, col, split, need_scores) if need_scores else score_source(ss, col, split)
+        side = found[1] if found and found[0] == "side" else None
+        if side is not None:
+            if tuple(read_manifest(side).get("shards") or []) != names:
+                raise MisalignedColumn(f"score column {side} lists other shards than {src}: rerun `genaug score`")
+            for name in names:
+                if not is_shard_done(side, int(name[:6]), check_sha=False):
+                    raise GenaugError(f"score shard {side / name} is not complete: rerun `genaug score` to finish it")
+        sides.append(side)
     if not names:
         raise GenaugError(f"split {src} has no shards")
-    return Columns(src, tuple(gens), names, tuple(counts))
+    return Columns(src, tuple(gens), names, tuple(counts), tuple(sides))
 
 
-def _variants(raw: dict) -> list[bytes]:
+def _variants(raw: dict, side: dict | None = None) -> tuple[list[bytes], list[float | None]]:
+    """The variants of a generated sample and their fidelity scores (from `side`, a score sample, or inline)."""
+    meta = {}
     if "json" in raw:
         try:
             meta = json.loads(raw["json"].decode("utf-8"))
         except (ValueError, UnicodeDecodeError):
             meta = {}
         if isinstance(meta, dict) and meta.get("failed"):
-            return []
+            return [], []
     found = sorted((int(m.group(1)), f) for f in raw if (m := GEN_FIELD.match(f)))
-    return [raw[f] for _, f in found]
+    doc = raw_fidelity(side) if side is not None else sample_fidelity(meta)
+    scores = list(doc["scores"]) if doc is not None else []
+    if len(scores) != len(found):
+        scores = [None] * len(found)
+    return [raw[f] for _, f in found], scores
 
 
 def _label(raw: dict) -> int:
@@ -152,8 +179,12 @@ def zip_shard(cols: Columns, name: str, counter: dict | None = None):
                 stacklevel=2,
             )
     fallback = len(gens) < len(cols.gens)
+    side_of = dict(zip(cols.gens, cols.scores or (None,) * len(cols.gens), strict=True))
     its = [iter_shard_raw(cols.source / name)] + [iter_shard_raw(g / name) for g in gens]
+    sides = [side_of[g] for g in gens]
+    side_its = [iter_shard_raw(d / name) if d is not None else None for d in sides]
     for rows in itertools.zip_longest(*its):
+        side_rows = [next(it, None) if it is not None else None for it in side_its]
         src = rows[0]
         if any(r is None for r in rows):
             bad = [str(gens[j - 1] / name) for j, r in enumerate(rows) if j and (r is None) != (src is None)]
@@ -167,11 +198,25 @@ def zip_shard(cols: Columns, name: str, counter: dict | None = None):
                     f"{gens[j] / name} holds key {r['__key__']} where {cols.source / name} "
                     f"holds {src['__key__']}: the column is misaligned, regenerate it"
                 )
+        for j, r in enumerate(side_rows):
+            if src is not None and sides[j] is not None and r is None:
+                raise MisalignedColumn(
+                    f"{sides[j] / name} has fewer samples than {cols.source / name}: rerun `genaug score`"
+                )
+            if r is not None and r["__key__"] != src["__key__"]:
+                raise MisalignedColumn(
+                    f"{sides[j] / name} holds key {r['__key__']} where {cols.source / name} "
+                    f"holds {src['__key__']}: the score column is misaligned, rerun `genaug score --overwrite`"
+                )
         image = next((src[f] for f in IMAGE_FIELDS if f in src), None)
-        variants = [v for r in rows[1:] for v in _variants(r)]
+        variants, scores = [], []
+        for j, r in enumerate(rows[1:]):
+            v, sc = _variants(r, side_rows[j])
+            variants += v
+            scores += sc
         if fallback and counter is not None:
             counter["gen_fallback"] = counter.get("gen_fallback", 0) + 1
-        yield {"key": src["__key__"], "image": image, "label": _label(src), "variants": variants}
+        yield {"key": src["__key__"], "image": image, "label": _label(src), "variants": variants, "scores": scores}
 
 
 def _safe_shard(cols: Columns, name: str, counter: dict):
@@ -246,7 +291,12 @@ class _TrainStream(IterableDataset):
                             "workers changed): resume with the same data and settings"
                         )
                 continue
-            sources = self.policy.decide(u, nv, len(s["variants"]))
+            n_var = len(s["variants"])
+            if n_var:
+                counter["gen_seen"] = counter.get("gen_seen", 0) + 1
+                if self.policy.min_score is not None and not self.policy.usable(n_var, s["scores"]):
+                    counter["gen_filtered"] = counter.get("gen_filtered", 0) + 1  # none left: source image only
+            sources = self.policy.decide(u, nv, n_var, s["scores"])
             try:
                 if s["image"] is None:
                     raise CorruptImage("sample has no image field")
@@ -260,7 +310,10 @@ class _TrainStream(IterableDataset):
                 quota -= 1
                 fallback = counter.get("gen_fallback", 0) - fb_seen
                 fb_seen += fallback
-                yield self._collate(batch, logical, pos, rng.bit_generator.state, skipped, fallback)
+                out = self._collate(batch, logical, pos, rng.bit_generator.state, skipped, fallback)
+                for name in ("gen_seen", "gen_filtered"):  # counts since the last batch of this worker
+                    out["_meta"][name] = counter.pop(name, 0)
+                yield out
                 batch, skipped = [], 0
 
     def _collate(self, batch, logical, pos, state, skipped, fallback: int = 0) -> dict:
@@ -289,6 +342,19 @@ class _TrainStream(IterableDataset):
         yield from self.worker_batches((j + self.start_step) % nw)
 
 
+def resolve_augment_device(choice: str | None, device=None) -> bool:
+    """Whether the colour stage is deferred to `device`: "cpu" never, "cuda" always, "auto" when it is CUDA."""
+    dev = torch.device(device) if device is not None else None
+    choice = choice or "cpu"
+    if choice not in ("auto", "cpu", "cuda"):
+        raise GenaugError(f"--augment-device must be auto, cpu or cuda, got {choice!r}")
+    if choice == "cuda" and (dev is None or dev.type != "cuda"):
+        raise GenaugError(
+            f"--augment-device cuda needs a CUDA training device, got {dev or 'none'}: use --augment-device auto or cpu"
+        )
+    return choice == "cuda" or (choice == "auto" and dev is not None and dev.type == "cuda")
+
+
 class TrainLoader:
     """Iterable of training batches with a fixed number of steps per epoch and a resumable state."""
 
@@ -302,6 +368,8 @@ class TrainLoader:
         self.step = 0
         self.skipped = 0
         self.gen_fallback = 0  # samples read from shards whose generated column failed its checksum
+        self.gen_seen = 0  # samples with generated variants served so far
+        self.gen_filtered = 0  # of those, samples none of whose variants passed --gen-min-score (source only)
         self._pos: dict[int, int] = {}
         self._rng: dict[int, dict] = {}
 
@@ -323,6 +391,8 @@ class TrainLoader:
             "rng": dict(self._rng),
             "skipped": self.skipped,
             "gen_fallback": self.gen_fallback,
+            "gen_seen": self.gen_seen,
+            "gen_filtered": self.gen_filtered,
             "seed": s.seed,
             "rank": s.rank,
             "world_size": s.world_size,
@@ -330,6 +400,8 @@ class TrainLoader:
             "batch_size": s.batch_size,
             "p": s.policy.p,
             "mix_views": s.policy.mix_views,
+            "gen_min_score": s.policy.min_score,
+            "gen_weighting": s.policy.weighting,
         }
 
     def load_state_dict(self, sd: dict) -> None:
@@ -343,8 +415,14 @@ class TrainLoader:
                 )
         self.epoch, self.step, self.skipped = int(sd["epoch"]), int(sd["step"]), int(sd.get("skipped", 0))
         self.gen_fallback = int(sd.get("gen_fallback", 0))
+        self.gen_seen, self.gen_filtered = int(sd.get("gen_seen", 0)), int(sd.get("gen_filtered", 0))
         self._pos = {int(k): int(v) for k, v in sd.get("pos", {}).items()}
         self._rng = {int(k): v for k, v in sd.get("rng", {}).items()}
+
+    @property
+    def deferred(self) -> bool:
+        """True when the colour stage runs here (on `device`), not in the workers."""
+        return bool(self.stream.gpu)
 
     def _finish(self, b: dict) -> dict:
         meta = b.pop("_meta")
@@ -352,6 +430,8 @@ class TrainLoader:
         self._rng[meta["worker"]] = meta["rng"]
         self.skipped += meta["skipped"]
         self.gen_fallback += meta.get("gen_fallback", 0)
+        self.gen_seen += meta.get("gen_seen", 0)
+        self.gen_filtered += meta.get("gen_filtered", 0)
         params = b.pop("params")
         r = self.stream.recipe
         views = []
@@ -412,13 +492,23 @@ def build_train_loader(
     shuffle_buffer: int = 1000,
     gpu_augment: bool = False,
     device=None,
-    pin_memory: bool = False,
+    pin_memory: bool | None = None,
+    augment_device: str | None = None,
+    gen_min_score: float | None = None,
+    gen_weighting: str = "uniform",
 ) -> TrainLoader:
-    """The training loader of one rank (see the module docstring)."""
+    """The training loader of one rank (see the module docstring; fidelity filtering and weighting in mixing)."""
+    if augment_device is not None:  # gpu_augment=True defers to any device (CPU too: tests, benchmarks)
+        gpu_augment = resolve_augment_device(augment_device, device)
+    if pin_memory is None:  # pinned host memory only pays for a copy to a CUDA device
+        pin_memory = device is not None and torch.device(device).type == "cuda"
     rank, world_size = _dist(rank, world_size)
-    cols = open_columns(shards, split, list(gen_columns))
+    policy = MixPolicy(float(p), mix_views, None if gen_min_score is None else float(gen_min_score), gen_weighting)
+    why = None
+    if policy.needs_scores:
+        why = "--gen-min-score" if gen_min_score is not None else "--gen-weighting score"
+    cols = open_columns(shards, split, list(gen_columns), need_scores=why)
     recipe = views_recipe if isinstance(views_recipe, ViewsRecipe) else parse_views(views_recipe)
-    policy = MixPolicy(float(p), mix_views)
     if p > 0 and not gen_columns:
         raise GenaugError(f"--p {p} needs at least one generated column: pass --gen NAME (or --p 0 for plain SSL)")
     nw = max(1, num_workers)

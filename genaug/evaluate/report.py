@@ -27,12 +27,22 @@ def find_in_recipe(recipe: dict | None, key: str):
     return None
 
 
+#: columns of the report that describe a run rather than measure it
+RUN_COLUMNS = ("run", "method", "p", "gen_min_score", "gen_weighting")
+
+
 def run_info(recipe: dict | None) -> dict:
-    """Method name and replacement probability p of a run, from its resolved recipe (None when unknown)."""
+    """Method name, replacement probability p and fidelity settings of a run, from its resolved recipe (None when
+    unknown): gen_min_score (variants below it were never drawn) and gen_weighting (uniform or score)."""
     method = None
     if isinstance(recipe, dict):
         method = recipe.get("method") if isinstance(recipe.get("method"), str) else recipe.get("name")
-    return {"method": method, "p": find_in_recipe(recipe, "p")}
+    return {
+        "method": method,
+        "p": find_in_recipe(recipe, "p"),
+        "gen_min_score": find_in_recipe(recipe, "gen_min_score"),
+        "gen_weighting": find_in_recipe(recipe, "gen_weighting"),
+    }
 
 
 def make_doc(kind: str, summary: dict[str, float], details: dict, context: dict) -> dict:
@@ -61,7 +71,7 @@ def _fmt(v) -> str:
     return "-" if v is None else str(v)
 
 
-def format_table(rows: list[dict], columns: list[str], verbatim: tuple[str, ...] = ("run", "method", "p")) -> str:
+def format_table(rows: list[dict], columns: list[str], verbatim: tuple[str, ...] = RUN_COLUMNS) -> str:
     """A plain fixed-width text table (floats to 4 decimals except in the `verbatim` columns)."""
     cells = [[str(r[c]) if c in verbatim and r.get(c) is not None else _fmt(r.get(c)) for c in columns] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) if cells else len(c) for i, c in enumerate(columns)]
@@ -81,7 +91,8 @@ def summary_table(doc: dict) -> str:
 
 
 def collect(runs: list[str | Path]) -> list[dict]:
-    """One row per run (a run folder with eval/*.json, or result JSON files): label, method, p and all metrics."""
+    """One row per run (a run folder with eval/*.json, or result JSON files): label, method, p, fidelity settings
+    (gen_min_score, gen_weighting) and all metrics."""
     rows = []
     for r in runs:
         p = Path(r)
@@ -94,14 +105,15 @@ def collect(runs: list[str | Path]) -> list[dict]:
             raise GenaugError(f"{p} is neither a run folder nor a result .json: give folders `genaug eval` wrote to")
         if not files:
             raise GenaugError(f"{p} has no results ({p / EVAL_DIR}/*.json): run `genaug eval linear {p}` first")
-        row: dict = {"run": label, "method": None, "p": None}
+        row: dict = {c: None for c in RUN_COLUMNS}
+        row["run"] = label
         for f in files:
             doc = read_json(f)
             if not isinstance(doc, dict) or "summary" not in doc:
                 continue
             info = doc.get("run_info") or {}
-            row["method"] = row["method"] or info.get("method")
-            row["p"] = row["p"] if row["p"] is not None else info.get("p")
+            for c in RUN_COLUMNS[1:]:
+                row[c] = row[c] if row[c] is not None else info.get(c)
             row.update(doc["summary"])
         rows.append(row)
     return rows
@@ -110,11 +122,11 @@ def collect(runs: list[str | Path]) -> list[dict]:
 def report(runs: list[str | Path], png: Path | None = None, metrics: list[str] | None = None) -> tuple[str, list[dict]]:
     """A table comparing runs (and a grouped bar chart PNG when `png` is given); returns (table text, rows)."""
     rows = collect(runs)
-    names = metrics or sorted({k for r in rows for k in r if k not in ("run", "method", "p")})
+    names = metrics or sorted({k for r in rows for k in r if k not in RUN_COLUMNS})
     missing = [m for m in names if all(m not in r for r in rows)]
     if missing:
         raise GenaugError(f"--metric {', '.join(missing)} is in none of the runs' results")
-    text = format_table(rows, ["run", "method", "p", *names])
+    text = format_table(rows, [*RUN_COLUMNS, *names])
     if png is not None:
         bar_chart(rows, names, Path(png))
     return text, rows

@@ -39,6 +39,8 @@ class Generator(ABC):
 
     #: the `generator:` value of the recipes this class serves
     kind: str = ""
+    #: the feature space of encode(), in which fidelity is scored ("clip-image", "swav"; "" = no fidelity scores)
+    feature_space: str = ""
 
     def __init__(self, recipe: dict, device: str = "cpu", weights: str | None = None) -> None:
         self.recipe = recipe
@@ -52,6 +54,18 @@ class Generator(ABC):
     @abstractmethod
     def sample(self, conds: list[Any], seeds: list[int]) -> list[Variant]:
         """One variant per row (conditioning from encode(), seed), in order."""
+
+    def embed(self, images: list[Image.Image]) -> Any:
+        """Feature rows [N, D] (float32 torch tensor) of images in the fidelity space: encode(), flattened."""
+        import torch
+
+        return torch.stack([self.cond_embedding(c) for c in self.encode(images)])
+
+    def cond_embedding(self, cond: Any) -> Any:
+        """The feature row [D] of one source image from its encode() conditioning (for fidelity scores)."""
+        import torch
+
+        return torch.as_tensor(cond).detach().float().flatten().cpu()
 
     def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Release the model (GPU memory)."""

@@ -46,14 +46,44 @@ def register(app: typer.Typer) -> None:
             False, "--status", help="Report the column's progress (needs --column or --model) and exit."
         ),
         as_json: bool = typer.Option(False, "--json", help="With --status: print JSON."),
+        engine: str = typer.Option(
+            "lease",
+            "--engine",
+            help="lease (default: processes claim shards through lease files) or ray "
+            "(one task per shard on a Ray cluster; pip install 'genaug[ray]'; docs/ray.md).",
+        ),
+        ray_address: str = typer.Option(
+            None,
+            "--ray-address",
+            help="With --engine ray: auto, HOST:PORT or ray://HOST:PORT (default: $RAY_ADDRESS "
+            "or a local Ray started for this run).",
+        ),
+        num_gpus_per_worker: float = typer.Option(
+            None,
+            "--num-gpus-per-worker",
+            help="With --engine ray: GPUs per worker (default 1 when the cluster has GPUs, else 0: CPU workers).",
+        ),
+        workers: int = typer.Option(
+            None,
+            "--workers",
+            help="With --engine ray: number of workers, each loading the model once (default: fill the cluster).",
+        ),
         no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
+        fidelity: bool = typer.Option(
+            True,
+            "--fidelity/--no-fidelity",
+            help="Score each variant against its source in the generator's feature space (docs/fidelity.md); "
+            "applies to a new column.",
+        ),
     ) -> None:
         from genaug.core.errors import GenaugError
         from genaug.generate.leases import check_lease_timeout
+        from genaug.generate.ray_engine import check_engine_options
         from genaug.generate.runner import generate, resolve_recipe
         from genaug.generate.status import column_status, format_status
 
         lease_timeout = check_lease_timeout(lease_timeout, "--lease-timeout")
+        check_engine_options(engine, ray_address, num_gpus_per_worker, workers)
         if limit_shards is not None and limit_shards < 1:
             raise GenaugError(f"--limit-shards must be at least 1 (got {limit_shards})")
         if status:
@@ -61,7 +91,13 @@ def register(app: typer.Typer) -> None:
             st = column_status(shards, name, split, lease_timeout)
             typer.echo(json.dumps(st, indent=2) if as_json else format_status(st))
             return
-        out = generate(
+        run, extra = generate, {}
+        if engine == "ray":
+            from genaug.generate.ray_engine import generate_ray
+
+            run = generate_ray
+            extra = {"ray_address": ray_address, "num_gpus_per_worker": num_gpus_per_worker, "workers": workers}
+        out = run(
             model=model,
             shards=shards,
             split=split,
@@ -78,9 +114,13 @@ def register(app: typer.Typer) -> None:
             guidance=guidance,
             lease_timeout=lease_timeout,
             progress=not no_progress,
+            fidelity=fidelity,
+            **extra,
         )
         rate = out["images"] / out["seconds"] if out["seconds"] else 0.0
         typer.echo(
-            f"column {out['column']}: {out['folder']}: this process made {len(out['shards'])} shards, "
+            f"column {out['column']}: {out['folder']}: "
+            + (f"{out['workers']} Ray workers made " if engine == "ray" else "this process made ")
+            + f"{len(out['shards'])} shards, "
             f"{out['images']} images ({rate:.2f} images/s), {out['failures']} source images failed"
         )

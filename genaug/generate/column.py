@@ -73,10 +73,13 @@ def open_source(shards: str, split: str) -> tuple[ShardSet, Path, dict]:
     return open_split(shards, split)
 
 
-def open_column(shards: str, split: str, recipe: dict, column: str | None, create: bool = True) -> Column:
+def open_column(
+    shards: str, split: str, recipe: dict, column: str | None, create: bool = True, fidelity: dict | None = None
+) -> Column:
     """Open (and with `create`, start) the column `column` (default: the recipe's name) for `split`.
 
-    An existing column made with another recipe hash, k or source plan is refused: name a new --column.
+    An existing column made with another recipe hash, k or source plan is refused: name a new --column. A new
+    column records `fidelity` (score settings) in its manifest; an existing one keeps what it was made with.
     """
     ss, src, src_manifest = open_source(shards, split)
     name = check_name(column, "--column") if column else check_name(str(recipe["name"]), "recipe `name:`")
@@ -93,6 +96,7 @@ def open_column(shards: str, split: str, recipe: dict, column: str | None, creat
         "recipe": recipe,
         "recipe_hash": rh,
         "k": int(recipe["k"]),
+        "fidelity": fidelity,
         "genaug_version": __version__,
     }
     if (folder / "manifest.json").exists():

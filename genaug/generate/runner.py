@@ -15,12 +15,15 @@ from genaug.core.devices import process_rank
 from genaug.core.errors import GenaugError
 from genaug.generate.base import Generator, generator_class, variant_seed
 from genaug.generate.column import Column, column_hash, open_column
+from genaug.generate.fidelity import fidelity_doc, pixel_flags, settings, thumbnail
 from genaug.generate.leases import Heartbeat, check_lease_timeout, clear_stale_leases, try_acquire
 from genaug.generate.oom import free_memory, is_oom
 from genaug.generate.recipe import resolve_recipe
-from genaug.generate.writer import ShardJob, ShardWriterThread
+from genaug.generate.writer import ShardJob, ShardWriterThread, encode_jpeg
 from genaug.shards.layout import IMAGE_FIELDS, shard_name
+from genaug.shards.manifest import read_manifest, write_manifest
 from genaug.shards.reader import decode_image, iter_shard_raw
+from genaug.shards.scores import column_summary
 from genaug.shards.writer import cleanup_shard, is_shard_done, read_stats
 
 
@@ -37,6 +40,8 @@ class Runner:
         self.rank, self.world = process_rank()
         self.heartbeat = Heartbeat(max(0.05, lease_timeout / 4))
         self.rh = column_hash(recipe)
+        self.fid = column.manifest.get("fidelity") or None  # scores are written only into columns made with them
+        self.output = recipe.get("output") or {}
         self.summary = {"shards": [], "images": 0, "failures": 0, "model_seconds": 0.0}
         total = self._remaining_images()
         self.bar = None
@@ -104,7 +109,7 @@ class Runner:
                     claimed = True
                     self.heartbeat.add(lease)
                     cleanup_shard(self.column.folder, i)
-                    self._make_shard(ShardJob(i, [], {}, lease))
+                    self._make_shard(ShardJob(i, [], {}, lease, fidelity={} if self.fid else None))
                 if not claimed:
                     if self.writer.queue.unfinished_tasks:  # our own shards are still being committed
                         self.writer.flush()
@@ -152,13 +157,47 @@ class Runner:
         images = self._read(job)
         keys = [k for k in job.keys if k in images]
         conds = self._encode(job, keys, images)
+        if self.fid:
+            self._fid = {"src": {}, "thumb": {}, "feat": {}, "flags": {}}
+            for key in conds:
+                self._fid["src"][key] = self.gen.cond_embedding(conds[key])
+                self._fid["thumb"][key] = thumbnail(images[key], int(self.fid.get("thumb", 64)))
         rows = [(key, k) for key in keys if key in conds for k in range(self.k)]
         j = 0
         while j < len(rows):
             batch = rows[j : j + self.batch_size]
             self._sample_rows(job, batch, conds)
             j += len(batch)
+        if self.fid:
+            self._fidelity_docs(job, keys)
         self.writer.put(job, None, None)
+
+    def _score_variants(self, job: ShardJob, batch: list[tuple[str, int]], out: list) -> None:
+        """Encode the batch's variants as the writer will store them and embed the decoded JPEGs (one forward)."""
+        size, quality = self.output.get("size"), int(self.output.get("quality", 95))
+        decoded = []
+        for v in out:
+            v.meta["jpg"] = encode_jpeg(v.image, size, quality, self.output.get("resample", "bicubic"))
+            decoded.append(decode_image(v.meta["jpg"]))
+        feats = self._timed(job, self.gen.embed, decoded)
+        t = int(self.fid.get("thumb", 64))
+        for (key, k), f, img in zip(batch, feats, decoded, strict=True):
+            self._fid["feat"].setdefault(key, {})[k] = f.detach().float().cpu().flatten()
+            self._fid["flags"].setdefault(key, {})[k] = pixel_flags(
+                self._fid["thumb"][key], thumbnail(img, t), self.fid
+            )
+
+    def _fidelity_docs(self, job: ShardJob, keys: list[str]) -> None:
+        import torch
+
+        for key in keys:
+            got = self._fid["feat"].get(key, {})
+            if key in job.failed or len(got) != self.k:
+                continue
+            feats = torch.stack([got[k] for k in range(self.k)])
+            flags = [self._fid["flags"][key][k] for k in range(self.k)]
+            job.fidelity[key] = fidelity_doc(self.fid["space"], self._fid["src"][key], feats, flags)
+        self._fid = None
 
     def _encode(self, job: ShardJob, keys: list[str], images: dict) -> dict[str, Any]:
         conds: dict[str, Any] = {}
@@ -195,6 +234,8 @@ class Runner:
             out = self._timed(
                 job, self.gen.sample, [conds[key] for key, _ in batch], [job.seeds[key][k] for key, k in batch]
             )
+            if self.fid:
+                self._score_variants(job, batch, out)
             self.writer.put(job, batch, out)
             return
         except Exception as e:
@@ -229,17 +270,21 @@ def generate(
     lease_timeout: float = 300.0,
     progress: bool = True,
     overrides: dict[str, Any] | None = None,
+    fidelity: bool = True,
 ) -> dict:
     """Materialize K variants per source image of `split` into the generated column (default name: the recipe's).
 
     Any number of processes may run this at once on a shared filesystem; each returns its own summary (shards it
-    committed, images, failures, seconds, model_seconds, load_seconds, column folder).
+    committed, images, failures, seconds, model_seconds, load_seconds, column folder). A new column of a generator
+    with a feature space also gets fidelity scores (docs/fidelity.md); `fidelity=False` leaves them out.
     """
     recipe = resolve_recipe(model, k, batch_size, steps, dtype, compile, seed, guidance, overrides)
     lease_timeout = check_lease_timeout(lease_timeout)
     if limit_shards is not None and limit_shards < 1:
         raise GenaugError(f"--limit-shards must be at least 1 (got {limit_shards})")
-    col = open_column(shards, split, recipe, column)
+    cls = generator_class(recipe["generator"])
+    fid = settings(cls.feature_space, "generator") if fidelity and cls.feature_space else None
+    col = open_column(shards, split, recipe, column, fidelity=fid)
     if limit_shards is not None:
         col.indices = col.indices[:limit_shards]
     base = {
@@ -254,10 +299,10 @@ def generate(
     }
     if all(is_shard_done(col.folder, i, check_sha=False) for i in col.indices):
         clear_stale_leases(col.folder, set(col.indices), lease_timeout)
+        _write_fidelity_summary(col)
         return base  # nothing to do: do not even load the model
     from genaug.core.devices import default_device
 
-    cls = generator_class(recipe["generator"])
     dev = device or default_device()
     t = time.perf_counter()
     with warnings.catch_warnings():
@@ -269,7 +314,21 @@ def generate(
         out = Runner(col, recipe, gen, lease_timeout, progress, dev).run()
     finally:
         gen.close()
+    _write_fidelity_summary(col)
     return {**base, **out, "load_seconds": load}
+
+
+def _write_fidelity_summary(col: Column) -> None:
+    """Once every shard of a scored column is done: the merged score summary into its manifest (idempotent)."""
+    if not col.manifest.get("fidelity") or not all(is_shard_done(col.folder, i, False) for i in col.indices):
+        return
+    if col.indices != sorted(int(n[:6]) for n in col.manifest.get("shards") or []):
+        return  # --limit-shards: a partial column has no column-wide summary yet
+    man = read_manifest(col.folder)
+    summary = column_summary(col.folder)
+    if man.get("fidelity", {}).get("summary") != summary:
+        man["fidelity"] = {**man["fidelity"], "summary": summary}
+        write_manifest(col.folder, man)
 
 
 def _quiet_hub_bars() -> None:

@@ -17,6 +17,7 @@ from PIL import Image
 from genaug.generate.base import Variant
 from genaug.generate.column import required_fields
 from genaug.generate.leases import Heartbeat, Lease
+from genaug.shards.scores import summarize
 from genaug.shards.writer import commit_shard
 
 RESAMPLE = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "lanczos": Image.LANCZOS, "nearest": Image.NEAREST}
@@ -36,6 +37,7 @@ class ShardJob:
     failed: dict[str, str] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
     model_seconds: float = 0.0
+    fidelity: dict[str, dict] | None = None  # key -> fidelity doc, when the column is scored
 
     def fail(self, key: str, error: BaseException | str) -> None:
         """Record that source image `key` produced no variants (its sample keeps only json)."""
@@ -120,7 +122,10 @@ class ShardWriterThread:
                 self._commit(job)
             else:
                 for (key, k), v in zip(rows, variants, strict=True):
-                    job.jpgs.setdefault(key, {})[k] = encode_jpeg(v.image, self.size, self.quality, self.resample)
+                    jpg = v.meta.pop("jpg", None)  # already encoded (and scored) by the runner when fidelity is on
+                    if jpg is None:
+                        jpg = encode_jpeg(v.image, self.size, self.quality, self.resample)
+                    job.jpgs.setdefault(key, {})[k] = jpg
                     if v.meta.get("black"):
                         job.black.setdefault(key, []).append(k)
                 self.on_images(len(rows))
@@ -142,6 +147,8 @@ class ShardWriterThread:
                 continue
             doc["failed"] = None
             doc["black"] = sorted(job.black.get(key, []))
+            if job.fidelity is not None and key in job.fidelity:
+                doc["fidelity"] = job.fidelity[key]
             sample = {"__key__": key, "json": json.dumps(doc, sort_keys=True)}
             sample.update({f"gen_{k}.jpg": got[k] for k in range(self.k)})
             samples.append(sample)
@@ -159,6 +166,9 @@ class ShardWriterThread:
             "k": self.k,
             "recipe_hash": self.recipe_hash,
         }
+        if job.fidelity is not None:
+            space = next((d.get("space") for d in job.fidelity.values()), None)
+            stats["fidelity"] = summarize([d for key, d in job.fidelity.items() if key not in job.failed], space)
         doc = commit_shard(self.folder, job.index, samples, required_fields(self.k), stats)
         self.heartbeat.release(job.lease)
         self.on_commit(job, doc)

@@ -1,4 +1,4 @@
-"""Where a shard set's files live: shards/<set>/<split>/ and shards/<set>/gen/<recipe>/<split>/."""
+"""Where a shard set's files live: shards/<set>/<split>/, gen/<recipe>/<split>/ and scores/<column>/<split>/."""
 
 from __future__ import annotations
 
@@ -107,12 +107,18 @@ class ShardSet:
             self.root / "gen" / check_name(recipe, "--column (or the recipe's `name:`)") / check_name(split, "--split")
         )
 
+    def scores_dir(self, column: str, split: str) -> Path:
+        """Folder of the fidelity scores of generated column `column` for `split` (a side column of `genaug score`)."""
+        return self.root / "scores" / check_name(column, "--gen") / check_name(split, "--split")
+
     def splits(self) -> list[str]:
         """Source splits present (folders with a manifest.json), sorted."""
         if not self.root.is_dir():
             return []
         return sorted(
-            p.name for p in self.root.iterdir() if p.is_dir() and p.name != "gen" and (p / "manifest.json").exists()
+            p.name
+            for p in self.root.iterdir()
+            if p.is_dir() and p.name not in ("gen", "scores") and (p / "manifest.json").exists()
         )
 
     def columns(self) -> list[str]:
@@ -120,12 +126,17 @@ class ShardSet:
         g = self.root / "gen"
         return sorted(p.name for p in g.iterdir() if p.is_dir()) if g.is_dir() else []
 
-    def column_splits(self, recipe: str) -> list[str]:
-        """Splits that generated column `recipe` has, sorted."""
-        d = self.root / "gen" / recipe
+    def column_splits(self, recipe: str, kind: str = "gen") -> list[str]:
+        """Splits that generated column `recipe` has (kind "scores": that its score side column has), sorted."""
+        d = self.root / kind / recipe
         return (
             sorted(p.name for p in d.iterdir() if p.is_dir() and (p / "manifest.json").exists()) if d.is_dir() else []
         )
+
+    def score_columns(self) -> list[str]:
+        """Generated columns that have a score side column (shards/<set>/scores/<column>/), sorted."""
+        g = self.root / "scores"
+        return sorted(p.name for p in g.iterdir() if p.is_dir()) if g.is_dir() else []
 
 
 def list_shards(folder: Path) -> list[int]:

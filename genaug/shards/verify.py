@@ -1,4 +1,4 @@
-"""`genaug verify`: check every shard of a set against its stats and manifest, and generated columns' alignment."""
+"""`genaug verify`: check every shard of a set against its stats and manifest, and the alignment of its columns."""
 
 from __future__ import annotations
 
@@ -30,6 +30,8 @@ class FolderReport:
 
 
 def _required(kind: str, manifest: dict, sample: dict) -> list[str]:
+    if kind == "scores":  # a score side column (genaug score): one json per sample
+        return ["json"]
     if kind == "generated":
         meta = {}
         try:
@@ -123,25 +125,26 @@ def verify_set(shards: str, check_sha: bool = True) -> tuple[list[FolderReport],
         rep = verify_folder(sset.split_dir(split), check_sha)
         reports.append(rep)
         src_reports[split] = rep
-    for col in sset.columns():
-        for split in sset.column_splits(col):
-            folder = sset.gen_dir(col, split)
-            rep = verify_folder(folder, check_sha)
-            reports.append(rep)
-            src = src_reports.get(split)
-            if src is None:
-                rep.problems.append(f"{folder}: generated column for split {split!r}, which has no source shards")
-                continue
-            try:
-                src_names = read_manifest(sset.split_dir(split)).get("shards")
-                gen_names = read_manifest(folder).get("shards")
-            except GenaugError:
-                continue
-            if src_names != gen_names:
-                rep.problems.append(f"{folder}: its shard list differs from the source split's: regenerate the column")
-            for name, keys in rep.keys.items():
-                if name in src.keys and src.keys[name] != keys:
-                    rep.problems.append(f"{folder / name}: keys are not those of the source shard, in the same order")
+    sides = [("gen", col, split) for col in sset.columns() for split in sset.column_splits(col)]
+    sides += [("scores", col, split) for col in sset.score_columns() for split in sset.column_splits(col, "scores")]
+    for kind, col, split in sides:
+        folder = sset.gen_dir(col, split) if kind == "gen" else sset.scores_dir(col, split)
+        rep = verify_folder(folder, check_sha)
+        reports.append(rep)
+        src = src_reports.get(split)
+        if src is None:
+            rep.problems.append(f"{folder}: {kind} column for split {split!r}, which has no source shards")
+            continue
+        try:
+            src_names = read_manifest(sset.split_dir(split)).get("shards")
+            gen_names = read_manifest(folder).get("shards")
+        except GenaugError:
+            continue
+        if src_names != gen_names:
+            rep.problems.append(f"{folder}: its shard list differs from the source split's: regenerate the column")
+        for name, keys in rep.keys.items():
+            if name in src.keys and src.keys[name] != keys:
+                rep.problems.append(f"{folder / name}: keys are not those of the source shard, in the same order")
     for rep in reports:
         problems.extend(rep.problems)
     return reports, problems

@@ -108,6 +108,11 @@ def _global_standardize(z: torch.Tensor, eps: float = 1e-5) -> tuple[torch.Tenso
     return zc / torch.sqrt(var + eps), n
 
 
+def fp32_of(x: torch.Tensor) -> torch.Tensor:
+    """`x` in float32 when it is half precision (float64 stays float64, for exact reference checks)."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
 def barlow_twins_loss(z1: torch.Tensor, z2: torch.Tensor, lambd: float = 5e-3) -> torch.Tensor:
     """Barlow Twins (Zbontar et al. 2021, eq. 1): sum_i (1 - C_ii)^2 + lambda sum_{i!=j} C_ij^2.
 
@@ -116,7 +121,8 @@ def barlow_twins_loss(z1: torch.Tensor, z2: torch.Tensor, lambd: float = 5e-3) -
     """
     a, n = _global_standardize(z1)
     b, _ = _global_standardize(z2)
-    c = all_reduce_sum(a.T @ b) / n
+    with torch.autocast(a.device.type, enabled=False):  # a D x D sum of squares: bf16 loses it (issue 17)
+        c = all_reduce_sum(fp32_of(a).T @ fp32_of(b)) / n
     on_diag = (torch.diagonal(c) - 1).pow(2).sum()
     off_diag = c.pow(2).sum() - torch.diagonal(c).pow(2).sum()
     return on_diag + lambd * off_diag

@@ -93,4 +93,11 @@ def invalid_invocations(root: Path) -> list[tuple[str, list[str]]]:
         ("inspect: --p 2", ["inspect", "--shards", s, "--views", "--p", "2"]),
         ("inspect: unknown column", ["inspect", "--shards", s, "--gen", "sd"]),
         ("verify: shard set missing", ["verify", "--shards", str(r / "missing")]),
+        ("train: --augment-device cuda without CUDA", [*tr, "--augment-device", "cuda"]),
+        ("train: --augment-device unknown", [*tr, "--augment-device", "gpu"]),
+        ("train: --gen-weighting unknown", [*tr, "--p", "0.5", "--gen", "tiny", "--gen-weighting", "cosine"]),
+        ("train: --gen-min-score nan", [*tr, "--p", "0.5", "--gen", "tiny", "--gen-min-score", "nan"]),
+        ("inspect: --sort unknown", ["inspect", "--shards", s, "--sort", "best"]),
+        ("score: column missing", ["score", "--shards", s, "--gen", "sd"]),
+        ("score: --encoder path missing", ["score", "--shards", s, "--gen", "tiny", "--encoder", str(r / "no.pt")]),
     ]

@@ -47,8 +47,23 @@ def register(app: typer.Typer) -> None:
         image_size: int = typer.Option(None, "--image-size", help="Size of the global views."),
         workers: int = typer.Option(None, "--workers", help="Data loader worker processes per rank."),
         mix_views: str = typer.Option(None, "--mix-views", help="Views that may be replaced: each or second."),
+        gen_min_score: float = typer.Option(
+            None,
+            "--gen-min-score",
+            help="Draw only variants whose fidelity score is at least X (a source with none left keeps its image); "
+            "needs scores (docs/fidelity.md).",
+        ),
+        gen_weighting: str = typer.Option(
+            None, "--gen-weighting", help="uniform, or score: draw variant k in proportion to its fidelity score."
+        ),
         seed: int = typer.Option(None, "--seed", help="Seed of the run (model init, data order, mixing)."),
         precision: str = typer.Option(None, "--precision", help="auto, no, bf16 or fp16."),
+        augment_device: str = typer.Option(
+            None,
+            "--augment-device",
+            help="Where colour jitter, blur, solarize and normalisation run: auto (the GPU when training on CUDA, "
+            "else the loader workers), cpu or cuda.",
+        ),
         compile_: bool = typer.Option(None, "--compile/--no-compile", help="torch.compile the backbone."),
         channels_last: bool = typer.Option(None, "--channels-last/--no-channels-last", help="channels_last memory."),
         grad_accum: int = typer.Option(None, "--grad-accum", help="Gradient accumulation steps."),
@@ -85,8 +100,11 @@ def register(app: typer.Typer) -> None:
             image_size=image_size,
             workers=workers,
             mix_views=mix_views,
+            gen_min_score=gen_min_score,
+            gen_weighting=gen_weighting,
             seed=seed,
             precision=precision,
+            augment_device=augment_device,
             compile=compile_,
             channels_last=channels_last,
             grad_accum=grad_accum,

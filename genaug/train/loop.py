@@ -357,6 +357,10 @@ class Trainer:
                     "data_wait": window["wait"] / elapsed,
                     "data_skipped": int(getattr(self.loader, "skipped", 0)),  # corrupt samples skipped so far
                     "gen_fallback": int(getattr(self.loader, "gen_fallback", 0)),  # samples of damaged gen shards
+                    # samples none of whose variants passed --gen-min-score (source only), and their share
+                    "gen_filtered": int(getattr(self.loader, "gen_filtered", 0)),
+                    "gen_filtered_rate": int(getattr(self.loader, "gen_filtered", 0))
+                    / max(1, int(getattr(self.loader, "gen_seen", 0))),
                 }
                 last = row
                 if logger is not None:

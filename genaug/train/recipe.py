@@ -44,6 +44,8 @@ class Data:
     mix_views: Literal["each", "second"] = "each"
     shuffle_buffer: int = bounded(1000, 1)
     image_size: int | None = bounded(None, 1)  # filled in from views.size
+    gen_min_score: float | None = bounded(None, -1.0, 1.0)  # draw only variants scoring at least this (fidelity)
+    gen_weighting: Literal["uniform", "score"] = "uniform"  # draw variant k uniformly or in proportion to its score
 
 
 @dataclass
@@ -88,6 +90,7 @@ class Loop:
     """How the loop runs (may change when a run is resumed)."""
 
     precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
+    augment_device: Literal["auto", "cpu", "cuda"] = "auto"  # colour stage: in the workers or on the GPU (auto)
     channels_last: bool = False
     compile: bool = False
     sync_bn: bool = True

@@ -41,12 +41,15 @@ def _resolve(method: str, flags: dict[str, Any], overrides: dict[str, Any] | Non
         "batch_size": "data.batch_size",
         "workers": "data.num_workers",
         "mix_views": "data.mix_views",
+        "gen_min_score": "data.gen_min_score",
+        "gen_weighting": "data.gen_weighting",
         "image_size": "views.size",
         "backbone": "backbone.name",
         "lr": "optim.base_lr",
         "epochs": "schedule.epochs",
         "steps": "schedule.steps",
         "precision": "loop.precision",
+        "augment_device": "loop.augment_device",
         "compile": "loop.compile",
         "channels_last": "loop.channels_last",
         "grad_accum": "loop.grad_accum",
@@ -97,8 +100,11 @@ def train(
     image_size: int | None = None,
     workers: int | None = None,
     mix_views: str | None = None,
+    gen_min_score: float | None = None,
+    gen_weighting: str | None = None,
     seed: int | None = None,
     precision: str | None = None,
+    augment_device: str | None = None,
     compile: bool | None = None,
     channels_last: bool | None = None,
     grad_accum: int | None = None,
@@ -125,12 +131,15 @@ def train(
         batch_size=batch_size,
         workers=workers,
         mix_views=mix_views,
+        gen_min_score=gen_min_score,
+        gen_weighting=gen_weighting,
         image_size=image_size,
         backbone=backbone,
         lr=lr,
         epochs=epochs,
         steps=steps,
         precision=precision,
+        augment_device=augment_device,
         compile=compile,
         channels_last=channels_last,
         grad_accum=grad_accum,
@@ -169,12 +178,17 @@ def _accelerator(recipe: dict):
 
 
 def _loader(recipe: dict, acc):
-    """The training stream of this process (its rank's share of the shards)."""
+    """The training stream of this process (its rank's share of the shards), its colour stage where
+    loop.augment_device says (auto: on the training device when it is CUDA, else in the workers)."""
     from genaug.data.stream import build_train_loader
 
     run, data = recipe["run"], recipe["data"]
+    cuda = acc.device.type == "cuda"
     return build_train_loader(
         run["shards"],
+        augment_device=str(recipe["loop"].get("augment_device", "auto")),
+        device=acc.device if cuda else None,
+        pin_memory=cuda,
         split=run["split"],
         gen_columns=run["gen"],
         p=run["p"],
@@ -186,6 +200,8 @@ def _loader(recipe: dict, acc):
         rank=acc.process_index,
         world_size=acc.num_processes,
         shuffle_buffer=int(data.get("shuffle_buffer", 1000)),
+        gen_min_score=data.get("gen_min_score"),
+        gen_weighting=data.get("gen_weighting") or "uniform",
     )
 
 

@@ -96,6 +96,7 @@ def test_run_folder_round_trip_and_report(shard_set, tmp_path, capsys):
             "resize": 18,
             "mean": list(IMAGENET_MEAN),
             "std": list(IMAGENET_STD),
+            "skipped_images": 0,
         }
     capsys.readouterr()
     png = tmp_path / "report.png"

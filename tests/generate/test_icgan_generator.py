@@ -228,3 +228,29 @@ def test_cli_generate_icgan_end_to_end(ckpt: Path, tmp_path: Path, capsys: pytes
     capsys.readouterr()
     assert main(["generate", "--model", "icgan", "--shards", str(shards), "--device", "cpu", "--no-progress"]) == 2
     assert "--weights DIR" in capsys.readouterr().err
+
+
+def test_icgan_columns_are_scored_in_swav_space(ckpt: Path, tmp_path: Path) -> None:
+    """IC-GAN scores its variants with its own SwAV features while generating; `genaug score --encoder swav` on the
+    same weights recomputes them."""
+    from genaug.cli import main
+    from genaug.shards.manifest import read_manifest
+    from genaug.shards.scores import iter_scores
+    from genaug.testing.shards import write_synthetic_split
+
+    shards = tmp_path / "set"
+    write_synthetic_split(shards, "train", num_shards=1, per_shard=3, size=40)
+    recipe = apply_overrides(load_recipe("pipelines", "icgan-64"), {**TINY, "output.size": 48})
+    recipe["name"] = "icgan-tiny"
+    (tmp_path / "icgan-tiny.yaml").write_text(yaml.safe_dump(recipe))
+    gen = ["generate", "--model", str(tmp_path / "icgan-tiny.yaml"), "--shards", str(shards), "--weights", str(ckpt)]
+    assert main([*gen, "--device", "cpu", "--no-progress"]) == 0
+    col = shards / "gen" / "icgan-tiny" / "train"
+    assert read_manifest(col)["fidelity"]["space"] == "swav"
+    inline = dict(iter_scores(col))
+    score = ["score", "--shards", str(shards), "--gen", "icgan-tiny", "--encoder", "swav", "--weights", str(ckpt)]
+    assert main([*score, "--device", "cpu", "--no-progress"]) == 0
+    later = dict(iter_scores(shards / "scores" / "icgan-tiny" / "train"))
+    assert later.keys() == inline.keys() and len(inline) == 3
+    for key, doc in inline.items():
+        assert doc["scores"] == pytest.approx(later[key]["scores"], abs=1e-4)

@@ -46,6 +46,8 @@ def _embeddings_passthrough(image: torch.Tensor, device: Any, num_images_per_pro
 class SDVariationGenerator(DiffusionGenerator):
     """StableDiffusionImageVariationPipeline: CLIP image embedding once per image, K seeded variants per call."""
 
+    feature_space = "clip-image"  # fidelity is scored in the space of encode()
+
     def __init__(self, recipe: dict, device: str = "cpu", weights: str | None = None) -> None:
         super().__init__(recipe, device, weights)
         from diffusers import StableDiffusionImageVariationPipeline

@@ -21,6 +21,8 @@ from genaug.generate.models.diffusion import (
 class UnCLIPGenerator(DiffusionGenerator):
     """StableUnCLIPImg2ImgPipeline fed with image embeddings made once per image and an empty prompt made once."""
 
+    feature_space = "clip-image"  # fidelity is scored in the space of encode()
+
     def __init__(self, recipe: dict, device: str = "cpu", weights: str | None = None) -> None:
         super().__init__(recipe, device, weights)
         from diffusers import StableUnCLIPImg2ImgPipeline

@@ -59,6 +59,8 @@ def to_pil(images: torch.Tensor) -> list[Image.Image]:
 class ICGAN(Generator):
     """IC-GAN (BigGAN backbone) with its SwAV instance feature extractor, loaded from official checkpoints."""
 
+    feature_space = "swav"  # fidelity is scored in the space of encode()
+
     def __init__(self, recipe: dict, device: str = "cpu", weights: str | None = None) -> None:
         super().__init__(recipe, device, weights)
         self.cfg = ICGANConfig.from_dict(dict(recipe.get("model") or {}))
