@@ -16,7 +16,7 @@ from genaug.core.errors import GenaugError
 from genaug.core.files import cache_home
 from genaug.core.hashing import file_sha256, stable_hash
 from genaug.data.evaluation import Preprocess
-from genaug.ssl.artifacts import is_run_artefact, load_method
+from genaug.ssl.artifacts import is_run_artefact, load_method, load_strict
 
 BACKBONE_FILE = "backbone.safetensors"
 RECIPE_NAMES = ("recipe.yaml", "trainer.yaml", "config.yaml")
@@ -230,12 +230,5 @@ def load_encoder(path: str | Path, builder: Builder | None = None, recipe: dict 
     if rec is None:
         raise GenaugError(f"no recipe found for {p}: the run folder should hold the resolved recipe YAML (recipe.yaml)")
     module = (builder or default_builder)(rec)
-    try:
-        module.load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        first = str(e).split("\n\t")[1] if "\n\t" in str(e) else str(e)
-        raise GenaugError(
-            f"{p} does not fit the backbone its recipe builds ({first.strip()[:200]}): "
-            "was it trained with another backbone?"
-        ) from None
+    load_strict(module, state, p, "another backbone")
     return LoadedEncoder(module.eval(), f"sha256:{file_sha256(p)}", home, rec, p)

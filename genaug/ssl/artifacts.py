@@ -120,14 +120,16 @@ def _read_recipe(folder: Path) -> dict:
     return doc
 
 
-def _load_strict(module: torch.nn.Module, state: dict, source: Path) -> None:
+def load_strict(
+    module: torch.nn.Module, state: dict, source: Path, hint: str = "another genaug version or recipe"
+) -> None:
+    """load_state_dict(strict=True), a mismatch being one line naming the file and the first differing key."""
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as e:
         first = str(e).split("\n\t")[1] if "\n\t" in str(e) else str(e)
         raise GenaugError(
-            f"{source} does not fit the model its recipe builds ({first.strip()[:200]}): "
-            "was it written by another genaug version or recipe?"
+            f"{source} does not fit the model its recipe builds ({first.strip()[:200]}): was it written by {hint}?"
         ) from None
 
 
@@ -180,7 +182,7 @@ def load_method(path: str | os.PathLike) -> LoadedMethod:
         ck = read_checkpoint(p)
         recipe = ck.get("recipe") if isinstance(ck.get("recipe"), dict) else _read_recipe(folder)
         method = build_method(recipe)
-        _load_strict(method, method_state_from_checkpoint(ck, p), p)
+        load_strict(method, method_state_from_checkpoint(ck, p), p)
         return LoadedMethod(method.eval(), recipe, p, "checkpoint")
     if p.suffix != ".safetensors":
         raise GenaugError(f"{p}: unknown weights format (a genaug run gives .safetensors or checkpoint-*.pt)")
@@ -191,7 +193,7 @@ def load_method(path: str | os.PathLike) -> LoadedMethod:
     except Exception as e:  # noqa: BLE001
         raise GenaugError(f"{p} is not a readable safetensors file ({e})") from None
     kind = "backbone" if p.name.startswith("backbone") else "model"
-    _load_strict(method.backbone if kind == "backbone" else method, state, p)
+    load_strict(method.backbone if kind == "backbone" else method, state, p)
     return LoadedMethod(method.eval(), recipe, p, kind)
 
 
