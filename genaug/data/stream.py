@@ -39,6 +39,7 @@ after a restore equal those of the uninterrupted run.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import random
@@ -52,7 +53,6 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from genaug.core.errors import GenaugError
-from genaug.core.hashing import file_sha256
 from genaug.data.color import apply_color_stage, normalize
 from genaug.data.decode import CorruptImage
 from genaug.data.mixing import MixPolicy
@@ -61,6 +61,7 @@ from genaug.shards.layout import IMAGE_FIELDS
 from genaug.shards.manifest import open_gen_split, open_split, read_manifest
 from genaug.shards.reader import iter_shard_raw
 from genaug.shards.scores import raw_fidelity, require_scores, sample_fidelity, score_source
+from genaug.shards.storage import Location, RemotePath, file_sha256
 from genaug.shards.writer import is_shard_done, read_stats
 
 GEN_FIELD = re.compile(r"^gen_(\d+)\.(jpg|jpeg|png|webp)$")
@@ -74,11 +75,11 @@ class MisalignedColumn(GenaugError):
 class Columns:
     """Where one split's source shards and generated columns are, and how many samples each shard holds."""
 
-    source: Path
-    gens: tuple[Path, ...]
+    source: Location
+    gens: tuple[Location, ...]
     shards: tuple[str, ...]
     counts: tuple[int, ...]
-    scores: tuple[Path | None, ...] = ()  # per column: its score side column, or None (scores inline, or none)
+    scores: tuple[Location | None, ...] = ()  # per column: its score side column, or None (scores inline, or none)
 
     @property
     def total(self) -> int:
@@ -149,13 +150,21 @@ def _label(raw: dict) -> int:
         return -1
 
 
-def shard_intact(folder: Path, name: str) -> bool:
-    """True when the shard's bytes hash to the sha256 its stats recorded at commit (or the stats record none).
+def shard_intact(folder: Location, name: str, data: bytes | None = None) -> bool:
+    """True when the shard's bytes (`data` when fetched already) hash to the sha256 its stats recorded at commit.
 
     Hashing a shard before it is decoded costs about 1% of decoding it, and leaves it in the page cache."""
     st = read_stats(folder, int(name[:6])) or {}
     want = st.get("sha256")
-    return not want or file_sha256(folder / name) == want
+    if not want:
+        return True
+    got = hashlib.sha256(data).hexdigest() if data is not None else file_sha256(folder / name)
+    return got == want
+
+
+def _fetch(folder: Location, name: str) -> bytes | None:
+    """A remote shard's bytes, fetched once (checked, then decoded from memory); None for a local file."""
+    return (folder / name).read_bytes() if isinstance(folder, RemotePath) else None
 
 
 def zip_shard(cols: Columns, name: str, counter: dict | None = None):
@@ -164,14 +173,17 @@ def zip_shard(cols: Columns, name: str, counter: dict | None = None):
     Each shard is checked against its recorded checksum when it is opened: a damaged source shard is an error
     (the caller skips it), a damaged generated shard is left out (its samples use the source images only) with a
     warning, and every sample served that way is counted in counter["gen_fallback"]."""
-    if not shard_intact(cols.source, name):
+    src_data = _fetch(cols.source, name)
+    if not shard_intact(cols.source, name, src_data):
         raise GenaugError(
             f"source shard {cols.source / name} does not match its recorded checksum: run `genaug verify`"
         )
-    gens = []
+    gens, gen_data = [], []
     for g in cols.gens:
-        if shard_intact(g, name):
+        data = _fetch(g, name)
+        if shard_intact(g, name, data):
             gens.append(g)
+            gen_data.append(data)
         else:
             warnings.warn(
                 f"genaug: generated shard {g / name} does not match its recorded checksum: its variants are not "
@@ -180,7 +192,8 @@ def zip_shard(cols: Columns, name: str, counter: dict | None = None):
             )
     fallback = len(gens) < len(cols.gens)
     side_of = dict(zip(cols.gens, cols.scores or (None,) * len(cols.gens), strict=True))
-    its = [iter_shard_raw(cols.source / name)] + [iter_shard_raw(g / name) for g in gens]
+    its = [iter_shard_raw(cols.source / name, src_data)]
+    its += [iter_shard_raw(g / name, d) for g, d in zip(gens, gen_data, strict=True)]
     sides = [side_of[g] for g in gens]
     side_its = [iter_shard_raw(d / name) if d is not None else None for d in sides]
     for rows in itertools.zip_longest(*its):

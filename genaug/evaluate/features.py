@@ -17,6 +17,7 @@ from genaug.core.hashing import stable_hash
 from genaug.data.evaluation import Preprocess, SplitDataset, iter_images  # noqa: F401  (re-exported)
 from genaug.shards.layout import list_shards, shard_name
 from genaug.shards.manifest import open_split, read_manifest
+from genaug.shards.storage import as_location
 from genaug.shards.writer import read_stats
 
 CACHE_VERSION = 1
@@ -125,7 +126,7 @@ def extract_features(
     pre = preprocess or getattr(encoder, "genaug_preprocess", None) or Preprocess()
     dev = resolve_device(device)
     encoder = encoder.to(dev).eval()
-    ds = SplitDataset(Path(folder), pre, limit)
+    ds = SplitDataset(as_location(folder), pre, limit)
     loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, num_workers=num_workers)
     has_unc = callable(getattr(encoder, "uncertainty", None))
     feats, labels, keys, unc = [], [], [], []
@@ -135,7 +136,7 @@ def extract_features(
         from tqdm import tqdm
 
         total = sum(int((read_stats(folder, i) or {}).get("count", 0)) for i in ds.shards) or None
-        bar = tqdm(total=total, unit="img", desc=f"features {Path(folder).name}")
+        bar = tqdm(total=total, unit="img", desc=f"features {as_location(folder).name}")
     for k, y, x in loader:
         x = x.to(dev, non_blocking=True)
         with torch.autocast(dev.type, enabled=dev.type == "cuda"):
@@ -163,7 +164,8 @@ def extract_features(
         {"images_per_s": n / max(1e-9, time.time() - t0), "preprocess": pre.resolved()},
     )
     if limit is None:  # undecodable images are skipped (with a warning each) and counted here
-        stored = sum(int((read_stats(Path(folder), i) or {}).get("count", 0)) for i in list_shards(Path(folder)))
+        loc = as_location(folder)
+        stored = sum(int((read_stats(loc, i) or {}).get("count", 0)) for i in list_shards(loc))
         fs.meta["skipped_images"] = max(0, stored - len(keys))
     if limit is not None:
         fs = fs.subset(fs.keys[:limit])
@@ -189,12 +191,12 @@ def cached_features(
     ident = {
         "v": CACHE_VERSION,
         "encoder": encoder_id,
-        "split": split_identity(Path(folder)),
+        "split": split_identity(as_location(folder)),
         "preprocess": pre.resolved(),
         "limit": limit,
     }
     h = stable_hash(ident)[:16]
-    path = Path(cache_dir) / f"{Path(folder).name}-{h}.npz" if cache_dir is not None else None
+    path = Path(cache_dir) / f"{as_location(folder).name}-{h}.npz" if cache_dir is not None else None
     if path is not None and path.exists():
         return FeatureSet.load(path)
     fs = extract_features(encoder, folder, pre, limit=limit, **kw)

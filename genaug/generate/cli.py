@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import typer
 
@@ -18,7 +19,7 @@ def register(app: typer.Typer) -> None:
         "through lease files. Rerun the same command to resume. `--status` reports progress.",
     )
     def generate_cmd(
-        shards: str = typer.Option(..., "--shards", help="Shard set name (shards/NAME) or path."),
+        shards: str = typer.Option(..., "--shards", help="Shard set name (shards/NAME), path or URL (s3://...)."),
         model: str = typer.Option(
             "tiny", "--model", help="Generation recipe: sd, sd-unclip, icgan, tiny, or a path to a recipe YAML."
         ),
@@ -41,6 +42,15 @@ def register(app: typer.Typer) -> None:
         limit_shards: int = typer.Option(None, "--limit-shards", help="Only the first N source shards."),
         lease_timeout: float = typer.Option(
             300.0, "--lease-timeout", help="Seconds without heartbeat after which another process takes a shard over."
+        ),
+        lease_dir: Path = typer.Option(
+            None,
+            "--lease-dir",
+            help="Folder for the shard leases, on a filesystem every process shares (needed for several machines "
+            "writing to s3://...; default: the column folder, or this machine's cache for a URL).",
+        ),
+        storage_option: list[str] = typer.Option(
+            [], "--storage-option", help="fsspec option of a URL --shards as key=value (repeatable)."
         ),
         status: bool = typer.Option(
             False, "--status", help="Report the column's progress (needs --column or --model) and exit."
@@ -81,7 +91,9 @@ def register(app: typer.Typer) -> None:
         from genaug.generate.ray_engine import check_engine_options
         from genaug.generate.runner import generate, resolve_recipe
         from genaug.generate.status import column_status, format_status
+        from genaug.shards.storage import set_storage_options
 
+        set_storage_options(storage_option)
         lease_timeout = check_lease_timeout(lease_timeout, "--lease-timeout")
         check_engine_options(engine, ray_address, num_gpus_per_worker, workers)
         if limit_shards is not None and limit_shards < 1:
@@ -97,6 +109,8 @@ def register(app: typer.Typer) -> None:
 
             run = generate_ray
             extra = {"ray_address": ray_address, "num_gpus_per_worker": num_gpus_per_worker, "workers": workers}
+            if lease_dir is not None:
+                raise GenaugError("--lease-dir is for --engine lease: the Ray engine keeps leases in the column folder")
         out = run(
             model=model,
             shards=shards,
@@ -114,6 +128,7 @@ def register(app: typer.Typer) -> None:
             guidance=guidance,
             lease_timeout=lease_timeout,
             progress=not no_progress,
+            **({"lease_dir": lease_dir} if lease_dir is not None else {}),
             fidelity=fidelity,
             **extra,
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import socket
 import stat
@@ -26,6 +27,20 @@ LEASE_DIR = ".leases"
 #: a lease holds a small JSON record; anything bigger is malformed
 MAX_LEASE_BYTES = 64 * 1024
 MAX_PID = 2**31
+
+
+def lease_home(folder: object, lease_dir: str | os.PathLike | None = None) -> Path:
+    """Folder holding a column's `.leases/`: the column folder, or under `lease_dir` (needed for an object store).
+
+    A column in an object store (s3://...) keeps its leases on a filesystem: `--lease-dir` on one shared by every
+    process, else this machine's cache folder (processes on this host only)."""
+    from genaug.core.files import cache_home
+
+    remote = "://" in str(folder) and not str(folder).startswith("file://")
+    if lease_dir is None and not remote:
+        return Path(folder)
+    base = Path(lease_dir) if lease_dir is not None else cache_home() / "leases"
+    return base / re.sub(r"[^A-Za-z0-9_.-]+", "_", str(folder)).strip("_")
 
 
 def lease_path(folder: Path, index: int) -> Path:

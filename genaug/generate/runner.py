@@ -16,7 +16,7 @@ from genaug.core.errors import GenaugError
 from genaug.generate.base import Generator, generator_class, variant_seed
 from genaug.generate.column import Column, column_hash, open_column
 from genaug.generate.fidelity import fidelity_doc, pixel_flags, settings, thumbnail
-from genaug.generate.leases import Heartbeat, check_lease_timeout, clear_stale_leases, try_acquire
+from genaug.generate.leases import Heartbeat, check_lease_timeout, clear_stale_leases, lease_home, try_acquire
 from genaug.generate.oom import free_memory, is_oom
 from genaug.generate.recipe import resolve_recipe
 from genaug.generate.writer import ShardJob, ShardWriterThread, encode_jpeg
@@ -31,9 +31,17 @@ class Runner:
     """One process's share of a column: loop over claimable shards until every shard is done."""
 
     def __init__(
-        self, column: Column, recipe: dict, generator: Generator, lease_timeout: float, progress: bool, device: str
+        self,
+        column: Column,
+        recipe: dict,
+        generator: Generator,
+        lease_timeout: float,
+        progress: bool,
+        device: str,
+        lease_dir: str | os.PathLike | None = None,
     ) -> None:
         self.column, self.recipe, self.gen = column, recipe, generator
+        self.leases = lease_home(column.folder, lease_dir)
         self.k, self.seed = int(recipe["k"]), int(recipe["seed"])
         self.batch_size = int((recipe.get("runtime") or {}).get("batch_size", 8))
         self.lease_timeout = lease_timeout
@@ -93,14 +101,14 @@ class Runner:
                 cut = (self.rank * len(order)) // self.world
                 order = order[cut:] + order[:cut]
             done = {i for i in order if is_shard_done(self.column.folder, i, check_sha=False)}
-            clear_stale_leases(self.column.folder, done, self.lease_timeout)
+            clear_stale_leases(self.leases, done, self.lease_timeout)
             while True:
                 pending = [i for i in order if not is_shard_done(self.column.folder, i, check_sha=False)]
                 if not pending:
                     break
                 claimed = False
                 for i in pending:
-                    lease = try_acquire(self.column.folder, i, self.lease_timeout, {"rank": self.rank})
+                    lease = try_acquire(self.leases, i, self.lease_timeout, {"rank": self.rank})
                     if lease is None:
                         continue
                     if is_shard_done(self.column.folder, i, check_sha=False):
@@ -271,6 +279,7 @@ def generate(
     progress: bool = True,
     overrides: dict[str, Any] | None = None,
     fidelity: bool = True,
+    lease_dir: str | os.PathLike | None = None,
 ) -> dict:
     """Materialize K variants per source image of `split` into the generated column (default name: the recipe's).
 
@@ -298,7 +307,7 @@ def generate(
         "load_seconds": 0.0,
     }
     if all(is_shard_done(col.folder, i, check_sha=False) for i in col.indices):
-        clear_stale_leases(col.folder, set(col.indices), lease_timeout)
+        clear_stale_leases(lease_home(col.folder, lease_dir), set(col.indices), lease_timeout)
         _write_fidelity_summary(col)
         return base  # nothing to do: do not even load the model
     from genaug.core.devices import default_device
@@ -311,7 +320,7 @@ def generate(
         gen = cls(recipe, device=dev, weights=weights)
     load = time.perf_counter() - t
     try:
-        out = Runner(col, recipe, gen, lease_timeout, progress, dev).run()
+        out = Runner(col, recipe, gen, lease_timeout, progress, dev, lease_dir=lease_dir).run()
     finally:
         gen.close()
     _write_fidelity_summary(col)

@@ -18,6 +18,7 @@ from genaug.generate.base import Variant
 from genaug.generate.column import required_fields
 from genaug.generate.leases import Heartbeat, Lease
 from genaug.shards.scores import summarize
+from genaug.shards.storage import as_location
 from genaug.shards.writer import commit_shard
 
 RESAMPLE = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "lanczos": Image.LANCZOS, "nearest": Image.NEAREST}
@@ -70,7 +71,7 @@ class ShardWriterThread:
         on_images: Callable[[int], None],
         on_commit: Callable[[ShardJob, dict], None],
     ):
-        self.folder, self.k, self.recipe_hash = Path(folder), k, recipe_hash
+        self.folder, self.k, self.recipe_hash = as_location(folder), k, recipe_hash
         self.size = output.get("size")
         self.quality = int(output.get("quality", 95))
         self.resample = output.get("resample", "bicubic")

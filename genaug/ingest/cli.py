@@ -22,7 +22,9 @@ def register(app: typer.Typer) -> None:
     )
     def ingest(
         source: Path = typer.Argument(..., help="Image folder tree, flat image folder, or folder of .tar shards."),
-        shards: str = typer.Option(..., "--shards", help="Shard set name (written to shards/NAME) or path."),
+        shards: str = typer.Option(
+            ..., "--shards", help="Shard set name (written to shards/NAME), path or URL (s3://bucket/prefix/set)."
+        ),
         split: str = typer.Option("train", "--split", help="Split name: train, val, ..."),
         per_shard: int = typer.Option(1000, "--per-shard", help="Samples per tar shard."),
         short_side: int = typer.Option(
@@ -55,9 +57,17 @@ def register(app: typer.Typer) -> None:
             help="Replace a split made with other settings (deletes only the files genaug wrote there).",
         ),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+        storage_option: list[str] = typer.Option(
+            [],
+            "--storage-option",
+            help="fsspec option of a URL --shards as key=value (repeatable), e.g. endpoint_url=http://host:9000; "
+            "overrides AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ... and ~/.aws.",
+        ),
     ) -> None:
         from genaug.ingest.run import ingest as run_ingest
+        from genaug.shards.storage import set_storage_options
 
+        set_storage_options(storage_option)
         summary = run_ingest(
             source,
             shards,

@@ -17,11 +17,19 @@ def register(app: typer.Typer) -> None:
         "exit status 1 if there is any. Example: `genaug verify --shards imagenet`.",
     )
     def verify(
-        shards: str = typer.Option(..., "--shards", help="Shard set name (shards/NAME) or path."),
+        shards: str = typer.Option(..., "--shards", help="Shard set name (shards/NAME), path or URL (s3://...)."),
         no_sha: bool = typer.Option(False, "--no-sha", help="Skip the sha256 checks (faster on huge sets)."),
+        storage_option: list[str] = typer.Option(
+            [],
+            "--storage-option",
+            help="fsspec option of a URL --shards as key=value (repeatable), e.g. endpoint_url=http://host:9000; "
+            "overrides AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ... and ~/.aws.",
+        ),
     ) -> None:
+        from genaug.shards.storage import set_storage_options
         from genaug.shards.verify import verify_set
 
+        set_storage_options(storage_option)
         reports, problems = verify_set(shards, check_sha=not no_sha)
         for rep in reports:
             for note in rep.notes:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from genaug.core.errors import GenaugError
+from genaug.shards.storage import Location, RemotePath, as_location, check_bucket, is_url
 
 SHARD_RE = re.compile(r"^(\d{6})\.tar$")
 KEY_RE = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -65,16 +66,18 @@ def check_name(value: object, flag: str) -> str:
     return value
 
 
-def shards_home() -> Path:
-    """The folder that `--shards NAME` is relative to: $GENAUG_SHARDS or ./shards."""
-    return Path(os.environ.get("GENAUG_SHARDS", DEFAULT_HOME))
+def shards_home() -> Location:
+    """The folder (or URL prefix) that `--shards NAME` is relative to: $GENAUG_SHARDS or ./shards."""
+    return as_location(os.environ.get("GENAUG_SHARDS", DEFAULT_HOME))
 
 
-def resolve_shard_set(name_or_path: str | os.PathLike) -> Path:
-    """`--shards NAME` means shards/NAME; anything with a path separator or that exists is a path."""
+def resolve_shard_set(name_or_path: str | os.PathLike | RemotePath) -> Location:
+    """`--shards NAME` means shards/NAME; a URL (s3://, gs://, https://) is a RemotePath; anything else a path."""
     text = str(name_or_path)
     if not text:
-        raise GenaugError("--shards is empty: give a shard set name (shards/NAME) or a path")
+        raise GenaugError("--shards is empty: give a shard set name (shards/NAME), a path or a URL (s3://...)")
+    if isinstance(name_or_path, RemotePath) or is_url(text):
+        return as_location(text)
     p = Path(text)
     if os.sep in text or "/" in text or p.exists() or text.startswith("."):
         return p
@@ -85,29 +88,36 @@ def resolve_shard_set(name_or_path: str | os.PathLike) -> Path:
 class ShardSet:
     """A shard set rooted at `root`: source splits and generated columns."""
 
-    root: Path
+    root: Location
 
     @classmethod
-    def open(cls, name_or_path: str | os.PathLike, must_exist: bool = True) -> ShardSet:
-        """Open a shard set by name or path; with must_exist, a missing set is a user error."""
+    def open(cls, name_or_path: str | os.PathLike | RemotePath, must_exist: bool = True) -> ShardSet:
+        """Open a shard set by name, path or URL; with must_exist, a missing set is a user error."""
         root = resolve_shard_set(name_or_path)
+        if isinstance(root, RemotePath):
+            check_bucket(root)
         if must_exist and not root.is_dir():
             raise GenaugError(
                 f"shard set {str(root)!r} does not exist: run `genaug ingest SOURCE --shards {name_or_path}`"
             )
         return cls(root)
 
-    def split_dir(self, split: str) -> Path:
+    @property
+    def remote(self) -> bool:
+        """True when the set lives in an object store (a URL), not on a filesystem."""
+        return isinstance(self.root, RemotePath)
+
+    def split_dir(self, split: str) -> Location:
         """Folder of the source shards of `split` (a single, checked folder name)."""
         return self.root / check_name(split, "--split")
 
-    def gen_dir(self, recipe: str, split: str) -> Path:
+    def gen_dir(self, recipe: str, split: str) -> Location:
         """Folder of the generated column `recipe` for `split` (both single, checked folder names)."""
         return (
             self.root / "gen" / check_name(recipe, "--column (or the recipe's `name:`)") / check_name(split, "--split")
         )
 
-    def scores_dir(self, column: str, split: str) -> Path:
+    def scores_dir(self, column: str, split: str) -> Location:
         """Folder of the fidelity scores of generated column `column` for `split` (a side column of `genaug score`)."""
         return self.root / "scores" / check_name(column, "--gen") / check_name(split, "--split")
 
@@ -139,7 +149,7 @@ class ShardSet:
         return sorted(p.name for p in g.iterdir() if p.is_dir()) if g.is_dir() else []
 
 
-def list_shards(folder: Path) -> list[int]:
+def list_shards(folder: Location) -> list[int]:
     """Indices of the committed .tar files in `folder`, sorted."""
     if not folder.is_dir():
         return []

@@ -3,31 +3,31 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from genaug.core.errors import GenaugError
-from genaug.core.files import read_json, write_json_atomic
 from genaug.shards.layout import ShardSet
+from genaug.shards.storage import Location, as_location, read_json, write_json
 
 FORMAT = "genaug-shards/1"
 
 
-def read_manifest(folder: Path) -> dict:
+def read_manifest(folder: Location) -> dict:
     """Read `folder/manifest.json` and check its format tag."""
-    doc = read_json(Path(folder) / "manifest.json")
+    path = as_location(folder) / "manifest.json"
+    doc = read_json(path)
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise GenaugError(f"{Path(folder) / 'manifest.json'} is not a genaug manifest (format {FORMAT} expected)")
+        raise GenaugError(f"{path} is not a genaug manifest (format {FORMAT} expected)")
     return doc
 
 
-def write_manifest(folder: Path, doc: dict) -> None:
+def write_manifest(folder: Location, doc: dict) -> None:
     """Write `folder/manifest.json` atomically, adding the format tag."""
     doc = dict(doc)
     doc["format"] = FORMAT
-    write_json_atomic(Path(folder) / "manifest.json", doc)
+    write_json(as_location(folder) / "manifest.json", doc)
 
 
-def open_split(shards: str | os.PathLike, split: str) -> tuple[ShardSet, Path, dict]:
+def open_split(shards: str | os.PathLike, split: str) -> tuple[ShardSet, Location, dict]:
     """The shard set, the source folder of `split` and its manifest; a missing split names those that exist."""
     ss = ShardSet.open(shards)
     src = ss.split_dir(split)
@@ -40,7 +40,9 @@ def open_split(shards: str | os.PathLike, split: str) -> tuple[ShardSet, Path, d
     return ss, src, read_manifest(src)
 
 
-def open_gen_split(ss: ShardSet, gen: str, split: str, shards: str | os.PathLike | None = None) -> tuple[Path, dict]:
+def open_gen_split(
+    ss: ShardSet, gen: str, split: str, shards: str | os.PathLike | None = None
+) -> tuple[Location, dict]:
     """The folder of generated column `gen` for `split` and its manifest; a missing one names the fix."""
     col = ss.gen_dir(gen, split)
     if not (col / "manifest.json").is_file():

@@ -5,12 +5,12 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
 from PIL import Image
 
 from genaug.core.errors import GenaugError
 from genaug.shards.layout import IMAGE_FIELDS
+from genaug.shards.storage import Location, as_location, bytes_io, open_read
 from genaug.shards.tario import read_samples
 
 
@@ -48,11 +48,13 @@ def decode_sample(raw: dict, images: str = "pil") -> dict:
     return out
 
 
-def iter_shard_raw(path: Path) -> Iterator[dict]:
-    """Samples of one tar as raw bytes, with __key__ and __shard__; a corrupt tar is a user error naming it."""
-    path = Path(path)
+def iter_shard_raw(path: Location, data: bytes | None = None) -> Iterator[dict]:
+    """Samples of one tar (file, object, or its bytes in `data`) as raw bytes, with __key__ and __shard__.
+
+    A corrupt or missing tar is a user error naming it. Remote objects are streamed with a bounded read-ahead."""
+    path = as_location(path)
     try:
-        with open(path, "rb") as f:
+        with bytes_io(data) if data is not None else open_read(path) as f:
             for sample in read_samples(f):
                 sample["__shard__"] = path.name
                 yield sample
@@ -64,18 +66,18 @@ def iter_shard_raw(path: Path) -> Iterator[dict]:
         raise GenaugError(f"shard {path} is unreadable ({type(e).__name__}: {e}): run `genaug verify`") from None
 
 
-def iter_shard(path: Path, images: str = "pil") -> Iterator[dict]:
+def iter_shard(path: Location, images: str = "pil") -> Iterator[dict]:
     """Decoded samples of one tar (see decode_sample)."""
     for raw in iter_shard_raw(path):
         yield decode_sample(raw, images=images)
 
 
-def complete_shards(folder: Path, check_sha: bool = False) -> list[Path]:
+def complete_shards(folder: Location, check_sha: bool = False) -> list[Location]:
     """Paths of the shards of `folder` that are done (stats present and matching); half-written ones never appear."""
     from genaug.shards.layout import list_shards, shard_name
     from genaug.shards.writer import is_shard_done
 
-    folder = Path(folder)
+    folder = as_location(folder)
     return [folder / shard_name(i) for i in list_shards(folder) if is_shard_done(folder, i, check_sha=check_sha)]
 
 
@@ -85,7 +87,7 @@ def split_for(paths: list, rank: int = 0, world_size: int = 1, worker: int = 0, 
     return list(paths[slot::slots])
 
 
-def make_shard_dataset(paths: list[Path], images: str = "bytes", rank: int = 0, world_size: int = 1):
+def make_shard_dataset(paths: list[Location], images: str = "bytes", rank: int = 0, world_size: int = 1):
     """A torch IterableDataset of decoded samples that splits `paths` across ranks and DataLoader workers."""
     import torch.utils.data as tud
 

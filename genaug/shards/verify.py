@@ -6,12 +6,12 @@ import hashlib
 import io
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from genaug.core.errors import GenaugError
 from genaug.shards.layout import SHARD_RE, ShardSet, check_key
 from genaug.shards.manifest import read_manifest
 from genaug.shards.reader import is_image_field
+from genaug.shards.storage import Location, as_location
 from genaug.shards.tario import read_samples
 from genaug.shards.writer import read_stats
 
@@ -20,7 +20,7 @@ from genaug.shards.writer import read_stats
 class FolderReport:
     """What verify found in one folder of shards."""
 
-    folder: Path
+    folder: Location
     shards: int = 0
     samples: int = 0
     failures: int = 0
@@ -49,8 +49,9 @@ def _required(kind: str, manifest: dict, sample: dict) -> list[str]:
     return need
 
 
-def verify_folder(folder: Path, check_sha: bool = True) -> FolderReport:
+def verify_folder(folder: Location, check_sha: bool = True) -> FolderReport:
     """Check one folder (a source split or a generated column split) against its manifest and stats."""
+    folder = as_location(folder)
     rep = FolderReport(folder)
     try:
         manifest = read_manifest(folder)
@@ -60,16 +61,17 @@ def verify_folder(folder: Path, check_sha: bool = True) -> FolderReport:
     kind = manifest.get("kind", "source")
     names = manifest.get("shards") or []
     per_shard, planned = manifest.get("samples_per_shard"), manifest.get("num_planned")
-    on_disk = sorted(p.name for p in folder.iterdir() if SHARD_RE.match(p.name))
+    listing = list(folder.iterdir())
+    on_disk = sorted(p.name for p in listing if SHARD_RE.match(p.name))
     for extra in sorted(set(on_disk) - set(names)):
         rep.problems.append(f"{folder / extra}: tar is not in manifest.json")
-    for p in sorted(folder.glob("*.tmp-*")):
+    for p in sorted((p for p in listing if ".tmp-" in p.name), key=str):
         rep.notes.append(f"{p}: temporary file (a writer is running, or one crashed: a rerun deletes it)")
     for i, name in enumerate(names):
         tar = folder / name
         index = int(name[:6])
         stats = read_stats(folder, index)
-        if not tar.exists():
+        if name not in on_disk:
             rep.problems.append(f"{tar}: missing (not written yet, or deleted): rerun the stage that writes it")
             continue
         if stats is None:

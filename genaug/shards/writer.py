@@ -9,15 +9,14 @@ import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from genaug import __version__
 from genaug.core.errors import GenaugError
-from genaug.core.files import fsync_dir, read_json, tmp_suffix, write_json_atomic
-from genaug.core.hashing import file_sha256
+from genaug.core.files import fsync_dir, tmp_suffix
 from genaug.shards.layout import shard_name, stats_name
 from genaug.shards.manifest import read_manifest, write_manifest
+from genaug.shards.storage import Location, RemotePath, as_location, file_sha256, read_json, size_of, write_json
 from genaug.shards.tario import split_name, write_samples
 
 
@@ -62,7 +61,7 @@ def _validate(data: bytes, keys: list[str], required: Callable[[dict], Iterable[
 
 
 def commit_shard(
-    folder: Path,
+    folder: Location,
     index: int,
     samples: Sequence[dict],
     required_fields: Callable[[dict], Iterable[str]] | Sequence[str] = (),
@@ -70,34 +69,45 @@ def commit_shard(
 ) -> dict:
     """Write shard `index` of `folder` by the commit protocol and return its stats.
 
-    The tar goes to NNNNNN.tar.tmp-<host>-<pid>, is flushed and fsynced, re-read and validated (count, keys in
-    order, required fields), renamed to NNNNNN.tar; then the stats file NNNNNN.json is written the same way. Only
-    a shard whose stats file exists and whose checksum matches is done.
+    On a filesystem the tar goes to NNNNNN.tar.tmp-<host>-<pid>, is flushed and fsynced, re-read and validated
+    (count, keys in order, required fields), renamed to NNNNNN.tar; then the stats file NNNNNN.json is written the
+    same way. In an object store the validated bytes are PUT as NNNNNN.tar (a PUT is atomic: the object appears
+    whole or not at all), its size is checked, then the stats object is PUT last. Only a shard whose stats exist
+    and whose checksum matches is done.
     """
-    folder = Path(folder)
+    folder = as_location(folder)
     final = folder / shard_name(index)
-    tmp = final.with_name(final.name + tmp_suffix())
     buf = io.BytesIO()
     write_samples(buf, samples)
     data = buf.getvalue()
     keys = [s["__key__"] for s in samples]
     if len(set(keys)) != len(keys):
         raise ShardValidationError(f"{final}: duplicate keys")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        _fault("tar-tmp-written", index)
-        with open(tmp, "rb") as f:
-            written = f.read()
+    if isinstance(folder, RemotePath):
+        written = data
         _validate(written, keys, required_fields)
         sha = hashlib.sha256(written).hexdigest()
-        os.replace(tmp, final)
-        fsync_dir(folder)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+        _fault("tar-tmp-written", index)
+        final.write_bytes(written)
+        if size_of(final) != len(written):
+            raise ShardValidationError(f"{final}: the stored object's size differs from the {len(written)} bytes sent")
+    else:
+        tmp = final.with_name(final.name + tmp_suffix())
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            _fault("tar-tmp-written", index)
+            with open(tmp, "rb") as f:
+                written = f.read()
+            _validate(written, keys, required_fields)
+            sha = hashlib.sha256(written).hexdigest()
+            os.replace(tmp, final)
+            fsync_dir(folder)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
     _fault("tar-renamed", index)
     doc = dict(stats or {})
     doc.update(
@@ -111,14 +121,14 @@ def commit_shard(
         committed_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     )
     doc.setdefault("failures", [])
-    write_json_atomic(folder / stats_name(index), doc)
+    write_json(folder / stats_name(index), doc)
     return doc
 
 
-def read_stats(folder: Path, index: int) -> dict | None:
+def read_stats(folder: Location, index: int) -> dict | None:
     """The stats of shard `index`, or None when it has none (or an unreadable one)."""
-    p = Path(folder) / stats_name(index)
-    if not p.exists():
+    p = as_location(folder) / stats_name(index)
+    if not isinstance(p, RemotePath) and not p.exists():
         return None
     try:
         doc = read_json(p)
@@ -127,27 +137,29 @@ def read_stats(folder: Path, index: int) -> dict | None:
     return doc if isinstance(doc, dict) else None
 
 
-def is_shard_done(folder: Path, index: int, check_sha: bool = True) -> bool:
+def is_shard_done(folder: Location, index: int, check_sha: bool = True) -> bool:
     """True when shard `index` has a stats file and its tar's size (and sha256) match it."""
-    folder = Path(folder)
+    folder = as_location(folder)
     stats = read_stats(folder, index)
-    tar = folder / shard_name(index)
-    if stats is None or not tar.exists():
+    if stats is None:
         return False
-    try:
-        if tar.stat().st_size != stats.get("bytes"):
-            return False
-    except OSError:
+    tar = folder / shard_name(index)
+    size = size_of(tar)
+    if size is None or size != stats.get("bytes"):
         return False
     return not check_sha or file_sha256(tar) == stats.get("sha256")
 
 
-def cleanup_shard(folder: Path, index: int) -> list[Path]:
-    """Delete the leftovers of an unfinished shard `index` (temp files, a tar without valid stats); return them."""
-    folder = Path(folder)
+def cleanup_shard(folder: Location, index: int) -> list[Location]:
+    """Delete the leftovers of an unfinished shard `index` (temp files, a tar without valid stats); return them.
+
+    In an object store there are no temp files (a PUT is atomic); an orphan tar object (uploaded, no stats) and
+    stale stats are deleted, so nothing half-written is ever taken as done."""
+    folder = as_location(folder)
     removed = []
     prefixes = (shard_name(index) + ".tmp-", f"{index:06d}.json.tmp-")
-    for p in folder.glob(f"{index:06d}.*"):
+    temps = [] if isinstance(folder, RemotePath) else folder.glob(f"{index:06d}.*")
+    for p in temps:
         if p.name.startswith(prefixes):
             p.unlink(missing_ok=True)
             removed.append(p)
@@ -163,10 +175,10 @@ def cleanup_shard(folder: Path, index: int) -> list[Path]:
 WRITTEN_RE = re.compile(r"^(?:\d{6}\.tar|\d{6}\.json|manifest\.json)(?:\.tmp-[^/]+)?$")
 
 
-def remove_written_files(folder: Path) -> list[Path]:
+def remove_written_files(folder: Location) -> list[Location]:
     """Delete the files genaug wrote into `folder` (by name pattern, regular files only); leave everything else."""
     removed = []
-    for p in sorted(Path(folder).iterdir()):
+    for p in sorted(as_location(folder).iterdir(), key=str):
         if WRITTEN_RE.match(p.name) and p.is_file() and not p.is_symlink():
             p.unlink()
             removed.append(p)
@@ -184,8 +196,8 @@ class ShardPlan:
 class ShardWriter:
     """A resumable writer of one folder of shards: checks the manifest, skips done shards, cleans orphans."""
 
-    def __init__(self, folder: Path, manifest: dict, identity_keys: Sequence[str] = ("plan_hash",)) -> None:
-        self.folder = Path(folder)
+    def __init__(self, folder: Location, manifest: dict, identity_keys: Sequence[str] = ("plan_hash",)) -> None:
+        self.folder = as_location(folder)
         self.manifest = manifest
         self.identity_keys = tuple(identity_keys)
 

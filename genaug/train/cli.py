@@ -33,7 +33,7 @@ def register(app: typer.Typer) -> None:
     )
     def train(
         method: str = typer.Option("simclr", "--method", help="Method recipe name (trainers/) or a YAML path."),
-        shards: str = typer.Option(..., "--shards", help="Shard set name (shards/NAME) or path."),
+        shards: str = typer.Option(..., "--shards", help="Shard set name (shards/NAME), path or URL (s3://...)."),
         p: float = typer.Option(0.0, "--p", help="Probability of replacing a view by a generated variant."),
         gen: list[str] = typer.Option([], "--gen", help="Generated column(s): repeatable or sd,icgan."),
         split: str = typer.Option("train", "--split", help="Source split to train on."),
@@ -76,11 +76,19 @@ def register(app: typer.Typer) -> None:
             [], "--allow-module", help="Trust this plug-in method module named by the recipe's module: (repeatable)."
         ),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+        storage_option: list[str] = typer.Option(
+            [],
+            "--storage-option",
+            help="fsspec option of a URL --shards as key=value (repeatable), e.g. endpoint_url=http://host:9000; "
+            "overrides AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ... and ~/.aws.",
+        ),
     ) -> None:
         import os
 
+        from genaug.shards.storage import set_storage_options
         from genaug.train.runner import train as run_train
 
+        set_storage_options(storage_option)
         if allow_module:  # the same trust reaches the method registry (and evaluation run from this process)
             have = [m for m in os.environ.get("GENAUG_ALLOW_MODULES", "").split(",") if m]
             os.environ["GENAUG_ALLOW_MODULES"] = ",".join(have + list(allow_module))

@@ -1,0 +1,450 @@
+"""Where shard bytes live: local paths (pathlib, fsync + rename) or object-store URLs (fsspec: s3://, gs://, https://).
+
+Every shard read and write goes through this module. A local path stays a `pathlib.Path` and behaves exactly as
+before (same bytes, temp file + fsync + rename). A URL becomes a `RemotePath`, a small pathlib-like handle over an
+fsspec filesystem, with the subset of the Path API the shard code uses (`/`, name, parent, exists, is_dir, iterdir,
+glob, read_bytes, stat, unlink, open). On an object store a PUT is atomic, so `put_atomic` is one PUT.
+
+Credentials and endpoints come from the standard variables (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID,
+AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION, ~/.aws, GOOGLE_APPLICATION_CREDENTIALS); `--storage-option key=value`
+(see `set_storage_options`) overrides them. Errors of the store (missing bucket, denied access, no endpoint) are a
+one-line GenaugError naming the URL and the fix.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import io
+import json
+import os
+import posixpath
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from genaug.core.errors import GenaugError
+from genaug.core.files import read_json as _read_json_local
+from genaug.core.files import write_json_atomic as _write_json_local
+
+#: schemes genaug accepts as shard locations; https/http are read-only
+WRITABLE_SCHEMES = ("s3", "gs", "gcs", "memory")
+READ_ONLY_SCHEMES = ("https", "http")
+ENV_OPTIONS = "GENAUG_STORAGE_OPTIONS"
+#: read-ahead of a remote file opened for streaming: bounded, so a worker never holds more than this per open shard
+READ_BLOCK = 8 << 20
+_EXTRA = {"s3": "s3", "gs": "gcs", "gcs": "gcs"}
+
+
+def is_url(location: object) -> bool:
+    """True when `location` is a URL (scheme://...) other than file://."""
+    text = str(location)
+    return "://" in text and not text.startswith("file://")
+
+
+def scheme_of(url: str) -> str:
+    """The scheme of a URL: s3, gs, https, ..."""
+    return str(url).split("://", 1)[0].lower()
+
+
+def parse_storage_options(pairs: list[str] | tuple[str, ...] | None) -> dict:
+    """Parse `--storage-option key=value` flags (dotted keys nest, values are JSON when they parse) into a dict."""
+    out: dict = {}
+    for pair in pairs or ():
+        key, sep, raw = str(pair).partition("=")
+        if not sep or not key.strip():
+            raise GenaugError(f"--storage-option {pair!r} is not key=value: e.g. --storage-option anon=true")
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = raw
+        node = out
+        parts = key.strip().split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = value
+    return out
+
+
+def set_storage_options(pairs: list[str] | tuple[str, ...] | dict | None) -> None:
+    """Make `pairs` (key=value flags or a dict) the storage options of this process and of its children."""
+    opts = pairs if isinstance(pairs, dict) else parse_storage_options(pairs)
+    if opts:
+        os.environ[ENV_OPTIONS] = json.dumps(opts, sort_keys=True)
+    else:
+        os.environ.pop(ENV_OPTIONS, None)
+    _FS_CACHE.clear()
+
+
+def storage_options(scheme: str) -> dict:
+    """fsspec options for `scheme`: the standard environment (AWS_ENDPOINT_URL, ...), then --storage-option."""
+    opts: dict[str, Any] = {}
+    if scheme == "s3":
+        if os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"):
+            opts["endpoint_url"] = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ["AWS_ENDPOINT_URL"]
+        region = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION")
+        if region:
+            opts["client_kwargs"] = {"region_name": region}
+    raw = os.environ.get(ENV_OPTIONS)
+    if raw:
+        try:
+            extra = json.loads(raw)
+        except ValueError:
+            raise GenaugError(
+                f"${ENV_OPTIONS} is not valid JSON: unset it or pass --storage-option key=value"
+            ) from None
+        for k, v in extra.items():
+            if isinstance(v, dict) and isinstance(opts.get(k), dict):
+                opts[k] = {**opts[k], **v}
+            else:
+                opts[k] = v
+    return opts
+
+
+_FS_CACHE: dict = {}
+
+
+def filesystem(scheme: str):
+    """The fsspec filesystem of `scheme` with this process's options (one per process: safe across fork)."""
+    key = (os.getpid(), scheme, os.environ.get(ENV_OPTIONS), os.environ.get("AWS_ENDPOINT_URL"))
+    fs = _FS_CACHE.get(key)
+    if fs is None:
+        try:
+            import fsspec
+
+            fs = fsspec.filesystem(scheme, skip_instance_cache=True, **storage_options(scheme))
+        except ImportError as e:
+            extra = _EXTRA.get(scheme)
+            hint = f"pip install 'genaug[{extra}]'" if extra else f"install the fsspec backend of {scheme}://"
+            raise GenaugError(f"{scheme}:// shard sets need an extra package ({e}): {hint}") from None
+        except ValueError as e:
+            msg = f"{scheme}:// is not a storage scheme genaug can open ({e}): use s3://, gs:// or a path"
+            raise GenaugError(msg) from None
+        _FS_CACHE[key] = fs
+    return fs
+
+
+def _error_code(e: BaseException) -> str:
+    for obj in (e, e.__cause__, e.__context__):
+        resp = getattr(obj, "response", None)
+        if isinstance(resp, dict):
+            return str(resp.get("Error", {}).get("Code", ""))
+    return ""
+
+
+def store_error(url: str, e: BaseException) -> GenaugError:
+    """A one-line GenaugError for a failure of the object store at `url`, naming the URL and the fix."""
+    if isinstance(e, GenaugError):
+        return e
+    code = _error_code(e)
+    text = f"{type(e).__name__}: {e}"[:300]
+    bucket = url.split("://", 1)[-1].split("/", 1)[0]
+    scheme = scheme_of(url)
+    if code == "NoSuchBucket" or "NoSuchBucket" in text or "bucket does not exist" in text.lower():
+        return GenaugError(f"{url}: bucket {bucket!r} does not exist: create it, or fix the URL given to --shards")
+    denied = ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "Forbidden", "InvalidToken", "403")
+    if isinstance(e, PermissionError) or any(d in code or d in text for d in denied):
+        return GenaugError(
+            f"{url}: access denied ({text}): check the credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or "
+            "~/.aws for s3://, GOOGLE_APPLICATION_CREDENTIALS for gs://) or pass --storage-option key=..."
+        )
+    if any(s in text for s in ("Could not connect", "Connect timeout", "EndpointConnectionError", "Cannot connect")):
+        return GenaugError(
+            f"{url}: cannot reach the {scheme}:// endpoint ({text}): check AWS_ENDPOINT_URL "
+            "(or --storage-option endpoint_url=...) and the network"
+        )
+    return GenaugError(f"{url}: the object store failed ({text}): check the URL, credentials and endpoint")
+
+
+@contextmanager
+def remote_errors(url: str) -> Iterator[None]:
+    """Turn failures of the object store inside the block into one-line GenaugErrors naming `url`."""
+    try:
+        yield
+    except GenaugError:
+        raise
+    except FileNotFoundError as e:
+        if "NoSuchBucket" in f"{e!r} {_error_code(e)}" or "bucket does not exist" in str(e).lower():
+            raise store_error(url, e) from None
+        raise
+    except Exception as e:  # botocore, aiohttp and OSError subclasses: one line naming the URL
+        raise store_error(url, e) from None
+
+
+@dataclass(frozen=True)
+class _Stat:
+    st_size: int
+
+
+@dataclass(frozen=True)
+class RemotePath:
+    """A pathlib-like handle of an object (or prefix) in an fsspec store: url = scheme://bucket/key."""
+
+    url: str
+    kind: str | None = field(default=None, compare=False, hash=False, repr=False)  # "file"/"directory" from ls
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "url", self.url.rstrip("/") if self.url.count("/") > 2 else self.url)
+
+    # -- naming ------------------------------------------------------------------------------------------------
+    @property
+    def scheme(self) -> str:
+        """The URL scheme: s3, gs, https, ..."""
+        return scheme_of(self.url)
+
+    @property
+    def key(self) -> str:
+        """The path inside the store, as fsspec names it (bucket/key for s3/gs, the URL for https)."""
+        return self.url if self.scheme in READ_ONLY_SCHEMES else self.url.split("://", 1)[1]
+
+    @property
+    def fs(self):
+        """The fsspec filesystem holding this path."""
+        return filesystem(self.scheme)
+
+    @property
+    def name(self) -> str:
+        """The last component."""
+        return posixpath.basename(self.url.split("://", 1)[1].rstrip("/"))
+
+    @property
+    def parent(self) -> RemotePath:
+        """The enclosing prefix."""
+        scheme, rest = self.url.split("://", 1)
+        head = posixpath.dirname(rest.rstrip("/"))
+        return RemotePath(f"{scheme}://{head}") if head else self
+
+    def __truediv__(self, other: str | os.PathLike) -> RemotePath:
+        return RemotePath(f"{self.url.rstrip('/')}/{str(other).lstrip('/')}")
+
+    def with_name(self, name: str) -> RemotePath:
+        """This path with its last component replaced."""
+        return self.parent / name
+
+    def __str__(self) -> str:
+        return self.url
+
+    def __repr__(self) -> str:
+        return f"RemotePath({self.url!r})"
+
+    # -- queries -----------------------------------------------------------------------------------------------
+    @property
+    def writable(self) -> bool:
+        """False for read-only schemes (https)."""
+        return self.scheme not in READ_ONLY_SCHEMES
+
+    def exists(self) -> bool:
+        """True when an object or a prefix with objects exists here."""
+        with remote_errors(self.url):
+            try:
+                return bool(self.fs.exists(self.key))
+            except FileNotFoundError:
+                return False
+
+    def is_file(self) -> bool:
+        """True when an object exists here."""
+        if self.kind is not None:
+            return self.kind == "file"
+        with remote_errors(self.url):
+            try:
+                return bool(self.fs.isfile(self.key))
+            except FileNotFoundError:
+                return False
+
+    def is_dir(self) -> bool:
+        """True when objects exist under this prefix."""
+        if self.kind is not None:
+            return self.kind == "directory"
+        with remote_errors(self.url):
+            try:
+                return bool(self.fs.isdir(self.key))
+            except FileNotFoundError:
+                return False
+
+    def is_symlink(self) -> bool:
+        """Object stores have no symlinks."""
+        return False
+
+    def iterdir(self) -> Iterator[RemotePath]:
+        """The objects and prefixes directly under this prefix (fresh listing, not a cached one)."""
+        with remote_errors(self.url):
+            try:
+                self.fs.invalidate_cache(self.key)
+                entries = self.fs.ls(self.key, detail=True, refresh=True) if self.scheme != "https" else []
+            except FileNotFoundError:
+                entries = []
+        scheme = self.scheme
+        for e in entries:
+            name = posixpath.basename(str(e["name"]).rstrip("/"))
+            if not name or str(e["name"]).rstrip("/") == self.key.rstrip("/"):
+                continue
+            kind = "directory" if e.get("type") == "directory" else "file"
+            yield RemotePath(f"{self.url.rstrip('/')}/{name}" if scheme != "https" else e["name"], kind)
+
+    def glob(self, pattern: str) -> Iterator[RemotePath]:
+        """Entries directly under this prefix whose name matches `pattern` (one component, fnmatch)."""
+        for p in self.iterdir():
+            if fnmatch.fnmatchcase(p.name, pattern):
+                yield p
+
+    def stat(self) -> _Stat:
+        """Size of the object (st_size only)."""
+        with remote_errors(self.url):
+            return _Stat(int(self.fs.size(self.key)))
+
+    def read_bytes(self) -> bytes:
+        """All bytes of the object."""
+        with remote_errors(self.url):
+            return self.fs.cat_file(self.key)
+
+    def write_bytes(self, data: bytes) -> int:
+        """Store `data` as this object in one PUT (atomic on an object store)."""
+        self._check_writable()
+        with remote_errors(self.url):
+            self.fs.pipe_file(self.key, bytes(data))
+            self.fs.invalidate_cache(self.parent.key)
+        return len(data)
+
+    def unlink(self, missing_ok: bool = False) -> None:
+        """Delete the object."""
+        self._check_writable()
+        with remote_errors(self.url):
+            try:
+                self.fs.rm_file(self.key)
+            except FileNotFoundError:
+                if not missing_ok:
+                    raise
+            self.fs.invalidate_cache(self.parent.key)
+
+    def mkdir(self, parents: bool = False, exist_ok: bool = False) -> None:
+        """Nothing to create: prefixes exist once an object is under them (the bucket is checked instead)."""
+        self._check_writable()
+        check_bucket(self)
+
+    def open(self, mode: str = "rb") -> BinaryIO:
+        """Open the object for streaming reads with a bounded read-ahead."""
+        if mode != "rb":
+            raise ValueError("RemotePath.open supports 'rb' only: write with write_bytes (one atomic PUT)")
+        with remote_errors(self.url):
+            return self.fs.open(self.key, "rb", block_size=READ_BLOCK, cache_type="readahead")
+
+    def _check_writable(self) -> None:
+        if not self.writable:
+            raise GenaugError(f"{self.url}: {self.scheme}:// is read-only: write shard sets to s3://, gs:// or a path")
+
+
+Location = Path | RemotePath
+
+
+def as_location(location: str | os.PathLike | RemotePath) -> Location:
+    """A RemotePath for a URL (s3://, gs://, https://), else a pathlib.Path (file:// stripped)."""
+    if isinstance(location, RemotePath):
+        return location
+    text = str(location)
+    if text.startswith("file://"):
+        return Path(text[len("file://") :])
+    if is_url(text):
+        scheme = scheme_of(text)
+        if scheme not in WRITABLE_SCHEMES + READ_ONLY_SCHEMES:
+            raise GenaugError(f"--shards {text!r}: scheme {scheme}:// is not supported: use s3://, gs://, https://")
+        return RemotePath(text)
+    return Path(location)
+
+
+def is_remote(location: object) -> bool:
+    """True when `location` is a RemotePath or a URL."""
+    return isinstance(location, RemotePath) or is_url(location)
+
+
+def check_bucket(path: RemotePath) -> None:
+    """Raise a one-line GenaugError when the bucket of `path` is missing or not accessible."""
+    if path.scheme in READ_ONLY_SCHEMES:
+        return
+    bucket = path.key.split("/", 1)[0]
+    with remote_errors(path.url):
+        try:
+            path.fs.ls(bucket, refresh=True)
+        except FileNotFoundError:
+            raise GenaugError(
+                f"{path.url}: bucket {bucket!r} does not exist: create it, or fix the URL given to --shards"
+            ) from None
+
+
+def open_read(path: Location) -> BinaryIO:
+    """Open a shard (local file or object) for streaming reads."""
+    return path.open("rb")
+
+
+def read_bytes(path: Location) -> bytes:
+    """All bytes of a file or object."""
+    return path.read_bytes()
+
+
+def put_atomic(path: Location, data: bytes, fsync: bool = True) -> None:
+    """Store `data` at `path` so a reader sees all of it or nothing: temp + fsync + rename locally, one PUT remotely."""
+    if isinstance(path, RemotePath):
+        path.write_bytes(data)
+        return
+    from genaug.core.files import fsync_dir, tmp_suffix
+
+    path = Path(path)
+    tmp = path.with_name(path.name + tmp_suffix())
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            if fsync:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    fsync_dir(path.parent)
+
+
+def read_json(path: Location) -> Any:
+    """Read a JSON document; a missing or corrupt one is a user error naming it."""
+    if not isinstance(path, RemotePath):
+        return _read_json_local(Path(path))
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise GenaugError(f"{path} is missing") from None
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise GenaugError(f"{path} is not valid JSON ({e}): delete it and rerun the stage that wrote it") from None
+
+
+def write_json(path: Location, doc: Any) -> None:
+    """Write a JSON document atomically (same bytes locally and remotely)."""
+    if not isinstance(path, RemotePath):
+        _write_json_local(Path(path), doc)
+        return
+    path.write_bytes(json.dumps(doc, indent=2, sort_keys=True).encode("utf-8") + b"\n")
+
+
+def file_sha256(path: Location, bufsize: int = 1 << 20) -> str:
+    """sha256 of a file's or object's bytes (streamed)."""
+    h = hashlib.sha256()
+    with open_read(path) as f:
+        while b := f.read(bufsize):
+            h.update(b)
+    return h.hexdigest()
+
+
+def size_of(path: Location) -> int | None:
+    """Size in bytes, or None when it does not exist."""
+    try:
+        return int(path.stat().st_size)
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return None
+
+
+def bytes_io(data: bytes) -> BinaryIO:
+    """A seekable in-memory file over `data` (a shard fetched whole)."""
+    return io.BytesIO(data)
