@@ -3,6 +3,11 @@ ceiling of decode + transforms from bytes in memory, on the same images, transfo
 
     OMP_NUM_THREADS=1 python scripts/bench_stream.py --images 384 --workers 2 --batch 32 [--gpu]
     OMP_NUM_THREADS=1 python scripts/bench_stream.py --deferred-only   # float32 path vs uint8 + deferred, on CPU
+    OMP_NUM_THREADS=1 python scripts/bench_stream.py --remote   # the same set from a local S3 server vs local disk
+
+The remote comparison: a moto S3 server on 127.0.0.1 (a subprocess, needs `pip install 'moto[server]' s3fs`, stopped
+at the end), the benchmark's shard set copied object by object into s3://, and the training stream timed from the
+bucket and from disk in the same run, alternating (goal: bucket / disk >= 0.9x).
 
 The deferred comparison: "float32" = colour stage in the workers, float32 views made in the main process (what a
 GPU run copies to the device); "uint8 + deferred" = workers deliver uint8 crops + parameter rows, the colour stage
@@ -18,7 +23,11 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import random
+import shutil
+import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -208,6 +217,94 @@ def _recording(loader, sizes: dict, name: str, color):
     return wrapped
 
 
+def start_s3_server() -> tuple[subprocess.Popen, str]:
+    """A moto S3 server on a free 127.0.0.1 port (a subprocess); the AWS_* variables point at it."""
+    exe = shutil.which("moto_server") or str(Path(sys.executable).with_name("moto_server"))
+    if not Path(exe).exists():
+        sys.exit("--remote needs moto_server: pip install 'moto[server]' s3fs")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [exe, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                break
+        except OSError:
+            if proc.poll() is not None:
+                break
+            time.sleep(0.2)
+    else:
+        proc.kill()
+        sys.exit("moto_server did not start")
+    if proc.poll() is not None:
+        sys.exit("moto_server did not start")
+    env = {
+        "AWS_ENDPOINT_URL": url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    os.environ.update(env)  # DataLoader workers inherit them
+    for k in ("AWS_ENDPOINT_URL_S3", "AWS_PROFILE", "GENAUG_STORAGE_OPTIONS"):
+        os.environ.pop(k, None)
+    return proc, url
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def copy_set(local: Path, url: str) -> int:
+    """Copy every file of the local shard set to the same relative keys under `url`; return the bytes copied."""
+    from genaug.shards.storage import as_location
+
+    dst = as_location(url)
+    n = 0
+    for p in sorted(local.rglob("*")):
+        if p.is_file():
+            n += (dst / p.relative_to(local).as_posix()).write_bytes(p.read_bytes())
+    return n
+
+
+def remote_compare(root: Path, recipe, workers: int, batch: int, repeats: int) -> None:
+    """Samples/s of the training stream from a local S3 server vs from local disk, in the same run."""
+    import boto3
+
+    proc, endpoint = start_s3_server()
+    try:
+        bucket = "bench"
+        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
+        url = f"s3://{bucket}/set"
+        t0 = time.perf_counter()
+        size = copy_set(root, url)
+        print(f"copied the set to {url} ({size / 2**20:.1f} MiB) in {time.perf_counter() - t0:.1f} s", flush=True)
+        res: dict[str, list[float]] = {"disk": [], "s3": []}
+        for rep in range(repeats):
+            for name, shards in (("disk", root), ("s3", url)):
+                loader = build_train_loader(
+                    shards, "train", ["bench"], p=P, views_recipe=recipe, batch_size=batch, num_workers=workers,
+                    seed=rep, shuffle_buffer=256,
+                )  # fmt: skip
+                res[name].append(rate(loader, 0, batch))
+            print(f"  repeat {rep}: " + ", ".join(f"{k} {v[-1]:.1f}" for k, v in res.items()), flush=True)
+        d, s = max(res["disk"]), max(res["s3"])
+        print(f"genaug stream from local disk:                {d:8.1f} samples/s")
+        print(f"genaug stream from S3 (moto on 127.0.0.1):    {s:8.1f} samples/s")
+        print(f"ratio S3 / local disk: {s / d:.2f}x (goal >= 0.9x)")
+    finally:
+        stop_server(proc)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=384)
@@ -216,6 +313,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--gpu", action="store_true")
     ap.add_argument("--deferred-only", action="store_true", help="only float32 vs uint8 + deferred augmentation")
+    ap.add_argument("--remote", action="store_true", help="only the stream from a local S3 server vs local disk")
     a = ap.parse_args()
     torch.set_num_threads(1)
     recipe = parse_views({"preset": "byol", "size": 224})
@@ -231,6 +329,14 @@ def main() -> None:
                   f"{d['bytes_per_sample'] / 1024:.0f} KiB/sample")  # fmt: skip
             print(f"ratio deferred / float32: {d['samples_per_s'] / f['samples_per_s']:.2f}x samples/s, "
                   f"{d['bytes_per_sample'] / f['bytes_per_sample']:.3f}x bytes")  # fmt: skip
+            return None
+        if a.remote:
+            print(
+                f"{n} samples of 256 px JPEG (+ {K} generated each), 2 views of 224 px (BYOL recipe), p = {P}, "
+                f"{a.workers} workers, batch {a.batch}",
+                flush=True,
+            )
+            remote_compare(Path(tmp) / "set", recipe, a.workers, a.batch, a.repeats)
             return None
         print(
             f"{n} samples of 256 px JPEG (+ {K} generated each), 2 views of 224 px (BYOL recipe), p = {P}, "
