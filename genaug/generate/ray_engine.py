@@ -21,12 +21,9 @@ from collections import deque
 from typing import Any
 
 from genaug.core.errors import GenaugError
-from genaug.generate.base import generator_class
-from genaug.generate.column import open_column
-from genaug.generate.fidelity import settings
-from genaug.generate.leases import check_lease_timeout, clear_stale_leases
+from genaug.generate.leases import clear_stale_leases
 from genaug.generate.ray_worker import ShardWorker
-from genaug.generate.recipe import resolve_recipe
+from genaug.generate.runner import prepare_column
 from genaug.shards.writer import is_shard_done, read_stats
 
 ENGINES = ("lease", "ray")
@@ -184,15 +181,10 @@ def generate_ray(
     """genaug.generate.runner.generate() on a Ray cluster: same column, bytes, stats and summary keys."""
     check_engine_options("ray", ray_address, num_gpus_per_worker, workers)
     ray = import_ray()
-    recipe = resolve_recipe(model, k, batch_size, steps, dtype, compile, seed, guidance, overrides)
-    lease_timeout = check_lease_timeout(lease_timeout)
-    if limit_shards is not None and limit_shards < 1:
-        raise GenaugError(f"--limit-shards must be at least 1 (got {limit_shards})")
-    cls = generator_class(recipe["generator"])
-    fid = settings(cls.feature_space, "generator") if fidelity and cls.feature_space else None
-    col = open_column(shards, split, recipe, column, fidelity=fid)
-    if limit_shards is not None:
-        col.indices = col.indices[:limit_shards]
+    recipe, lease_timeout, col = prepare_column(
+        model, shards, split, column, k, batch_size, steps, dtype, compile, seed, guidance, overrides,
+        lease_timeout, limit_shards, fidelity,
+    )  # the lease runner's own set-up: same recipe checks and column identity  # fmt: skip
     base: dict[str, Any] = {"column": col.name, "folder": str(col.folder), "shards": [], "images": 0, "failures": 0,
                             "seconds": 0.0, "model_seconds": 0.0, "load_seconds": 0.0, "engine": "ray",
                             "workers": 0, "worker_failures": []}  # fmt: skip
@@ -213,11 +205,9 @@ def generate_ray(
 
 
 def _fidelity_summary(col: Any) -> None:
-    from genaug.generate import runner
+    from genaug.generate.runner import write_fidelity_summary
 
-    fn = getattr(runner, "_write_fidelity_summary", None)  # the lease runner's own column-wide summary step
-    if fn is not None:
-        fn(col)
+    write_fidelity_summary(col)  # the lease runner's own column-wide summary step
 
 
 class _Progress:

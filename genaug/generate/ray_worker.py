@@ -45,7 +45,7 @@ class ShardRunner(Runner):
         """Make and commit shard `index` under `lease` (held by the caller); returns once it is committed."""
         self.heartbeat.add(lease)
         cleanup_shard(self.column.folder, index)
-        self._make_shard(ShardJob(index, [], {}, lease, fidelity={} if self.fid else None))
+        self.make_shard(ShardJob(index, [], {}, lease, fidelity={} if self.fid else None))
         self.writer.flush()
 
     def close(self) -> None:
@@ -123,7 +123,7 @@ class ShardWorker:
     ) -> None:
         from genaug.core.devices import default_device
         from genaug.generate.base import generator_class
-        from genaug.generate.runner import _quiet_hub_bars
+        from genaug.generate.runner import quiet_hub_bars
 
         t = time.perf_counter()
         self.column: Column = open_column(root, split, recipe, column, create=False)
@@ -132,7 +132,7 @@ class ShardWorker:
         self.owner = {"engine": "ray", **(owner or {})}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
-            _quiet_hub_bars()
+            quiet_hub_bars()
             self.gen = generator_class(recipe["generator"])(recipe, device=self.device, weights=weights)
         self.load_seconds = time.perf_counter() - t
         self.runner: ShardRunner | None = None

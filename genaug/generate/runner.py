@@ -117,7 +117,7 @@ class Runner:
                     claimed = True
                     self.heartbeat.add(lease)
                     cleanup_shard(self.column.folder, i)
-                    self._make_shard(ShardJob(i, [], {}, lease, fidelity={} if self.fid else None))
+                    self.make_shard(ShardJob(i, [], {}, lease, fidelity={} if self.fid else None))
                 if not claimed:
                     if self.writer.queue.unfinished_tasks:  # our own shards are still being committed
                         self.writer.flush()
@@ -161,7 +161,7 @@ class Runner:
                 job.fail(key, e)
         return images
 
-    def _make_shard(self, job: ShardJob) -> None:
+    def make_shard(self, job: ShardJob) -> None:
         images = self._read(job)
         keys = [k for k in job.keys if k in images]
         conds = self._encode(job, keys, images)
@@ -260,6 +260,36 @@ class Runner:
             self._sample_rows(job, [r for r in batch if r[0] == key], conds)
 
 
+def prepare_column(
+    model: str,
+    shards: str,
+    split: str,
+    column: str | None,
+    k: int | None,
+    batch_size: int | None,
+    steps: int | None,
+    dtype: str | None,
+    compile: bool | None,
+    seed: int | None,
+    guidance: float | None,
+    overrides: dict[str, Any] | None,
+    lease_timeout: float,
+    limit_shards: int | None,
+    fidelity: bool,
+) -> tuple[dict, float, Column]:
+    """What every engine does before any shard: resolve the recipe, check the flags, open (or start) the column."""
+    recipe = resolve_recipe(model, k, batch_size, steps, dtype, compile, seed, guidance, overrides)
+    lease_timeout = check_lease_timeout(lease_timeout)
+    if limit_shards is not None and limit_shards < 1:
+        raise GenaugError(f"--limit-shards must be at least 1 (got {limit_shards})")
+    cls = generator_class(recipe["generator"])
+    fid = settings(cls.feature_space, "generator") if fidelity and cls.feature_space else None
+    col = open_column(shards, split, recipe, column, fidelity=fid)
+    if limit_shards is not None:
+        col.indices = col.indices[:limit_shards]
+    return recipe, lease_timeout, col
+
+
 def generate(
     model: str = "tiny",
     shards: str = "",
@@ -287,15 +317,10 @@ def generate(
     committed, images, failures, seconds, model_seconds, load_seconds, column folder). A new column of a generator
     with a feature space also gets fidelity scores (docs/fidelity.md); `fidelity=False` leaves them out.
     """
-    recipe = resolve_recipe(model, k, batch_size, steps, dtype, compile, seed, guidance, overrides)
-    lease_timeout = check_lease_timeout(lease_timeout)
-    if limit_shards is not None and limit_shards < 1:
-        raise GenaugError(f"--limit-shards must be at least 1 (got {limit_shards})")
-    cls = generator_class(recipe["generator"])
-    fid = settings(cls.feature_space, "generator") if fidelity and cls.feature_space else None
-    col = open_column(shards, split, recipe, column, fidelity=fid)
-    if limit_shards is not None:
-        col.indices = col.indices[:limit_shards]
+    recipe, lease_timeout, col = prepare_column(
+        model, shards, split, column, k, batch_size, steps, dtype, compile, seed, guidance, overrides,
+        lease_timeout, limit_shards, fidelity,
+    )  # fmt: skip
     base = {
         "column": col.name,
         "folder": str(col.folder),
@@ -308,7 +333,7 @@ def generate(
     }
     if all(is_shard_done(col.folder, i, check_sha=False) for i in col.indices):
         clear_stale_leases(lease_home(col.folder, lease_dir), set(col.indices), lease_timeout)
-        _write_fidelity_summary(col)
+        write_fidelity_summary(col)
         return base  # nothing to do: do not even load the model
     from genaug.core.devices import default_device
 
@@ -316,18 +341,18 @@ def generate(
     t = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        _quiet_hub_bars()
-        gen = cls(recipe, device=dev, weights=weights)
+        quiet_hub_bars()
+        gen = generator_class(recipe["generator"])(recipe, device=dev, weights=weights)
     load = time.perf_counter() - t
     try:
         out = Runner(col, recipe, gen, lease_timeout, progress, dev, lease_dir=lease_dir).run()
     finally:
         gen.close()
-    _write_fidelity_summary(col)
+    write_fidelity_summary(col)
     return {**base, **out, "load_seconds": load}
 
 
-def _write_fidelity_summary(col: Column) -> None:
+def write_fidelity_summary(col: Column) -> None:
     """Once every shard of a scored column is done: the merged score summary into its manifest (idempotent)."""
     if not col.manifest.get("fidelity") or not all(is_shard_done(col.folder, i, False) for i in col.indices):
         return
@@ -340,7 +365,7 @@ def _write_fidelity_summary(col: Column) -> None:
         write_manifest(col.folder, man)
 
 
-def _quiet_hub_bars() -> None:
+def quiet_hub_bars() -> None:
     try:
         import diffusers
         import transformers

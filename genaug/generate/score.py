@@ -82,12 +82,12 @@ def _swav_file(path: Path, device: str) -> Embedder:
 def _column_generator(recipe: dict, weights: str | None, device: str) -> Embedder:
     import warnings
 
-    from genaug.generate.runner import _quiet_hub_bars
+    from genaug.generate.runner import quiet_hub_bars
 
     cls = generator_class(recipe["generator"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        _quiet_hub_bars()
+        quiet_hub_bars()
         gen = cls(recipe, device=device, weights=weights)
     return Embedder(gen.embed, cls.feature_space, "generator", gen.close)
 
