@@ -25,8 +25,6 @@ import argparse
 import io
 import os
 import random
-import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -44,6 +42,7 @@ from genaug.data.transforms import make_views, parse_views
 from genaug.shards.manifest import read_manifest, write_manifest
 from genaug.shards.reader import iter_shard_raw
 from genaug.shards.writer import commit_shard
+from genaug.testing.servers import stop_server
 from genaug.testing.shards import write_synthetic_split
 
 P = 0.5
@@ -219,30 +218,12 @@ def _recording(loader, sizes: dict, name: str, color):
 
 def start_s3_server() -> tuple[subprocess.Popen, str]:
     """A moto S3 server on a free 127.0.0.1 port (a subprocess); the AWS_* variables point at it."""
-    exe = shutil.which("moto_server") or str(Path(sys.executable).with_name("moto_server"))
-    if not Path(exe).exists():
-        sys.exit("--remote needs moto_server: pip install 'moto[server]' s3fs")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [exe, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                break
-        except OSError:
-            if proc.poll() is not None:
-                break
-            time.sleep(0.2)
-    else:
-        proc.kill()
-        sys.exit("moto_server did not start")
-    if proc.poll() is not None:
-        sys.exit("moto_server did not start")
+    from genaug.testing.servers import ServerUnavailable, start_moto
+
+    try:
+        proc, url = start_moto()
+    except ServerUnavailable as e:
+        sys.exit(f"--remote: {e}")
     env = {
         "AWS_ENDPOINT_URL": url,
         "AWS_ACCESS_KEY_ID": "testing",
@@ -253,15 +234,6 @@ def start_s3_server() -> tuple[subprocess.Popen, str]:
     for k in ("AWS_ENDPOINT_URL_S3", "AWS_PROFILE", "GENAUG_STORAGE_OPTIONS"):
         os.environ.pop(k, None)
     return proc, url
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def copy_set(local: Path, url: str) -> int:

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -22,73 +19,6 @@ boto3 = pytest.importorskip("boto3")
 
 AWS_VARS = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
 VOLATILE_STATS = ("committed_at", "seconds", "images_per_s")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start_moto(extra_env: dict | None = None) -> tuple[subprocess.Popen, str]:
-    exe = shutil.which("moto_server") or str(Path(sys.executable).with_name("moto_server"))
-    if not Path(exe).exists():
-        pytest.skip("moto_server is not installed (pip install 'moto[server]')")
-    port = _free_port()
-    proc = subprocess.Popen(
-        [exe, "-H", "127.0.0.1", "-p", str(port)],
-        env={**os.environ, **(extra_env or {})},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return proc, url
-        except OSError:
-            if proc.poll() is not None:
-                break
-            time.sleep(0.2)
-    proc.kill()
-    pytest.fail("moto_server did not start")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-@pytest.fixture(scope="session")
-def s3_server():
-    """A moto S3 server on a free 127.0.0.1 port for the whole session; stopped at the end."""
-    proc, url = _start_moto()
-    yield url
-    _stop(proc)
-
-
-@pytest.fixture
-def s3(s3_server, monkeypatch):
-    """The standard AWS variables pointing at the test server, and a fresh bucket: its name."""
-    env = {
-        "AWS_ENDPOINT_URL": s3_server,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.delenv("GENAUG_STORAGE_OPTIONS", raising=False)
-    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    bucket = f"b{uuid.uuid4().hex[:12]}"
-    boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1").create_bucket(Bucket=bucket)
-    return bucket
 
 
 def _client():
@@ -286,7 +216,9 @@ def test_missing_set_in_existing_bucket_is_one_line(s3, capsys):
 
 def test_bad_credentials_is_one_line(image_tree, monkeypatch, capsys):
     """A server that checks signatures (moto with auth on) refuses unknown keys: one line naming the URL."""
-    proc, endpoint = _start_moto({"INITIAL_NO_AUTH_ACTION_COUNT": "0"})
+    from genaug.testing.servers import start_moto, stop_server
+
+    proc, endpoint = start_moto({"INITIAL_NO_AUTH_ACTION_COUNT": "0"})
     try:
         monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
         monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIANOTAREALKEY00000")
@@ -299,7 +231,7 @@ def test_bad_credentials_is_one_line(image_tree, monkeypatch, capsys):
         err = _one_line_error(["verify", "--shards", url], capsys)
         assert url in err and "access denied" in err
     finally:
-        _stop(proc)
+        stop_server(proc)
 
 
 def test_storage_option_overrides_environment(s3, image_tree, monkeypatch, capsys):
