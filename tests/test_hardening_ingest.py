@@ -74,8 +74,12 @@ def test_fifo_and_dev_zero_are_recorded_under_a_memory_limit(tmp_path, flat):
     out = tmp_path / "set"
     code = textwrap.dedent(f"""
         import json, resource
-        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))  # 1 GiB: /dev/zero read whole would blow it
+        import webdataset  # genaug's tar I/O; it imports torch, whose libraries map several GiB of address space
         from genaug.ingest.run import ingest
+        with open("/proc/self/statm") as f:
+            mapped = int(f.read().split()[0]) * resource.getpagesize()
+        limit = mapped + (1 << 30)  # 1 GiB above what the imports mapped: /dev/zero read whole would blow it
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         s = ingest({str(flat)!r}, {str(out)!r}, workers=0, progress=False)
         print(json.dumps(s))
     """)

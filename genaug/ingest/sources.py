@@ -148,6 +148,8 @@ def _tar_samples(tf: tarfile.TarFile) -> list[tuple[str, dict[str, tarfile.TarIn
         if not m.isfile():
             continue
         key, field = split_name(m.name)
+        if key is None:
+            continue  # no key.field name: webdataset's grouping skips it too
         field = field.lower()
         cur = out[-1] if out else None
         if cur is not None and cur[0] == key and field not in cur[1]:

@@ -79,25 +79,3 @@ def complete_shards(folder: Location, check_sha: bool = False) -> list[Location]
 
     folder = as_location(folder)
     return [folder / shard_name(i) for i in list_shards(folder) if is_shard_done(folder, i, check_sha=check_sha)]
-
-
-def split_for(paths: list, rank: int = 0, world_size: int = 1, worker: int = 0, num_workers: int = 1) -> list:
-    """The shards one (rank, DataLoader worker) reads: every (world_size*num_workers)-th, disjoint and complete."""
-    slot, slots = rank * num_workers + worker, world_size * num_workers
-    return list(paths[slot::slots])
-
-
-def make_shard_dataset(paths: list[Location], images: str = "bytes", rank: int = 0, world_size: int = 1):
-    """A torch IterableDataset of decoded samples that splits `paths` across ranks and DataLoader workers."""
-    import torch.utils.data as tud
-
-    class ShardDataset(tud.IterableDataset):
-        """Decoded samples of a list of shards, each shard read by exactly one (rank, worker)."""
-
-        def __iter__(self):
-            info = tud.get_worker_info()
-            worker, nw = (info.id, info.num_workers) if info is not None else (0, 1)
-            for p in split_for(list(paths), rank, world_size, worker, nw):
-                yield from iter_shard(p, images=images)
-
-    return ShardDataset()

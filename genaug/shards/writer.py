@@ -17,7 +17,7 @@ from genaug.core.files import fsync_dir, tmp_suffix
 from genaug.shards.layout import shard_name, stats_name
 from genaug.shards.manifest import read_manifest, write_manifest
 from genaug.shards.storage import Location, RemotePath, as_location, file_sha256, read_json, size_of, write_json
-from genaug.shards.tario import split_name, write_samples
+from genaug.shards.tario import read_samples, write_samples
 
 
 def _fault(point: str, index: int) -> None:
@@ -32,25 +32,9 @@ class ShardValidationError(RuntimeError):
     """A freshly written shard failed its re-read check (a bug or a failing disk, never committed)."""
 
 
-def _samples_by_header(data: bytes) -> list[dict]:
-    """Samples of an in-memory tar, read through its headers and sliced out of `data` (no stream decoding)."""
-    import tarfile
-
-    out: list[dict] = []
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
-        for m in tar.getmembers():
-            if not m.isfile():
-                continue
-            key, field = split_name(m.name)
-            if not out or out[-1]["__key__"] != key:
-                out.append({"__key__": key})
-            out[-1][field] = data[m.offset_data : m.offset_data + m.size]
-    return out
-
-
 def _validate(data: bytes, keys: list[str], required: Callable[[dict], Iterable[str]] | Sequence[str]) -> None:
     seen = []
-    for sample in _samples_by_header(data):
+    for sample in read_samples(io.BytesIO(data)):  # the reader training uses: webdataset's, with genaug's checks
         need = required(sample) if callable(required) else required
         missing = [f for f in need if f not in sample]
         if missing:
