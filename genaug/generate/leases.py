@@ -1,5 +1,8 @@
 """Lease files: coordinator-free claiming of shards by any number of processes on a shared filesystem.
 
+(A column in an object store can instead keep its leases as objects, by conditional PUT: see
+genaug.generate.object_leases; `try_acquire` and `clear_stale_leases` dispatch on the lease home's type.)
+
 A lease is `<folder>/.leases/NNNNNN.lease`, created with O_CREAT|O_EXCL (exactly one creator wins), holding its
 owner (host, pid, random token). The owner's heartbeat thread touches its mtime; a lease whose mtime is older than
 the timeout (or whose owner is a dead process on this host) is stale and taken over by renaming it away (exactly
@@ -18,6 +21,7 @@ import stat
 import threading
 import time
 import uuid
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,16 +33,28 @@ MAX_LEASE_BYTES = 64 * 1024
 MAX_PID = 2**31
 
 
-def lease_home(folder: object, lease_dir: str | os.PathLike | None = None) -> Path:
-    """Folder holding a column's `.leases/`: the column folder, or under `lease_dir` (needed for an object store).
+def lease_home(folder: object, lease_dir: str | os.PathLike | None = None, in_store: bool = False):
+    """Folder holding a column's `.leases/`: the column folder, or under `lease_dir` (for an object store).
 
-    A column in an object store (s3://...) keeps its leases on a filesystem: `--lease-dir` on one shared by every
-    process, else this machine's cache folder (processes on this host only)."""
+    A column in an object store keeps its leases: under `--lease-dir` when given (a filesystem shared by every
+    process); else, with `in_store` and a store that honours conditional PUT (S3), in the store itself next to the
+    column (genaug.generate.object_leases: any number of machines); else in this machine's cache folder
+    (processes on this host only), with a warning."""
     from genaug.core.files import cache_home
 
     remote = "://" in str(folder) and not str(folder).startswith("file://")
     if lease_dir is None and not remote:
         return Path(folder)
+    if lease_dir is None and in_store:
+        from genaug.generate.object_leases import supports_conditional_put
+
+        if supports_conditional_put(folder):  # type: ignore[arg-type]
+            return folder
+        warnings.warn(
+            f"genaug: {folder} does not honour conditional PUT, so its shard leases are kept in this machine's "
+            "cache folder: processes on other machines would not see them; pass --lease-dir on a shared filesystem",
+            stacklevel=2,
+        )
     base = Path(lease_dir) if lease_dir is not None else cache_home() / "leases"
     return base / re.sub(r"[^A-Za-z0-9_.-]+", "_", str(folder)).strip("_")
 
@@ -192,6 +208,10 @@ def _create(path: Path, owner: dict) -> Lease | None:
 
 def try_acquire(folder: Path, index: int, timeout: float, owner: dict | None = None) -> Lease | None:
     """Claim shard `index`: a new lease, or a stale one taken over; None when a live process holds it."""
+    if _in_store(folder):
+        from genaug.generate.object_leases import try_acquire_object
+
+        return try_acquire_object(folder, index, timeout, owner)  # type: ignore[return-value,arg-type]
     timeout = check_lease_timeout(timeout)
     path = lease_path(folder, index)
     _lease_dir(path.parent)
@@ -224,6 +244,13 @@ def try_acquire(folder: Path, index: int, timeout: float, owner: dict | None = N
     return None
 
 
+def _in_store(folder: object) -> bool:
+    """True when `folder` is a column in an object store whose leases are objects (see lease_home)."""
+    from genaug.shards.storage import RemotePath
+
+    return isinstance(folder, RemotePath)
+
+
 def _lease_dir(d: Path) -> None:
     try:
         d.mkdir(parents=True, exist_ok=True)
@@ -235,6 +262,10 @@ def _lease_dir(d: Path) -> None:
 
 def clear_stale_leases(folder: Path, done: set[int], timeout: float) -> list[int]:
     """Delete the stale leases of shards already done (a crash between commit and release leaves one)."""
+    if _in_store(folder):
+        from genaug.generate.object_leases import clear_stale_object_leases
+
+        return clear_stale_object_leases(folder, done, timeout)  # type: ignore[arg-type]
     timeout = check_lease_timeout(timeout)
     cleared = []
     d = Path(folder) / LEASE_DIR

@@ -41,7 +41,7 @@ class Runner:
         lease_dir: str | os.PathLike | None = None,
     ) -> None:
         self.column, self.recipe, self.gen = column, recipe, generator
-        self.leases = lease_home(column.folder, lease_dir)
+        self.leases = lease_home(column.folder, lease_dir, in_store=True)
         self.k, self.seed = int(recipe["k"]), int(recipe["seed"])
         self.batch_size = int((recipe.get("runtime") or {}).get("batch_size", 8))
         self.lease_timeout = lease_timeout
@@ -332,7 +332,7 @@ def generate(
         "load_seconds": 0.0,
     }
     if all(is_shard_done(col.folder, i, check_sha=False) for i in col.indices):
-        clear_stale_leases(lease_home(col.folder, lease_dir), set(col.indices), lease_timeout)
+        clear_stale_leases(lease_home(col.folder, lease_dir, in_store=True), set(col.indices), lease_timeout)
         write_fidelity_summary(col)
         return base  # nothing to do: do not even load the model
     from genaug.core.devices import default_device
