@@ -79,3 +79,12 @@ def test_ingest_workers_do_not_import_torch_or_webdataset():
     code = "import sys, genaug.ingest.run; print(sorted(m for m in ('torch', 'webdataset') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_bench_tario_runs_and_writes_the_same_bytes_as_its_baseline():
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "bench_tario.py"
+    args = ["--samples", "5", "--kb", "1", "--k", "1", "--repeats", "1"]
+    out = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, check=True).stdout
+    assert "identical bytes" in out and out.count("ratio") == 2
