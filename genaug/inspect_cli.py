@@ -14,7 +14,7 @@ def register(app: typer.Typer) -> None:
         "generation failed); with --views, the source and pairs of training views at replacement probability --p.",
     )
     def inspect(
-        shards: str = typer.Option(..., "--shards", help="Shard set name or path."),
+        shards: str = typer.Option(..., "--shards", help="Shard set name (shards/NAME), path or URL (s3://...)."),
         gen: str | None = typer.Option(None, "--gen", help="Generated column (e.g. sd); default: the only one."),
         split: str = typer.Option("train", "--split"),
         keys: str | None = typer.Option(None, "--keys", help="Comma-separated sample keys, in row order."),
@@ -32,9 +32,17 @@ def register(app: typer.Typer) -> None:
             None, "--sort", help="score: the sources with the worst variants first, then the best (needs scores)."
         ),
         out: str | None = typer.Option(None, "--out", help="PNG path (default: ./contact-<gen>-<split>.png)."),
+        storage_option: list[str] = typer.Option(
+            [],
+            "--storage-option",
+            help="fsspec option of a URL --shards as key=value (repeatable), e.g. endpoint_url=http://host:9000; "
+            "overrides AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ... and ~/.aws.",
+        ),
     ) -> None:
         from genaug.inspect import contact_sheet, views_sheet
+        from genaug.shards.storage import set_storage_options
 
+        set_storage_options(storage_option)
         key_list = [k.strip() for k in keys.split(",") if k.strip()] if keys else None
         common = dict(split=split, keys=key_list, n=n, seed=seed, tile=tile, labels=not no_labels, out=out)
         if views:

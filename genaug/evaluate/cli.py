@@ -15,7 +15,22 @@ _common = {
     "limit": typer.Option(None, "--limit", help="Use only the first N images of each split (smoke runs)."),
     "out": typer.Option(None, "--out", help="Result .json path or folder (default: <run>/eval/)."),
     "quiet": typer.Option(False, "--quiet", help="Do not print the table."),
+    "storage_option": typer.Option(
+        [],
+        "--storage-option",
+        help="fsspec option of a URL --shards as key=value (repeatable), e.g. endpoint_url=http://host:9000; "
+        "overrides AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ... and ~/.aws.",
+    ),
 }
+SHARDS_HELP = "Labeled shard set the features come from: name (shards/NAME), path or URL (s3://...)."
+
+
+def _storage(args: dict) -> dict:
+    """Apply (and drop) the --storage-option flags of a command's arguments; the rest are the eval function's."""
+    from genaug.shards.storage import set_storage_options
+
+    set_storage_options(args.pop("storage_option", None))
+    return args
 
 
 def register(app: typer.Typer) -> None:
@@ -28,7 +43,7 @@ def register(app: typer.Typer) -> None:
     @ev.command("linear", help="Linear probe on frozen features (SGD/LARS, cosine schedule); top-1/top-5 on val.")
     def linear(
         model: str | None = typer.Argument(None, help=MODEL_HELP),
-        shards: str | None = typer.Option(None, "--shards", help="Labeled shard set the features come from."),
+        shards: str | None = typer.Option(None, "--shards", help=SHARDS_HELP),
         train_split: str = typer.Option("train", "--train-split"),
         val_split: str = typer.Option("val", "--val-split"),
         train_features: str | None = typer.Option(None, "--train-features", help="Precomputed features .npz."),
@@ -48,8 +63,9 @@ def register(app: typer.Typer) -> None:
         limit: int | None = _common["limit"],
         out: str | None = _common["out"],
         quiet: bool = _common["quiet"],
+        storage_option: list[str] = _common["storage_option"],
     ) -> None:
-        args = dict(locals())
+        args = _storage(dict(locals()))
         from genaug.evaluate.run import eval_linear
 
         eval_linear(**args)
@@ -57,7 +73,7 @@ def register(app: typer.Typer) -> None:
     @ev.command("knn", help="Weighted kNN on frozen features (cosine, votes exp(sim/T)); top-1/top-5 per k.")
     def knn(
         model: str | None = typer.Argument(None, help=MODEL_HELP),
-        shards: str | None = typer.Option(None, "--shards", help="Labeled shard set the features come from."),
+        shards: str | None = typer.Option(None, "--shards", help=SHARDS_HELP),
         train_split: str = typer.Option("train", "--train-split"),
         val_split: str = typer.Option("val", "--val-split"),
         train_features: str | None = typer.Option(None, "--train-features", help="Precomputed features .npz."),
@@ -71,8 +87,9 @@ def register(app: typer.Typer) -> None:
         limit: int | None = _common["limit"],
         out: str | None = _common["out"],
         quiet: bool = _common["quiet"],
+        storage_option: list[str] = _common["storage_option"],
     ) -> None:
-        args = dict(locals())
+        args = _storage(dict(locals()))
         from genaug.evaluate.run import eval_knn
 
         eval_knn(**args)
@@ -85,9 +102,11 @@ def register(app: typer.Typer) -> None:
     def ood(
         model: str | None = typer.Argument(None, help=MODEL_HELP),
         in_set: str | None = typer.Option(
-            None, "--in", help="In-distribution shard set (its train split fits the scores)."
+            None, "--in", help="In-distribution shard set, name, path or URL (its train split fits the scores)."
         ),
-        out_sets: list[str] = typer.Option([], "--out", help="Out-of-distribution shard set (repeatable)."),
+        out_sets: list[str] = typer.Option(
+            [], "--out", help="Out-of-distribution shard set, name, path or URL (repeatable)."
+        ),
         split: str = typer.Option("val", "--split", help="Test split of the in and out sets."),
         train_split: str = typer.Option("train", "--train-split"),
         train_features: str | None = typer.Option(None, "--train-features"),
@@ -111,8 +130,9 @@ def register(app: typer.Typer) -> None:
         limit: int | None = _common["limit"],
         out: str | None = typer.Option(None, "--result", help="Result .json path or folder (default: <run>/eval/)."),
         quiet: bool = _common["quiet"],
+        storage_option: list[str] = _common["storage_option"],
     ) -> None:
-        args = dict(locals())
+        args = _storage(dict(locals()))
         from genaug.evaluate.run import eval_ood
 
         eval_ood(**args)
@@ -121,7 +141,9 @@ def register(app: typer.Typer) -> None:
     def similarity(
         a: str = typer.Argument(..., help=MODEL_HELP + " Or a features .npz."),
         b: str = typer.Argument(..., help="The other encoder (e.g. the generator's image_encoder) or .npz."),
-        shards: str | None = typer.Option(None, "--shards"),
+        shards: str | None = typer.Option(
+            None, "--shards", help="Shard set of the images: name (shards/NAME), path or URL (s3://...)."
+        ),
         split: str = typer.Option("val", "--split"),
         n_boot: int = typer.Option(200, "--boot", help="Bootstrap resamples of the images."),
         ci: float = typer.Option(0.95, "--ci"),
@@ -133,8 +155,9 @@ def register(app: typer.Typer) -> None:
         limit: int | None = _common["limit"],
         out: str | None = _common["out"],
         quiet: bool = _common["quiet"],
+        storage_option: list[str] = _common["storage_option"],
     ) -> None:
-        args = dict(locals())
+        args = _storage(dict(locals()))
         from genaug.evaluate.run import eval_similarity
 
         eval_similarity(**args)

@@ -126,11 +126,11 @@ def _train_val_features(model, builder, shards, train_split, val_split, train_fe
         raise GenaugError(
             "give a model (run folder, backbone.safetensors, checkpoint) or --train-features/--val-features"
         )
-    src = open_source(model or train_features, builder)
-    if shards is not None:  # both splits exist before any feature is extracted
+    if shards is not None:  # both splits exist (a URL: reachable) before the model is loaded
         for split, given in ((train_split, train_features), (val_split, val_features)):
             if given is None:
                 split_folder(shards, split)
+    src = open_source(model or train_features, builder)
     tr = get_features(src, shards, train_split, features_file=train_features, **kw)
     va = get_features(src, shards, val_split, features_file=val_features, **kw)
     return src, tr, va
@@ -274,6 +274,12 @@ def eval_ood(
         raise GenaugError("give at least one --out shard set (or --out-features file)")
     if uncertainty_out and len(uncertainty_out) != n_out:
         raise GenaugError(f"--uncertainty-out was given {len(uncertainty_out)} times for {n_out} out sets")
+    needed = [(in_set, train_split, train_features), (in_set, split, in_features)] + [
+        (s, split, None) for s in out_sets
+    ]
+    for shards, split_, given in needed:  # every set exists (a URL: is reachable) before the model is loaded
+        if shards is not None and given is None:
+            split_folder(shards, split_)
     src = open_source(model or train_features, builder)
     if uncertainty_higher_is_in is None:  # the method says which way its score points (SimVAE: lower is in)
         module = src.encoder.module if src.encoder is not None else None
@@ -339,6 +345,8 @@ def eval_similarity(
     """Linear CKA and orthogonal Procrustes distance between two encoders on the same images, with bootstrap CIs."""
     from genaug.evaluate.similarity import compare
 
+    if shards is not None:  # the split exists (a URL: is reachable) before the models are loaded
+        split_folder(shards, split)
     sa, sb = open_source(a, builder), open_source(b, builder)
     kw = dict(image_size=image_size, batch_size=extract_batch_size, workers=workers, device=device, limit=limit)
     fa, fb = get_features(sa, shards, split, **kw), get_features(sb, shards, split, **kw)

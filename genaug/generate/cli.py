@@ -46,8 +46,8 @@ def register(app: typer.Typer) -> None:
         lease_dir: Path = typer.Option(
             None,
             "--lease-dir",
-            help="Folder for the shard leases, on a filesystem every process shares (needed for several machines "
-            "writing to s3://...; default: the column folder, or this machine's cache for a URL).",
+            help="Folder for the shard leases, on a filesystem every process (and every Ray node) shares. Default: "
+            "the column folder; for s3:// the bucket itself by conditional PUT (the Ray engine: this machine's cache).",
         ),
         storage_option: list[str] = typer.Option(
             [], "--storage-option", help="fsspec option of a URL --shards as key=value (repeatable)."
@@ -100,7 +100,7 @@ def register(app: typer.Typer) -> None:
             raise GenaugError(f"--limit-shards must be at least 1 (got {limit_shards})")
         if status:
             name = column or resolve_recipe(model)["name"]
-            st = column_status(shards, name, split, lease_timeout)
+            st = column_status(shards, name, split, lease_timeout, lease_dir=lease_dir)
             typer.echo(json.dumps(st, indent=2) if as_json else format_status(st))
             return
         run, extra = generate, {}
@@ -109,8 +109,6 @@ def register(app: typer.Typer) -> None:
 
             run = generate_ray
             extra = {"ray_address": ray_address, "num_gpus_per_worker": num_gpus_per_worker, "workers": workers}
-            if lease_dir is not None:
-                raise GenaugError("--lease-dir is for --engine lease: the Ray engine keeps leases in the column folder")
         out = run(
             model=model,
             shards=shards,

@@ -244,6 +244,18 @@ def try_acquire(folder: Path, index: int, timeout: float, owner: dict | None = N
     return None
 
 
+def lease_state(home: object, index: int, timeout: float) -> tuple[str, dict]:
+    """("none" | "stale" | "live", owner record) of shard `index`'s lease in lease home `home` (a folder or URL)."""
+    if _in_store(home):
+        from genaug.generate.object_leases import object_lease_state
+
+        return object_lease_state(home, index, timeout)  # type: ignore[arg-type]
+    path = lease_path(home, index)  # type: ignore[arg-type]
+    if lease_age(path) is None:
+        return "none", {}
+    return ("stale" if is_stale(path, timeout) else "live"), read_lease(path) or {}
+
+
 def _in_store(folder: object) -> bool:
     """True when `folder` is a column in an object store whose leases are objects (see lease_home)."""
     from genaug.shards.storage import RemotePath

@@ -87,7 +87,9 @@ def supports_conditional_put(folder: RemotePath) -> bool:
         except GenaugError:
             raise
         except Exception as e:  # noqa: BLE001 - a store error (no bucket, denied) is a user error naming the URL
-            raise store_error(str(folder), e) from None
+            if type(e).__name__ != "ParamValidationError" and "Unknown parameter" not in str(e):
+                raise store_error(str(folder), e) from None
+            # a botocore older than 1.35 cannot send If-None-Match: no conditional leases (ok stays False)
     _PROBED[str(folder)] = ok
     return ok
 
@@ -240,3 +242,14 @@ def clear_stale_object_leases(folder: RemotePath, done: set[int], timeout: float
             raise store_error(str(p), e) from None
         cleared.append(int(stem))
     return cleared
+
+
+def object_lease_state(folder: RemotePath, index: int, timeout: float) -> tuple[str, dict]:
+    """("none" | "stale" | "live", owner record) of shard `index`'s lease object (read-only: for --status)."""
+    got = _get(object_lease_path(folder, index))
+    if got is None:
+        return "none", {}
+    head = _head(object_lease_path(folder, index))
+    if head is None:
+        return "none", {}
+    return ("stale" if head[1] > timeout or _dead_here(got[1]) else "live"), got[1]

@@ -21,14 +21,22 @@ from collections import deque
 from typing import Any
 
 from genaug.core.errors import GenaugError
-from genaug.generate.leases import clear_stale_leases
+from genaug.generate.leases import clear_stale_leases, lease_home
 from genaug.generate.ray_worker import ShardWorker
 from genaug.generate.runner import prepare_column
+from genaug.shards.storage import RemotePath
 from genaug.shards.writer import is_shard_done, read_stats
 
 ENGINES = ("lease", "ray")
 INSTALL = "pip install 'genaug[ray]'"
 _ADDRESS = re.compile(r"^(ray://)?(\[[0-9a-fA-F:]+\]|[A-Za-z0-9][A-Za-z0-9.-]*):(\d{1,5})$")
+#: the standard variables an object-store client reads (endpoint, credentials, region, profile): the actors of a
+#: column in a URL get the driver's values, so they reach the same store the same way
+STORE_ENV = (
+    "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+    "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE",
+    "GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_CLOUD_PROJECT",
+)  # fmt: skip
 
 
 def import_ray() -> Any:
@@ -111,9 +119,13 @@ def _connect(ray: Any, address: str | None, num_cpus: int | None) -> bool:
     return True
 
 
-def _worker_env() -> dict:
-    """Environment the actors need from the driver: genaug's own variables (caches, shard root, fault hooks)."""
-    return {k: v for k, v in os.environ.items() if k.startswith("GENAUG_")}
+def _worker_env(remote: bool = False) -> dict:
+    """Environment the actors need from the driver: genaug's own variables (caches, shard root, fault hooks,
+    GENAUG_STORAGE_OPTIONS of --storage-option) and, for a column in a URL, the object store's standard ones."""
+    env = {k: v for k, v in os.environ.items() if k.startswith("GENAUG_")}
+    if remote:
+        env |= {k: os.environ[k] for k in STORE_ENV if os.environ.get(k)}
+    return env
 
 
 def _plan_workers(
@@ -177,8 +189,14 @@ def generate_ray(
     cpus_per_worker: float = 1.0,
     max_restarts: int = 3,
     max_shard_attempts: int = 3,
+    lease_dir: str | os.PathLike | None = None,
 ) -> dict:
-    """genaug.generate.runner.generate() on a Ray cluster: same column, bytes, stats and summary keys."""
+    """genaug.generate.runner.generate() on a Ray cluster: same column, bytes, stats and summary keys.
+
+    Leases live in the column folder, or under `lease_dir` when given; a column in a URL (s3://...) needs a
+    `lease_dir` every Ray node shares (else each node's own cache folder, which guards only within that node).
+    The actors get the driver's --storage-option (GENAUG_STORAGE_OPTIONS) and, for a URL, its object-store
+    variables (AWS_*, ...)."""
     check_engine_options("ray", ray_address, num_gpus_per_worker, workers)
     ray = import_ray()
     recipe, lease_timeout, col = prepare_column(
@@ -188,15 +206,18 @@ def generate_ray(
     base: dict[str, Any] = {"column": col.name, "folder": str(col.folder), "shards": [], "images": 0, "failures": 0,
                             "seconds": 0.0, "model_seconds": 0.0, "load_seconds": 0.0, "engine": "ray",
                             "workers": 0, "worker_failures": []}  # fmt: skip
+    if lease_dir is not None:  # the actors' working folder is not the driver's
+        lease_dir = os.path.abspath(os.path.expanduser(os.fspath(lease_dir)))
     pending = [i for i in col.indices if not is_shard_done(col.folder, i, check_sha=False)]
     if not pending:
-        clear_stale_leases(col.folder, set(col.indices), lease_timeout)
+        clear_stale_leases(lease_home(col.folder, lease_dir), set(col.indices), lease_timeout)
         _fidelity_summary(col)
         return base
     started = _connect(ray, check_ray_address(ray_address), None)
     try:
         out = _drive(ray, col, recipe, pending, weights, device, lease_timeout, progress,
-                     num_gpus_per_worker, workers, cpus_per_worker, max_restarts, max_shard_attempts)  # fmt: skip
+                     num_gpus_per_worker, workers, cpus_per_worker, max_restarts, max_shard_attempts,
+                     lease_dir)  # fmt: skip
     finally:
         if started:
             ray.shutdown()
@@ -250,22 +271,26 @@ def _drive(
     cpus: float,
     max_restarts: int,
     max_attempts: int,
+    lease_dir: str | None = None,
 ) -> dict:
     """Place the actors, hand out the shards, collect figures and failures; kill the actors at the end."""
     from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
     t0 = time.perf_counter()
     num_gpus, n = _plan_workers(ray, num_gpus, workers, cpus, len(pending))
-    env = _worker_env()
+    remote = isinstance(col.folder, RemotePath)
+    env = _worker_env(remote)
     opts: dict[str, Any] = {"num_cpus": cpus, "num_gpus": num_gpus, "max_restarts": max_restarts,
                             "max_task_retries": max_restarts, "scheduling_strategy": "SPREAD"}  # fmt: skip
     if env:
         opts["runtime_env"] = {"env_vars": env}
     dev = device or ("cuda" if num_gpus > 0 else "cpu")
-    root = str(col.source.parent.resolve())
+    root = str(col.source.parent) if remote else str(col.source.parent.resolve())
     actor_cls = ray.remote(RayShardWorker)
     actors = [
-        actor_cls.options(**opts).remote(root, col.source.name, recipe, col.name, weights, dev, lease_timeout)
+        actor_cls.options(**opts).remote(
+            root, col.source.name, recipe, col.name, weights, dev, lease_timeout, lease_dir=lease_dir
+        )
         for _ in range(n)
     ]
     total = sum(int((read_stats(col.source, i) or {}).get("count", 0)) * int(recipe["k"]) for i in pending)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from genaug.generate.column import Column, open_column
-from genaug.generate.leases import Lease, lease_path, read_lease, try_acquire
+from genaug.generate.leases import Lease, lease_home, lease_path, read_lease, try_acquire
 from genaug.generate.runner import Runner
 from genaug.generate.writer import ShardJob
 from genaug.shards.writer import cleanup_shard, is_shard_done
@@ -58,6 +58,8 @@ class ShardRunner(Runner):
 
 def take_over_own(folder: Path, index: int, timeout: float, owner: dict) -> Lease | None:
     """Claim a lease left by an earlier incarnation of this same Ray actor (dead: Ray restarts an actor only then).
+
+    `folder` holds the `.leases/` folder: the column folder, or its lease home (lease_home) for a column in a URL.
 
     Ray keeps an actor's id across restarts, possibly on another node, so a lease carrying our `ray_actor` but
     another host/pid is stale at once; without this rule a retry on another node would wait for --lease-timeout.
@@ -120,6 +122,7 @@ class ShardWorker:
         device: str | None,
         lease_timeout: float,
         owner: dict | None = None,
+        lease_dir: str | None = None,
     ) -> None:
         from genaug.core.devices import default_device
         from genaug.generate.base import generator_class
@@ -127,7 +130,8 @@ class ShardWorker:
 
         t = time.perf_counter()
         self.column: Column = open_column(root, split, recipe, column, create=False)
-        self.recipe, self.lease_timeout = recipe, lease_timeout
+        self.recipe, self.lease_timeout, self.lease_dir = recipe, lease_timeout, lease_dir
+        self.leases = lease_home(self.column.folder, lease_dir)  # a URL column keeps its leases on a filesystem
         self.device = device or default_device()
         self.owner = {"engine": "ray", **(owner or {})}
         with warnings.catch_warnings():
@@ -139,7 +143,9 @@ class ShardWorker:
 
     def _runner(self) -> ShardRunner:
         if self.runner is None:
-            self.runner = ShardRunner(self.column, self.recipe, self.gen, self.lease_timeout, False, self.device)
+            self.runner = ShardRunner(
+                self.column, self.recipe, self.gen, self.lease_timeout, False, self.device, lease_dir=self.lease_dir
+            )
         return self.runner
 
     def info(self) -> dict:
@@ -153,11 +159,11 @@ class ShardWorker:
         out: dict[str, Any] = {"index": index, "started": started, **self.info()}
         if is_shard_done(folder, index, check_sha=False):
             return {**out, "status": "done"}
-        lease = try_acquire(folder, index, self.lease_timeout, self.owner)
+        lease = try_acquire(self.leases, index, self.lease_timeout, self.owner)
         if lease is None:
-            lease = take_over_own(folder, index, self.lease_timeout, self.owner)
+            lease = take_over_own(self.leases, index, self.lease_timeout, self.owner)
         if lease is None:
-            return {**out, "status": "held", "holder": read_lease(lease_path(folder, index))}
+            return {**out, "status": "held", "holder": read_lease(lease_path(self.leases, index))}
         if is_shard_done(folder, index, check_sha=False):
             lease.release()
             return {**out, "status": "done"}

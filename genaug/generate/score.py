@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +25,7 @@ from genaug.shards.layout import IMAGE_FIELDS, shard_name
 from genaug.shards.manifest import open_gen_split, open_split, read_manifest, write_manifest
 from genaug.shards.reader import decode_image, iter_shard_raw
 from genaug.shards.scores import SCORES_KIND, column_summary, summarize
+from genaug.shards.storage import Location, RemotePath
 from genaug.shards.writer import ShardWriter, commit_shard, is_shard_done, read_stats
 
 ENCODERS = ("clip", "swav")
@@ -161,6 +163,16 @@ def _score_shard(src: Path, gdir: Path, k: int, index: int, scorer: Scorer) -> t
     return samples, list(docs.values())
 
 
+def score_lock(folder: Location):
+    """One `genaug score` per side column: a lock in the folder, or for a URL in this machine's cache folder."""
+    if not isinstance(folder, RemotePath):
+        return folder_lock(folder, what="genaug score")
+    from genaug.core.files import cache_home
+
+    local = cache_home() / "locks" / re.sub(r"[^A-Za-z0-9_.-]+", "_", str(folder)).strip("_")
+    return folder_lock(local, what=f"genaug score of {folder}")
+
+
 def score(
     shards: str,
     gen: str,
@@ -188,7 +200,7 @@ def score(
     out = {"folder": str(folder), "shards": [], "samples": 0, "seconds": 0.0}
     t0 = time.perf_counter()
     folder.mkdir(parents=True, exist_ok=True)
-    with folder_lock(folder, what="genaug score"):
+    with score_lock(folder):
         todo = [i for i in indices if not is_shard_done(folder, i, check_sha=False)]
         if (folder / "manifest.json").exists() and not overwrite and not todo:
             man = read_manifest(folder)

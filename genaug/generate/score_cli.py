@@ -16,7 +16,7 @@ def register(app: typer.Typer) -> None:
         "See docs/fidelity.md.",
     )
     def score_cmd(
-        shards: str = typer.Option(..., "--shards", help="Shard set name (shards/NAME) or path."),
+        shards: str = typer.Option(..., "--shards", help="Shard set name (shards/NAME), path or URL (s3://...)."),
         gen: str = typer.Option(..., "--gen", help="Generated column to score."),
         split: str = typer.Option("train", "--split", help="Split of the column."),
         encoder: str = typer.Option(
@@ -30,9 +30,17 @@ def register(app: typer.Typer) -> None:
         batch_size: int = typer.Option(16, "--batch-size", help="Images per encoder forward."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace scores made with another encoder."),
         no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
+        storage_option: list[str] = typer.Option(
+            [],
+            "--storage-option",
+            help="fsspec option of a URL --shards as key=value (repeatable), e.g. endpoint_url=http://host:9000; "
+            "overrides AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ... and ~/.aws.",
+        ),
     ) -> None:
         from genaug.generate.score import score
+        from genaug.shards.storage import set_storage_options
 
+        set_storage_options(storage_option)
         out = score(shards, gen, split, encoder, weights, device, batch_size, overwrite, not no_progress)
         s = out.get("summary") or {}
         typer.echo(

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 from genaug.core.errors import GenaugError
 from genaug.generate.column import open_column
-from genaug.generate.leases import is_stale, lease_age, lease_path, read_lease
+from genaug.generate.leases import lease_home, lease_state
 from genaug.shards.layout import ShardSet
 from genaug.shards.manifest import read_manifest
 from genaug.shards.writer import is_shard_done, read_stats
 
 
-def column_status(shards: str, column: str, split: str = "train", lease_timeout: float = 300.0) -> dict:
-    """Progress figures of a generated column, from its stats files and lease files alone."""
+def column_status(
+    shards: str, column: str, split: str = "train", lease_timeout: float = 300.0, lease_dir: str | None = None
+) -> dict:
+    """Progress figures of a generated column, from its stats files and leases alone (nothing is written).
+
+    Leases are looked for where `generate` keeps them: under `lease_dir` when given; for a column in an object
+    store, in the store (conditional-PUT leases) and in this machine's cache folder (the fallback)."""
     ss = ShardSet.open(shards)
     folder = ss.gen_dir(column, split)
     if not (folder / "manifest.json").is_file():
@@ -27,6 +32,9 @@ def column_status(shards: str, column: str, split: str = "train", lease_timeout:
     seconds = 0.0
     remaining = 0
     holders = set()
+    homes = [lease_home(folder, lease_dir)]
+    if lease_dir is None and ss.remote:
+        homes.insert(0, folder)  # leases kept in the store by conditional PUT
     for i in col.indices:
         if is_shard_done(folder, i, check_sha=False):
             st = read_stats(folder, i) or {}
@@ -36,14 +44,15 @@ def column_status(shards: str, column: str, split: str = "train", lease_timeout:
             seconds += float(st.get("seconds", 0.0))
             continue
         remaining += int((read_stats(col.source, i) or {}).get("count", 0)) * k
-        path = lease_path(folder, i)
-        if lease_age(path) is None:
+        state, doc = next(
+            (st for st in (lease_state(h, i, lease_timeout) for h in homes) if st[0] != "none"), ("none", {})
+        )
+        if state == "none":
             pending.append(i)
-        elif is_stale(path, lease_timeout):
+        elif state == "stale":
             stale.append(i)
         else:
             running.append(i)
-            doc = read_lease(path) or {}
             holders.add((doc.get("host"), doc.get("pid")))
     per_process = images / seconds if seconds > 0 else None
     rate = per_process * max(1, len(holders)) if per_process else None

@@ -18,6 +18,7 @@ from genaug.core.errors import GenaugError
 from genaug.shards.layout import ShardSet, shard_name
 from genaug.shards.manifest import read_manifest
 from genaug.shards.reader import iter_shard_raw
+from genaug.shards.storage import Location, as_location
 from genaug.shards.writer import read_stats
 
 SCORES_KIND = "scores"
@@ -165,15 +166,15 @@ def require_scores(ss: ShardSet, column: str, split: str, why: str) -> tuple[str
     return found
 
 
-def iter_scores(folder: Path) -> Iterator[tuple[str, dict | None]]:
+def iter_scores(folder: Location) -> Iterator[tuple[str, dict | None]]:
     """(key, fidelity doc or None) of every sample of a column or score folder, in shard order."""
     for name in read_manifest(folder).get("shards") or []:
-        if not (Path(folder) / name).exists():
+        if not (as_location(folder) / name).exists():
             continue
-        for raw in iter_shard_raw(Path(folder) / name):
+        for raw in iter_shard_raw(as_location(folder) / name):
             yield raw["__key__"], raw_fidelity(raw)
 
 
-def shard_path(folder: Path, index: int) -> Path:
+def shard_path(folder: Location, index: int) -> Location:
     """Path of shard `index` of a score folder."""
-    return Path(folder) / shard_name(index)
+    return as_location(folder) / shard_name(index)

@@ -118,3 +118,25 @@ def test_two_processes_generate_into_s3_with_leases_in_the_bucket(s3, tmp_path):
     assert not [k for k in _objects(s3, "set/") if ".leases" in k]  # every lease released, the probe deleted
     assert not lease_home(as_location(f"{url}/gen/tiny/train"), None).exists()  # none went to the local cache
     assert "does not honour conditional PUT" not in res.stderr
+
+
+def test_status_reads_leases_in_the_bucket(s3, tmp_path):
+    """`generate --status` on an s3:// column sees the conditional-PUT leases, and writes nothing."""
+    from genaug.generate.runner import generate
+    from genaug.generate.status import column_status
+
+    local = tmp_path / "local"
+    write_synthetic_split(local, "train", num_shards=NUM_SHARDS, per_shard=PER_SHARD, size=32, seed=3)
+    fs = as_location(f"s3://{s3}").fs
+    fs.put(str(local / "train"), f"{s3}/set/train", recursive=True)
+    url = f"s3://{s3}/set"
+    generate(model="tiny", shards=url, column="tiny", k=K, batch_size=4, progress=False)
+    col = as_location(f"{url}/gen/tiny/train")
+    for i in (2, 3):
+        fs.rm(f"{s3}/set/gen/tiny/train/{i:06d}.json")  # not done any more
+    lease = try_acquire(col, 2, timeout=300)
+    before = _objects(s3)
+    st = column_status(url, "tiny", lease_timeout=300)
+    assert (st["done"], st["in_progress"], st["pending"], st["processes"]) == ([0, 1], [2], [3], 1)
+    assert _objects(s3) == before
+    lease.release()
