@@ -1,4 +1,9 @@
-"""Where a shard set's files live: shards/<set>/<split>/, gen/<recipe>/<split>/ and scores/<column>/<split>/."""
+"""Where a shard set's files live: shards/<set>/<split>/, gen/<recipe>/<split>/ and scores/<column>/<split>/.
+
+A read-only (https://) host is never listed: its splits are found by their manifest.json under the conventional
+split names (UNLISTED_SPLITS), a split's shards are those its manifest names, and generated columns are read when
+named (--gen); everywhere else folders are listed as before.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +13,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from genaug.core.errors import GenaugError
-from genaug.shards.storage import Location, RemotePath, as_location, check_bucket, is_url
+from genaug.shards.storage import Location, RemotePath, as_location, check_bucket, is_url, read_json
 
 SHARD_RE = re.compile(r"^(\d{6})\.tar$")
 KEY_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 DEFAULT_HOME = "shards"
 #: fields that hold a source image, in order of preference
 IMAGE_FIELDS = ("jpg", "jpeg", "png", "webp")
+#: split names looked for on a host that cannot be listed (https://): a split is there when its manifest.json is
+UNLISTED_SPLITS = ("train", "val", "validation", "test")
+
+
+def is_unlisted(location: Location) -> bool:
+    """True for a location whose folders cannot be listed (a read-only https:// or http:// host)."""
+    return isinstance(location, RemotePath) and not location.writable
 
 
 def shard_name(index: int) -> str:
@@ -96,6 +108,14 @@ class ShardSet:
         root = resolve_shard_set(name_or_path)
         if isinstance(root, RemotePath):
             check_bucket(root)
+        if must_exist and is_unlisted(root):
+            if not cls(root).splits():
+                names = ", ".join(UNLISTED_SPLITS)
+                raise GenaugError(
+                    f"shard set {str(root)!r} not found: no manifest.json under {root}/ for any of the splits {names} "
+                    f"(a {root.scheme}:// host is not listed, so only these names are looked for): check the URL"
+                )
+            return cls(root)
         if must_exist and not root.is_dir():
             raise GenaugError(
                 f"shard set {str(root)!r} does not exist: run `genaug ingest SOURCE --shards {name_or_path}`"
@@ -122,7 +142,9 @@ class ShardSet:
         return self.root / "scores" / check_name(column, "--gen") / check_name(split, "--split")
 
     def splits(self) -> list[str]:
-        """Source splits present (folders with a manifest.json), sorted."""
+        """Source splits present (folders with a manifest.json), sorted; unlisted hosts: UNLISTED_SPLITS found."""
+        if is_unlisted(self.root):
+            return sorted(s for s in UNLISTED_SPLITS if (self.root / s / "manifest.json").is_file())
         if not self.root.is_dir():
             return []
         return sorted(
@@ -132,25 +154,33 @@ class ShardSet:
         )
 
     def columns(self) -> list[str]:
-        """Generated columns present, sorted."""
+        """Generated columns present, sorted (none on an unlisted host: columns are read when named)."""
+        if is_unlisted(self.root):
+            return []
         g = self.root / "gen"
         return sorted(p.name for p in g.iterdir() if p.is_dir()) if g.is_dir() else []
 
     def column_splits(self, recipe: str, kind: str = "gen") -> list[str]:
         """Splits that generated column `recipe` has (kind "scores": that its score side column has), sorted."""
         d = self.root / kind / recipe
+        if is_unlisted(self.root):
+            return [s for s in self.splits() if (d / s / "manifest.json").is_file()]
         return (
             sorted(p.name for p in d.iterdir() if p.is_dir() and (p / "manifest.json").exists()) if d.is_dir() else []
         )
 
     def score_columns(self) -> list[str]:
-        """Generated columns that have a score side column (shards/<set>/scores/<column>/), sorted."""
+        """Generated columns that have a score side column (shards/<set>/scores/<column>/), sorted (unlisted: none)."""
+        if is_unlisted(self.root):
+            return []
         g = self.root / "scores"
         return sorted(p.name for p in g.iterdir() if p.is_dir()) if g.is_dir() else []
 
 
 def list_shards(folder: Location) -> list[int]:
-    """Indices of the committed .tar files in `folder`, sorted."""
+    """Indices of the committed .tar files in `folder`, sorted (unlisted hosts: the tars its manifest names)."""
+    if is_unlisted(folder):
+        return _manifest_shards(folder)
     if not folder.is_dir():
         return []
     out = []
@@ -159,3 +189,13 @@ def list_shards(folder: Location) -> list[int]:
         if m:
             out.append(int(m.group(1)))
     return sorted(out)
+
+
+def _manifest_shards(folder: RemotePath) -> list[int]:
+    """Indices of the shards that `folder`'s manifest.json names ([] without one): a listing without `ls`."""
+    path = folder / "manifest.json"
+    if not path.is_file():
+        return []
+    doc = read_json(path)
+    names = doc.get("shards") if isinstance(doc, dict) else None
+    return sorted({int(m.group(1)) for n in names or [] if isinstance(n, str) and (m := SHARD_RE.match(n))})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from genaug.core.errors import GenaugError
-from genaug.shards.layout import ShardSet
+from genaug.shards.layout import ShardSet, is_unlisted, resolve_shard_set
 from genaug.shards.storage import Location, as_location, read_json, write_json
 
 FORMAT = "genaug-shards/1"
@@ -29,8 +29,14 @@ def write_manifest(folder: Location, doc: dict) -> None:
 
 def open_split(shards: str | os.PathLike, split: str) -> tuple[ShardSet, Location, dict]:
     """The shard set, the source folder of `split` and its manifest; a missing split names those that exist."""
-    ss = ShardSet.open(shards)
+    unlisted = is_unlisted(resolve_shard_set(shards))
+    ss = ShardSet.open(shards, must_exist=not unlisted)  # an unlisted (https) set is known by the split's manifest
     src = ss.split_dir(split)
+    if unlisted and not (src / "manifest.json").is_file():
+        raise GenaugError(
+            f"shard set {ss.root} has no split {split!r}: {src}/manifest.json is not there: check the URL and "
+            "--split (an https:// set is read-only: ingest to a path, s3:// or gs://, then publish that folder)"
+        )
     if not (src / "manifest.json").is_file():
         have = ", ".join(ss.splits()) or "none"
         raise GenaugError(
@@ -46,7 +52,7 @@ def open_gen_split(
     """The folder of generated column `gen` for `split` and its manifest; a missing one names the fix."""
     col = ss.gen_dir(gen, split)
     if not (col / "manifest.json").is_file():
-        have = ", ".join(ss.columns()) or "none"
+        have = ", ".join(ss.columns()) or ("not listed on a read-only host" if is_unlisted(ss.root) else "none")
         raise GenaugError(
             f"generated column {gen!r} has no split {split!r} in {ss.root} (columns: {have}): run "
             f"`genaug generate --shards {shards or ss.root} --split {split}` first or fix --gen"

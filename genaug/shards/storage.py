@@ -6,9 +6,12 @@ fsspec filesystem, with the subset of the Path API the shard code uses (`/`, nam
 glob, read_bytes, stat, unlink, open). On an object store a PUT is atomic, so `put_atomic` is one PUT.
 
 Credentials and endpoints come from the standard variables (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID,
-AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION, ~/.aws, GOOGLE_APPLICATION_CREDENTIALS); `--storage-option key=value`
-(see `set_storage_options`) overrides them. Errors of the store (missing bucket, denied access, no endpoint) are a
-one-line GenaugError naming the URL and the fix.
+AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION, ~/.aws; GOOGLE_APPLICATION_CREDENTIALS, STORAGE_EMULATOR_HOST and
+gcloud's defaults); `--storage-option key=value` (see `set_storage_options`) overrides them. Errors of the store
+(missing bucket, denied access, no endpoint) are a one-line GenaugError naming the URL and the fix.
+
+https:// and http:// are read-only and never listed (a static file host usually has no directory listings): a
+shard folder there is known by its manifest.json, and its entries are the shards and stats that manifest names.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import io
 import json
 import os
 import posixpath
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -35,7 +39,17 @@ READ_ONLY_SCHEMES = ("https", "http")
 ENV_OPTIONS = "GENAUG_STORAGE_OPTIONS"
 #: read-ahead of a remote file opened for streaming: bounded, so a worker never holds more than this per open shard
 READ_BLOCK = 8 << 20
-_EXTRA = {"s3": "s3", "gs": "gcs", "gcs": "gcs"}
+_EXTRA = {"s3": "s3", "gs": "gcs", "gcs": "gcs", "https": "http", "http": "http"}
+#: the environment variables a store's filesystem is built from (a change of one makes a new filesystem)
+_ENV_KEYS = (
+    ENV_OPTIONS,
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "STORAGE_EMULATOR_HOST",
+    "GOOGLE_APPLICATION_CREDENTIALS",
+    "GOOGLE_CLOUD_PROJECT",
+)
+_SHARD_FILE = re.compile(r"^\d{6}\.tar$")
 
 
 def is_url(location: object) -> bool:
@@ -81,6 +95,15 @@ def set_storage_options(pairs: list[str] | tuple[str, ...] | dict | None) -> Non
 def storage_options(scheme: str) -> dict:
     """fsspec options for `scheme`: the standard environment (AWS_ENDPOINT_URL, ...), then --storage-option."""
     opts: dict[str, Any] = {}
+    if scheme in ("gs", "gcs"):
+        # gcsfs reads STORAGE_EMULATOR_HOST (endpoint) itself; credentials: GOOGLE_APPLICATION_CREDENTIALS through
+        # google-auth's defaults (a broken file is an error, not a silent anonymous fallback), none for an emulator
+        if os.environ.get("GOOGLE_APPLICATION_CREDENTIALS"):
+            opts["token"] = "google_default"
+        elif _emulator():
+            opts["token"] = "anon"
+        if os.environ.get("GOOGLE_CLOUD_PROJECT"):
+            opts["project"] = os.environ["GOOGLE_CLOUD_PROJECT"]
     if scheme == "s3":
         if os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"):
             opts["endpoint_url"] = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ["AWS_ENDPOINT_URL"]
@@ -106,15 +129,32 @@ def storage_options(scheme: str) -> dict:
 _FS_CACHE: dict = {}
 
 
+class _OpenError(GenaugError):
+    """The filesystem of a scheme could not be built (credentials); remote_errors prefixes the URL."""
+
+
+def _emulator() -> bool:
+    """True when STORAGE_EMULATOR_HOST points gs:// at a GCS emulator."""
+    return os.environ.get("STORAGE_EMULATOR_HOST", "") not in ("", "default")
+
+
 def filesystem(scheme: str):
     """The fsspec filesystem of `scheme` with this process's options (one per process: safe across fork)."""
-    key = (os.getpid(), scheme, os.environ.get(ENV_OPTIONS), os.environ.get("AWS_ENDPOINT_URL"))
+    key = (os.getpid(), scheme, *(os.environ.get(k) for k in _ENV_KEYS))
     fs = _FS_CACHE.get(key)
     if fs is None:
         try:
             import fsspec
 
-            fs = fsspec.filesystem(scheme, skip_instance_cache=True, **storage_options(scheme))
+            opts = storage_options(scheme)
+            if scheme in ("gs", "gcs") and (_emulator() or "endpoint_url" in opts):
+                # an emulator or custom endpoint speaks the JSON API only: gcsfs's default class would first ask the
+                # Storage Control gRPC API for each bucket's layout (zonal/HNS), which such endpoints do not serve
+                from gcsfs.core import GCSFileSystem
+
+                fs = GCSFileSystem(skip_instance_cache=True, **opts)
+            else:
+                fs = fsspec.filesystem(scheme, skip_instance_cache=True, **opts)
         except ImportError as e:
             extra = _EXTRA.get(scheme)
             hint = f"pip install 'genaug[{extra}]'" if extra else f"install the fsspec backend of {scheme}://"
@@ -122,6 +162,9 @@ def filesystem(scheme: str):
         except ValueError as e:
             msg = f"{scheme}:// is not a storage scheme genaug can open ({e}): use s3://, gs:// or a path"
             raise GenaugError(msg) from None
+        except Exception as e:  # credentials that do not load (google-auth, botocore): one line and the fix
+            text = " ".join(f"{type(e).__name__}: {e}".split())[:300]
+            raise _OpenError(f"{scheme}:// storage cannot be opened ({text}): {_hints(scheme)[0]}") from None
         _FS_CACHE[key] = fs
     return fs
 
@@ -134,27 +177,70 @@ def _error_code(e: BaseException) -> str:
     return ""
 
 
+def _http_status(e: BaseException) -> int | None:
+    """The HTTP status of a failed request (gcsfs HttpError.code, aiohttp ClientResponseError.status), if any."""
+    for obj in (e, e.__cause__, e.__context__):
+        for attr in ("status", "code"):
+            value = getattr(obj, attr, None)
+            if isinstance(value, int) and 100 <= value < 600:
+                return value
+    return None
+
+
+def _unreachable(e: BaseException) -> bool:
+    """True when `e` (or its cause) is a failed connection rather than an answer of the server."""
+    names = {type(o).__name__ for o in (e, e.__cause__, e.__context__) if o is not None}
+    text = " ".join(str(o) for o in (e, e.__cause__, e.__context__) if o is not None)
+    conn = ("ClientConnectorError", "ServerDisconnectedError", "ClientOSError", "ConnectionRefusedError")
+    return bool(names & set(conn)) or any(
+        s in text for s in ("Could not connect", "Connect timeout", "EndpointConnectionError", "Cannot connect")
+    )
+
+
+def _answer_unknown(e: FileNotFoundError) -> bool:
+    """True when a "not found" hides a failed connection or a refusal (fsspec's http info() raises it for all)."""
+    return e.__cause__ is not None and (_unreachable(e) or _http_status(e) in (401, 403))
+
+
+def _hints(scheme: str) -> tuple[str, str]:
+    """(credentials hint, endpoint hint) of `scheme` for one-line errors."""
+    if scheme in ("gs", "gcs"):
+        return (
+            "check GOOGLE_APPLICATION_CREDENTIALS (or gcloud's default credentials) or pass --storage-option token=...",
+            "check STORAGE_EMULATOR_HOST (or --storage-option endpoint_url=...) and the network",
+        )
+    if scheme in READ_ONLY_SCHEMES:
+        return (
+            "the host refused the request: pass its credentials as --storage-option headers.Authorization=...",
+            "check the host in the URL and the network",
+        )
+    return (
+        "check the credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or ~/.aws for s3://, "
+        "GOOGLE_APPLICATION_CREDENTIALS for gs://) or pass --storage-option key=...",
+        "check AWS_ENDPOINT_URL (or --storage-option endpoint_url=...) and the network",
+    )
+
+
 def store_error(url: str, e: BaseException) -> GenaugError:
     """A one-line GenaugError for a failure of the object store at `url`, naming the URL and the fix."""
     if isinstance(e, GenaugError):
         return e
     code = _error_code(e)
-    text = f"{type(e).__name__}: {e}"[:300]
+    text = " ".join(f"{type(e).__name__}: {e}".split())[:300]  # one line, whatever the library's message holds
     bucket = url.split("://", 1)[-1].split("/", 1)[0]
     scheme = scheme_of(url)
+    creds_hint, endpoint_hint = _hints(scheme)
     if code == "NoSuchBucket" or "NoSuchBucket" in text or "bucket does not exist" in text.lower():
         return GenaugError(f"{url}: bucket {bucket!r} does not exist: create it, or fix the URL given to --shards")
     denied = ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "Forbidden", "InvalidToken", "403")
-    if isinstance(e, PermissionError) or any(d in code or d in text for d in denied):
+    if isinstance(e, PermissionError) or _http_status(e) in (401, 403) or any(d in code or d in text for d in denied):
+        return GenaugError(f"{url}: access denied ({text}): {creds_hint}")
+    if "CERTIFICATE_VERIFY_FAILED" in text or "CertificateError" in text:
         return GenaugError(
-            f"{url}: access denied ({text}): check the credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or "
-            "~/.aws for s3://, GOOGLE_APPLICATION_CREDENTIALS for gs://) or pass --storage-option key=..."
+            f"{url}: the server's TLS certificate is not trusted ({text}): point SSL_CERT_FILE at its CA bundle"
         )
-    if any(s in text for s in ("Could not connect", "Connect timeout", "EndpointConnectionError", "Cannot connect")):
-        return GenaugError(
-            f"{url}: cannot reach the {scheme}:// endpoint ({text}): check AWS_ENDPOINT_URL "
-            "(or --storage-option endpoint_url=...) and the network"
-        )
+    if _unreachable(e):
+        return GenaugError(f"{url}: cannot reach the {scheme}:// endpoint ({text}): {endpoint_hint}")
     return GenaugError(f"{url}: the object store failed ({text}): check the URL, credentials and endpoint")
 
 
@@ -163,11 +249,15 @@ def remote_errors(url: str) -> Iterator[None]:
     """Turn failures of the object store inside the block into one-line GenaugErrors naming `url`."""
     try:
         yield
+    except _OpenError as e:
+        raise GenaugError(f"{url}: {e}") from None
     except GenaugError:
         raise
     except FileNotFoundError as e:
         if "NoSuchBucket" in f"{e!r} {_error_code(e)}" or "bucket does not exist" in str(e).lower():
             raise store_error(url, e) from None
+        if _answer_unknown(e):
+            raise store_error(url, e.__cause__) from None  # fsspec's http info() calls every failure "not found"
         raise
     except Exception as e:  # botocore, aiohttp and OSError subclasses: one line naming the URL
         raise store_error(url, e) from None
@@ -236,7 +326,9 @@ class RemotePath:
         return self.scheme not in READ_ONLY_SCHEMES
 
     def exists(self) -> bool:
-        """True when an object or a prefix with objects exists here."""
+        """True when an object or a prefix with objects exists here (read-only hosts: an object, by HEAD)."""
+        if not self.writable:
+            return self._object_exists()
         with remote_errors(self.url):
             try:
                 return bool(self.fs.exists(self.key))
@@ -247,6 +339,8 @@ class RemotePath:
         """True when an object exists here."""
         if self.kind is not None:
             return self.kind == "file"
+        if not self.writable:
+            return self._object_exists()
         with remote_errors(self.url):
             try:
                 return bool(self.fs.isfile(self.key))
@@ -254,9 +348,11 @@ class RemotePath:
                 return False
 
     def is_dir(self) -> bool:
-        """True when objects exist under this prefix."""
+        """True when objects exist under this prefix (read-only hosts, unlisted: when a manifest.json is here)."""
         if self.kind is not None:
             return self.kind == "directory"
+        if not self.writable:
+            return (self / "manifest.json")._object_exists()
         with remote_errors(self.url):
             try:
                 return bool(self.fs.isdir(self.key))
@@ -268,20 +364,54 @@ class RemotePath:
         return False
 
     def iterdir(self) -> Iterator[RemotePath]:
-        """The objects and prefixes directly under this prefix (fresh listing, not a cached one)."""
+        """The objects and prefixes directly under this prefix (fresh listing, not a cached one).
+
+        A read-only (https) host is never listed: a shard folder's entries are its manifest.json and the shards
+        and stats files that manifest names and that exist (one HEAD each); any other folder has none."""
+        if not self.writable:
+            yield from self._manifest_entries()
+            return
         with remote_errors(self.url):
             try:
                 self.fs.invalidate_cache(self.key)
-                entries = self.fs.ls(self.key, detail=True, refresh=True) if self.scheme != "https" else []
+                entries = self.fs.ls(self.key, detail=True, refresh=True)
             except FileNotFoundError:
                 entries = []
-        scheme = self.scheme
         for e in entries:
             name = posixpath.basename(str(e["name"]).rstrip("/"))
             if not name or str(e["name"]).rstrip("/") == self.key.rstrip("/"):
                 continue
             kind = "directory" if e.get("type") == "directory" else "file"
-            yield RemotePath(f"{self.url.rstrip('/')}/{name}" if scheme != "https" else e["name"], kind)
+            yield RemotePath(f"{self.url.rstrip('/')}/{name}", kind)
+
+    def _object_exists(self) -> bool:
+        """True when an object answers here (HEAD, then GET without the body); no listing needed."""
+        with remote_errors(self.url):
+            try:
+                self.fs.info(self.key)
+                return True
+            except FileNotFoundError as e:
+                if _answer_unknown(e):
+                    raise  # not a 404: the host is unreachable or refused (remote_errors says which)
+                return False
+
+    def _manifest_entries(self) -> Iterator[RemotePath]:
+        """The files of an unlisted shard folder: manifest.json, then each named tar and stats file that exists."""
+        manifest = self / "manifest.json"
+        try:
+            doc = json.loads(manifest.read_bytes().decode("utf-8"))
+        except FileNotFoundError:
+            return
+        except (ValueError, UnicodeDecodeError):
+            doc = {}
+        yield RemotePath(manifest.url, "file")
+        names = doc.get("shards") if isinstance(doc, dict) else None
+        for name in names if isinstance(names, list) else []:
+            if not (isinstance(name, str) and _SHARD_FILE.match(name)):
+                continue
+            for p in (self / name, self / f"{name[:6]}.json"):
+                if p._object_exists():
+                    yield RemotePath(p.url, "file")
 
     def glob(self, pattern: str) -> Iterator[RemotePath]:
         """Entries directly under this prefix whose name matches `pattern` (one component, fnmatch)."""

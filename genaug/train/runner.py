@@ -77,10 +77,9 @@ def _image_size(recipe: dict) -> int:
 
 
 def _num_classes(shards: str | Path, split: str) -> int | None:
-    from genaug.shards.layout import ShardSet
-    from genaug.shards.manifest import read_manifest
+    from genaug.shards.manifest import open_split
 
-    classes = read_manifest(ShardSet.open(shards).split_dir(split)).get("classes")
+    classes = open_split(shards, split)[2].get("classes")
     return len(classes) if classes else None
 
 

@@ -67,7 +67,7 @@ def test_field_case_is_kept_and_keys_split_at_the_first_dot():
 
 @pytest.mark.parametrize("cut", [2000, 1536, 1024, 512 * 7])
 def test_truncated_tar_is_an_error_not_a_short_shard(cut):
-    """Python's stream reader stops quietly at a cut inside a header or at a member boundary; genaug's check does not."""
+    """Python's stream reader stops quietly at a cut in a header or at a member boundary; genaug's check does not."""
     buf = io.BytesIO()
     write_samples(buf, _samples(4))
     with pytest.raises(tarfile.ReadError, match="truncated|unexpected end of data"):

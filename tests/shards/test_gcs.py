@@ -1,0 +1,140 @@
+"""Shard sets in Google Cloud Storage (gs://, gcsfs), against a real server: fake-gcs-server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("gcsfs")
+
+
+def _store():
+    """A gcsfs client of the test server of its own (not genaug's), to read and tamper with objects."""
+    from gcsfs.core import GCSFileSystem
+
+    return GCSFileSystem(token="anon", endpoint_url=os.environ["STORAGE_EMULATOR_HOST"], skip_instance_cache=True)
+
+
+@pytest.fixture(scope="module")
+def image_tree(tmp_path_factory) -> Path:
+    """A class-folder tree of 24 small random images in 2 classes."""
+    root = tmp_path_factory.mktemp("src") / "tree"
+    for c in range(2):
+        d = root / f"class{c}"
+        d.mkdir(parents=True)
+        for i in range(12):
+            arr = np.random.default_rng(100 * c + i).integers(0, 256, (24, 32, 3), dtype=np.uint8)
+            Image.fromarray(arr).save(d / f"{i:02d}.jpg", quality=90)
+    return root
+
+
+def _ingest(tree: Path, shards: str, **kw) -> dict:
+    from genaug.ingest.run import ingest
+
+    return ingest(tree, shards, per_shard=kw.pop("per_shard", 6), workers=0, progress=False, **kw)
+
+
+def _one_line_error(argv: list[str], capsys) -> str:
+    from genaug.cli import main
+
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("genaug: error: ") and "\n" not in err and "Traceback" not in err
+    return err
+
+
+def test_ingest_to_gcs_verify_and_flipped_byte(gcs, image_tree, tmp_path, capsys):
+    from genaug.cli import main
+    from genaug.shards.verify import verify_set
+
+    url = f"gs://{gcs}/sets/demo"
+    s = _ingest(image_tree, url)
+    assert s["shards_written"] == 4 and s["images_written"] == 24
+    reports, problems = verify_set(url)
+    assert problems == [] and reports[0].samples == 24
+    local = tmp_path / "local"
+    _ingest(image_tree, str(local))
+    store = _store()
+    for p in (local / "train").glob("*.tar"):  # the same tar bytes, whichever the storage
+        assert store.cat_file(f"{gcs}/sets/demo/train/{p.name}") == p.read_bytes()
+    assert _ingest(image_tree, url)["shards_skipped"] == 4  # a rerun resumes: everything is done
+
+    key = f"{gcs}/sets/demo/train/000001.tar"
+    data = bytearray(store.cat_file(key))
+    data[700] ^= 0x01
+    store.pipe_file(key, bytes(data))
+    capsys.readouterr()
+    assert main(["verify", "--shards", url]) == 1
+    assert f"{url}/train/000001.tar: sha256 differs" in capsys.readouterr().out
+
+
+def test_train_and_eval_stream_from_gcs_equal_local(gcs, image_tree, tmp_path):
+    from genaug.data.stream import build_eval_loader, build_train_loader
+
+    url = f"gs://{gcs}/train-set"
+    _ingest(image_tree, url)
+    _ingest(image_tree, url, split="val", per_shard=12)
+    local = tmp_path / "local"
+    _ingest(image_tree, str(local))
+
+    def keys(shards):
+        loader = build_train_loader(shards, batch_size=4, num_workers=0, seed=3, views_recipe=None)
+        return [k for b in loader for k in b["key"]]
+
+    got = keys(url)
+    assert len(got) == 24 and got == keys(str(local))  # the same stream, whichever the storage
+    ev = build_eval_loader(url, split="val", batch_size=5, num_workers=0, views_recipe=None)
+    assert len([k for b in ev for k in b["key"]]) == 24
+
+
+def test_missing_bucket_is_one_line(gcs, image_tree, capsys):
+    url = f"gs://{gcs}-missing/set"
+    err = _one_line_error(["ingest", str(image_tree), "--shards", url, "--workers", "0", "--quiet"], capsys)
+    assert url in err and "does not exist" in err
+    err = _one_line_error(["verify", "--shards", url], capsys)
+    assert url in err and "does not exist" in err
+
+
+def test_missing_set_in_existing_bucket_is_one_line(gcs, capsys):
+    url = f"gs://{gcs}/nothing-here"
+    err = _one_line_error(["verify", "--shards", url], capsys)
+    assert url in err and "genaug ingest" in err
+
+
+def test_storage_option_overrides_environment(gcs, image_tree, monkeypatch, capsys):
+    """--storage-option endpoint_url=... wins over a wrong STORAGE_EMULATOR_HOST."""
+    from genaug.cli import main
+
+    good = os.environ["STORAGE_EMULATOR_HOST"]
+    url = f"gs://{gcs}/opt"
+    assert main(["ingest", str(image_tree), "--shards", url, "--workers", "0", "--quiet"]) == 0
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", "http://127.0.0.1:9")  # nothing listens there
+    try:
+        assert main(["verify", "--shards", url, "--storage-option", f"endpoint_url={good}"]) == 0
+    finally:
+        os.environ.pop("GENAUG_STORAGE_OPTIONS", None)
+
+
+def test_unreadable_credentials_are_one_line(gcs, tmp_path, monkeypatch, capsys):
+    """GOOGLE_APPLICATION_CREDENTIALS naming a file that does not load: one line naming the URL and the variable."""
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "no-such-key.json"))
+    url = f"gs://{gcs}/set"
+    err = _one_line_error(["verify", "--shards", url], capsys)
+    assert url in err and "GOOGLE_APPLICATION_CREDENTIALS" in err
+
+
+def test_denied_access_is_one_line():
+    """A 403 of the JSON API (gcsfs raises OSError 'Forbidden') and a 401 (HttpError) name the URL and the fix."""
+    from gcsfs.retry import HttpError
+
+    from genaug.shards.storage import store_error
+
+    url = "gs://locked/set"
+    for e in (OSError("Forbidden: b/locked/o\nanonymous caller does not have access"), HttpError({"code": 401})):
+        msg = str(store_error(url, e))
+        assert msg.startswith(f"{url}: access denied") and "GOOGLE_APPLICATION_CREDENTIALS" in msg and "\n" not in msg
