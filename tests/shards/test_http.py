@@ -187,3 +187,29 @@ def test_https_with_a_self_signed_certificate(site, tmp_path, capsys):
         assert f"{url}/train: 4 shards, 24 samples" in r.stderr
     finally:
         stop_server(proc)
+
+
+def test_generated_column_and_inspect_over_http_equal_local(hosts, site, tmp_path, capsys):
+    """A published set with a generated column: the training stream with --gen and a contact sheet, as on disk."""
+    import json
+
+    from genaug.cli import main
+    from genaug.data.stream import build_train_loader
+    from genaug.generate.runner import generate
+
+    shutil.copytree(site / "set", site / "withgen")
+    generate(model="tiny", shards=str(site / "withgen"), column="tiny", k=2, batch_size=4, progress=False)
+    url = f"{hosts['no-listings']}/withgen"
+
+    def batches(shards):
+        loader = build_train_loader(shards, gen_columns=["tiny"], p=0.5, batch_size=4, num_workers=0, seed=1)
+        return [(b["key"], b["replaced"].tolist(), b["views"][0].sum().item()) for b in loader]
+
+    assert batches(url) == batches(str(site / "withgen"))
+    docs, pngs = {}, {}
+    for where, shards in (("http", url), ("local", str(site / "withgen"))):
+        out = tmp_path / f"contact-{where}.png"
+        argv = ["inspect", "--shards", shards, "--gen", "tiny", "--n", "4", "--tile", "32", "--out", str(out)]
+        assert main(argv) == 0, capsys.readouterr().err
+        docs[where], pngs[where] = json.loads(out.with_suffix(".json").read_text()), out.read_bytes()
+    assert pngs["http"] == pngs["local"] and docs["http"]["keys"] == docs["local"]["keys"]
