@@ -5,7 +5,7 @@ Public API (what the trainer codes against):
     loader = build_train_loader(shards, split="train", gen_columns=["sd"], p=0.5, mix_views="each",
                                 views_recipe=recipe.get("views"), batch_size=256, num_workers=8, seed=0,
                                 rank=None, world_size=None, epoch=0, shuffle_buffer=1000,
-                                augment_device="cpu", device=None, pin_memory=None)
+                                augment_device="cpu", device=None, pin_memory=None, read_ahead=1)
     loader.steps_per_epoch            # batches per epoch on every rank (fixed: uneven shards never hang DDP)
     loader.set_epoch(e)               # before each epoch (same e as the current one keeps a restored position)
     for batch in loader:              # exactly steps_per_epoch batches (fewer after a mid-epoch restore)
@@ -30,7 +30,8 @@ How it works: the shard list is shuffled per epoch with (seed, epoch), the same 
 g = rank * W + w of the R x W workers takes shards g, g + R*W, ... and must deliver the batches w, w + W, ... of
 its rank's epoch (the DataLoader's round robin), re-reading its shards (reshuffled) if they run out, so every rank
 yields the same number of batches. Each worker reads source and generated tars in lockstep (equal keys asserted),
-shuffles within a buffer, and for each sample draws the mixing uniforms and a transform seed from one numpy RNG
+shuffles within a buffer (remote shards of a pass are fetched `read_ahead` shards ahead, genaug.data.prefetch,
+which changes timing only), and for each sample draws the mixing uniforms and a transform seed from one numpy RNG
 seeded with (seed, epoch, rank, worker). Batches are formed in the workers; the loader records, for each worker,
 how many samples it had read and its RNG state at its last delivered batch. Restoring replays each worker's reads
 and draws up to that position without decoding (cheap), checks the RNG state matches, and goes on: the batches
@@ -45,6 +46,7 @@ import json
 import random
 import re
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,12 +58,13 @@ from genaug.core.errors import GenaugError
 from genaug.data.color import apply_color_stage, normalize
 from genaug.data.decode import CorruptImage
 from genaug.data.mixing import MixPolicy
+from genaug.data.prefetch import ShardPrefetcher, fetch_now
 from genaug.data.transforms import ViewsRecipe, eval_view, make_views, parse_views
 from genaug.shards.layout import IMAGE_FIELDS
 from genaug.shards.manifest import open_gen_split, open_split, read_manifest
 from genaug.shards.reader import iter_shard_raw
 from genaug.shards.scores import raw_fidelity, require_scores, sample_fidelity, score_source
-from genaug.shards.storage import Location, RemotePath, file_sha256
+from genaug.shards.storage import Location, file_sha256
 from genaug.shards.writer import is_shard_done, read_stats
 
 GEN_FIELD = re.compile(r"^gen_(\d+)\.(jpg|jpeg|png|webp)$")
@@ -150,11 +153,11 @@ def _label(raw: dict) -> int:
         return -1
 
 
-def shard_intact(folder: Location, name: str, data: bytes | None = None) -> bool:
+def shard_intact(folder: Location, name: str, data: bytes | None = None, stats: dict | None = None) -> bool:
     """True when the shard's bytes (`data` when fetched already) hash to the sha256 its stats recorded at commit.
 
     Hashing a shard before it is decoded costs about 1% of decoding it, and leaves it in the page cache."""
-    st = read_stats(folder, int(name[:6])) or {}
+    st = (stats if stats is not None else read_stats(folder, int(name[:6]))) or {}
     want = st.get("sha256")
     if not want:
         return True
@@ -162,26 +165,36 @@ def shard_intact(folder: Location, name: str, data: bytes | None = None) -> bool
     return got == want
 
 
-def _fetch(folder: Location, name: str) -> bytes | None:
-    """A remote shard's bytes, fetched once (checked, then decoded from memory); None for a local file."""
-    return (folder / name).read_bytes() if isinstance(folder, RemotePath) else None
+def _checked(folder: Location, name: str, fetch: Callable) -> tuple[bytes | None, bool]:
+    """(the shard's bytes when remote, whether they match its recorded checksum); a missing shard is a GenaugError."""
+    try:
+        data, stats = fetch(folder, name)
+        return data, shard_intact(folder, name, data, stats)
+    except FileNotFoundError:
+        raise GenaugError(f"shard {folder / name} is missing: run `genaug verify` on its shard set") from None
 
 
-def zip_shard(cols: Columns, name: str, counter: dict | None = None):
+def zip_shard(cols: Columns, name: str, counter: dict | None = None, fetch: Callable = fetch_now):
     """Samples of one source shard zipped with its generated columns: key, image, label, variants (raw bytes).
+
+    A remote shard's bytes come from `fetch(folder, name)` (a ShardPrefetcher's read-ahead, or fetched now).
 
     Each shard is checked against its recorded checksum when it is opened: a damaged source shard is an error
     (the caller skips it), a damaged generated shard is left out (its samples use the source images only) with a
     warning, and every sample served that way is counted in counter["gen_fallback"]."""
-    src_data = _fetch(cols.source, name)
-    if not shard_intact(cols.source, name, src_data):
+    src_data, ok = _checked(cols.source, name, fetch)
+    if not ok:
         raise GenaugError(
             f"source shard {cols.source / name} does not match its recorded checksum: run `genaug verify`"
         )
     gens, gen_data = [], []
     for g in cols.gens:
-        data = _fetch(g, name)
-        if shard_intact(g, name, data):
+        try:
+            data, ok = _checked(g, name, fetch)
+        except GenaugError as e:  # gone or unreadable since the loader opened: like a damaged one
+            data, ok = None, False
+            warnings.warn(f"genaug: {e}", stacklevel=2)
+        if ok:
             gens.append(g)
             gen_data.append(data)
         else:
@@ -232,9 +245,9 @@ def zip_shard(cols: Columns, name: str, counter: dict | None = None):
         yield {"key": src["__key__"], "image": image, "label": _label(src), "variants": variants, "scores": scores}
 
 
-def _safe_shard(cols: Columns, name: str, counter: dict):
+def _safe_shard(cols: Columns, name: str, counter: dict, fetch: Callable = fetch_now):
     try:
-        yield from zip_shard(cols, name, counter)
+        yield from zip_shard(cols, name, counter, fetch)
     except MisalignedColumn:
         raise
     except GenaugError as e:  # an unreadable tar: skip the rest of it, keep the epoch going
@@ -245,8 +258,10 @@ def _safe_shard(cols: Columns, name: str, counter: dict):
 class _TrainStream(IterableDataset):
     """Per-worker stream of ready batches (uint8 views); see the module docstring."""
 
-    def __init__(self, cols, policy, recipe, batch_size, num_workers, seed, rank, world_size, steps, buffer, gpu):
-        self.cols, self.policy, self.recipe = cols, policy, recipe
+    def __init__(
+        self, cols, policy, recipe, batch_size, num_workers, seed, rank, world_size, steps, buffer, gpu, read_ahead=1
+    ):
+        self.cols, self.policy, self.recipe, self.read_ahead = cols, policy, recipe, int(read_ahead)
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
         self.rank, self.world_size, self.steps, self.buffer, self.gpu = rank, world_size, steps, buffer, gpu
         self.epoch = 0
@@ -258,15 +273,20 @@ class _TrainStream(IterableDataset):
         while True:
             order = mine if passes == 0 else [mine[i] for i in rng.permutation(len(mine))]
             n, buf = 0, []
-            for name in order:
-                for s in _safe_shard(self.cols, name, counter):
-                    n += 1
-                    if len(buf) < self.buffer:
-                        buf.append(s)
-                        continue
-                    j = int(rng.integers(len(buf)))
-                    buf[j], s = s, buf[j]
-                    yield s
+            pre = ShardPrefetcher([self.cols.source, *self.cols.gens], order, self.read_ahead)
+            try:
+                for i, name in enumerate(order):
+                    pre.start(i)
+                    for s in _safe_shard(self.cols, name, counter, pre.fetch):
+                        n += 1
+                        if len(buf) < self.buffer:
+                            buf.append(s)
+                            continue
+                        j = int(rng.integers(len(buf)))
+                        buf[j], s = s, buf[j]
+                        yield s
+            finally:
+                pre.close()
             for j in rng.permutation(len(buf)):  # drain at the end of a pass: passes never mix
                 yield buf[j]
             if n == 0:
@@ -509,6 +529,7 @@ def build_train_loader(
     augment_device: str | None = None,
     gen_min_score: float | None = None,
     gen_weighting: str = "uniform",
+    read_ahead: int = 1,
 ) -> TrainLoader:
     """The training loader of one rank (see the module docstring; fidelity filtering and weighting in mixing)."""
     if augment_device is not None:  # gpu_augment=True defers to any device (CPU too: tests, benchmarks)
@@ -551,6 +572,7 @@ def build_train_loader(
         steps,
         max(1, shuffle_buffer),
         gpu_augment,
+        read_ahead=max(0, int(read_ahead)),
     )
     stream.epoch = int(epoch)
     loader = TrainLoader(stream, device=device, pin_memory=pin_memory)
@@ -569,14 +591,23 @@ class _EvalStream(IterableDataset):
             world_size,
             num_workers,
         )
+        self.read_ahead = 1  # remote shards fetched ahead (genaug.data.prefetch)
 
     def __iter__(self):
         info = get_worker_info()
         nw, w = (info.num_workers, info.id) if info is not None else (1, 0)
         mine = list(self.cols.shards[self.rank :: self.world_size])[w::nw]
         counter = {"bad_shards": 0}
-        for name in mine:
-            for s in _safe_shard(self.cols, name, counter):
+        pre = ShardPrefetcher([self.cols.source], mine, self.read_ahead)
+        try:
+            yield from self._samples(mine, counter, pre)
+        finally:
+            pre.close()
+
+    def _samples(self, mine: list[str], counter: dict, pre: ShardPrefetcher):
+        for i, name in enumerate(mine):
+            pre.start(i)
+            for s in _safe_shard(self.cols, name, counter, pre.fetch):
                 try:
                     if s["image"] is None:
                         raise CorruptImage("sample has no image field")

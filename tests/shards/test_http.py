@@ -177,14 +177,14 @@ def test_https_with_a_self_signed_certificate(site, tmp_path, capsys):
     try:
         url = f"{base}/set"
         err = _one_line_error(["verify", "--shards", url], capsys)
-        assert url in err and "not trusted" in err and "SSL_CERT_FILE" in err
+        assert url in err and "not trusted" in err and "SSL_CERT_FILE" in err, err
         env = {**os.environ, "SSL_CERT_FILE": certfile}
         env.pop("GENAUG_STORAGE_OPTIONS", None)
         r = subprocess.run(
             [sys.executable, "-m", "genaug", "verify", "--shards", url], env=env, capture_output=True, text=True
         )
         assert r.returncode == 0, r.stderr
-        assert f"{url}/train: 4 shards, 24 samples" in r.stderr
+        assert f"{url}/train: 4 shards, 24 samples" in r.stderr, r.stderr
     finally:
         stop_server(proc)
 
