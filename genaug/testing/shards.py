@@ -69,3 +69,22 @@ def write_synthetic_split(
             samples.append({"__key__": key, "jpg": buf.getvalue(), "cls": str(label), "json": json.dumps(meta)})
         commit_shard(folder, s, samples, SOURCE_REQUIRED + ("cls",), {"failures": []})
     return folder
+
+
+def write_image_tree(root: Path, classes: int = 2, per_class: int = 12, size: tuple[int, int] = (24, 32)) -> Path:
+    """An ImageFolder-style tree of small random JPEGs (class0/00.jpg, ...) under `root`: the input of ingest tests."""
+    root = Path(root)
+    for c in range(classes):
+        d = root / f"class{c}"
+        d.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            arr = np.random.default_rng(100 * c + i).integers(0, 256, (*size, 3), dtype=np.uint8)
+            Image.fromarray(arr).save(d / f"{i:02d}.jpg", quality=90)
+    return root
+
+
+def ingest_quiet(tree: Path, shards: str | Path, per_shard: int = 6, **kw) -> dict:
+    """genaug's real ingest of `tree` into `shards` (a name, path or URL), in-process and without progress bars."""
+    from genaug.ingest.run import ingest
+
+    return ingest(tree, shards, per_shard=per_shard, workers=0, progress=False, **kw)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
+
+from genaug.testing.invalid import one_line_error
+from genaug.testing.shards import ingest_quiet, write_image_tree
 
 pytest.importorskip("gcsfs")
 
@@ -22,30 +23,7 @@ def _store():
 @pytest.fixture(scope="module")
 def image_tree(tmp_path_factory) -> Path:
     """A class-folder tree of 24 small random images in 2 classes."""
-    root = tmp_path_factory.mktemp("src") / "tree"
-    for c in range(2):
-        d = root / f"class{c}"
-        d.mkdir(parents=True)
-        for i in range(12):
-            arr = np.random.default_rng(100 * c + i).integers(0, 256, (24, 32, 3), dtype=np.uint8)
-            Image.fromarray(arr).save(d / f"{i:02d}.jpg", quality=90)
-    return root
-
-
-def _ingest(tree: Path, shards: str, **kw) -> dict:
-    from genaug.ingest.run import ingest
-
-    return ingest(tree, shards, per_shard=kw.pop("per_shard", 6), workers=0, progress=False, **kw)
-
-
-def _one_line_error(argv: list[str], capsys) -> str:
-    from genaug.cli import main
-
-    capsys.readouterr()
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("genaug: error: ") and "\n" not in err and "Traceback" not in err
-    return err
+    return write_image_tree(tmp_path_factory.mktemp("src") / "tree")
 
 
 def test_ingest_to_gcs_verify_and_flipped_byte(gcs, image_tree, tmp_path, capsys):
@@ -53,16 +31,16 @@ def test_ingest_to_gcs_verify_and_flipped_byte(gcs, image_tree, tmp_path, capsys
     from genaug.shards.verify import verify_set
 
     url = f"gs://{gcs}/sets/demo"
-    s = _ingest(image_tree, url)
+    s = ingest_quiet(image_tree, url)
     assert s["shards_written"] == 4 and s["images_written"] == 24
     reports, problems = verify_set(url)
     assert problems == [] and reports[0].samples == 24
     local = tmp_path / "local"
-    _ingest(image_tree, str(local))
+    ingest_quiet(image_tree, str(local))
     store = _store()
     for p in (local / "train").glob("*.tar"):  # the same tar bytes, whichever the storage
         assert store.cat_file(f"{gcs}/sets/demo/train/{p.name}") == p.read_bytes()
-    assert _ingest(image_tree, url)["shards_skipped"] == 4  # a rerun resumes: everything is done
+    assert ingest_quiet(image_tree, url)["shards_skipped"] == 4  # a rerun resumes: everything is done
 
     key = f"{gcs}/sets/demo/train/000001.tar"
     data = bytearray(store.cat_file(key))
@@ -77,10 +55,10 @@ def test_train_and_eval_stream_from_gcs_equal_local(gcs, image_tree, tmp_path):
     from genaug.data.stream import build_eval_loader, build_train_loader
 
     url = f"gs://{gcs}/train-set"
-    _ingest(image_tree, url)
-    _ingest(image_tree, url, split="val", per_shard=12)
+    ingest_quiet(image_tree, url)
+    ingest_quiet(image_tree, url, split="val", per_shard=12)
     local = tmp_path / "local"
-    _ingest(image_tree, str(local))
+    ingest_quiet(image_tree, str(local))
 
     def keys(shards):
         loader = build_train_loader(shards, batch_size=4, num_workers=0, seed=3, views_recipe=None)
@@ -94,15 +72,15 @@ def test_train_and_eval_stream_from_gcs_equal_local(gcs, image_tree, tmp_path):
 
 def test_missing_bucket_is_one_line(gcs, image_tree, capsys):
     url = f"gs://{gcs}-missing/set"
-    err = _one_line_error(["ingest", str(image_tree), "--shards", url, "--workers", "0", "--quiet"], capsys)
+    err = one_line_error(["ingest", str(image_tree), "--shards", url, "--workers", "0", "--quiet"], capsys)
     assert url in err and "does not exist" in err
-    err = _one_line_error(["verify", "--shards", url], capsys)
+    err = one_line_error(["verify", "--shards", url], capsys)
     assert url in err and "does not exist" in err
 
 
 def test_missing_set_in_existing_bucket_is_one_line(gcs, capsys):
     url = f"gs://{gcs}/nothing-here"
-    err = _one_line_error(["verify", "--shards", url], capsys)
+    err = one_line_error(["verify", "--shards", url], capsys)
     assert url in err and "genaug ingest" in err
 
 
@@ -124,7 +102,7 @@ def test_unreadable_credentials_are_one_line(gcs, tmp_path, monkeypatch, capsys)
     """GOOGLE_APPLICATION_CREDENTIALS naming a file that does not load: one line naming the URL and the variable."""
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "no-such-key.json"))
     url = f"gs://{gcs}/set"
-    err = _one_line_error(["verify", "--shards", url], capsys)
+    err = one_line_error(["verify", "--shards", url], capsys)
     assert url in err and "GOOGLE_APPLICATION_CREDENTIALS" in err
 
 

@@ -14,9 +14,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
+
+from genaug.testing.invalid import one_line_error
+from genaug.testing.shards import ingest_quiet, write_image_tree
 
 pytest.importorskip("aiohttp")
 
@@ -24,19 +25,11 @@ pytest.importorskip("aiohttp")
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Path:
     """The folder the servers publish: set/ (train: 4 shards, val: 2) and flipped/ (a copy with one flipped byte)."""
-    from genaug.ingest.run import ingest
-
     base = tmp_path_factory.mktemp("http")
-    tree = base / "tree"
-    for c in range(2):
-        d = tree / f"class{c}"
-        d.mkdir(parents=True)
-        for i in range(12):
-            arr = np.random.default_rng(100 * c + i).integers(0, 256, (24, 32, 3), dtype=np.uint8)
-            Image.fromarray(arr).save(d / f"{i:02d}.jpg", quality=90)
+    tree = write_image_tree(base / "tree")
     root = base / "site"
-    ingest(tree, root / "set", per_shard=6, workers=0, progress=False)
-    ingest(tree, root / "set", split="val", per_shard=12, workers=0, progress=False)
+    ingest_quiet(tree, root / "set", per_shard=6)
+    ingest_quiet(tree, root / "set", split="val", per_shard=12)
     shutil.copytree(root / "set", root / "flipped")
     tar = root / "flipped" / "train" / "000001.tar"
     data = bytearray(tar.read_bytes())
@@ -59,16 +52,6 @@ def hosts(site):
 @pytest.fixture(autouse=True)
 def _no_options(monkeypatch):
     monkeypatch.delenv("GENAUG_STORAGE_OPTIONS", raising=False)
-
-
-def _one_line_error(argv: list[str], capsys) -> str:
-    from genaug.cli import main
-
-    capsys.readouterr()
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("genaug: error: ") and "\n" not in err and "Traceback" not in err
-    return err
 
 
 @pytest.mark.parametrize("host", ["listings", "no-listings"])
@@ -122,19 +105,19 @@ def test_train_and_eval_stream_over_http_equal_local(hosts, site):
 def test_writes_are_refused_in_one_line(hosts, site, capsys):
     url = f"{hosts['no-listings']}/new-set"
     tree = site.parent / "tree"
-    err = _one_line_error(["ingest", str(tree), "--shards", url, "--workers", "0", "--quiet"], capsys)
+    err = one_line_error(["ingest", str(tree), "--shards", url, "--workers", "0", "--quiet"], capsys)
     assert url in err and "read-only" in err
     assert not (site / "new-set").exists()
 
 
 def test_missing_set_and_unreachable_host_are_one_line(hosts, capsys):
     url = f"{hosts['no-listings']}/nothing"
-    err = _one_line_error(["verify", "--shards", url], capsys)
+    err = one_line_error(["verify", "--shards", url], capsys)
     assert url in err and "not found" in err
     from genaug.testing.servers import free_port
 
     url = f"http://127.0.0.1:{free_port()}/set"  # nothing listens there
-    err = _one_line_error(["verify", "--shards", url], capsys)
+    err = one_line_error(["verify", "--shards", url], capsys)
     assert url in err and "cannot reach" in err
 
 
@@ -176,7 +159,7 @@ def test_https_with_a_self_signed_certificate(site, tmp_path, capsys):
     proc, base = start_static_http(site, listings=False, cert=(certfile, keyfile))
     try:
         url = f"{base}/set"
-        err = _one_line_error(["verify", "--shards", url], capsys)
+        err = one_line_error(["verify", "--shards", url], capsys)
         assert url in err and "not trusted" in err and "SSL_CERT_FILE" in err, err
         env = {**os.environ, "SSL_CERT_FILE": certfile}
         env.pop("GENAUG_STORAGE_OPTIONS", None)

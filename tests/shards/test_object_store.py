@@ -10,9 +10,10 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
+
+from genaug.testing.invalid import one_line_error
+from genaug.testing.shards import ingest_quiet, write_image_tree
 
 pytest.importorskip("s3fs")
 boto3 = pytest.importorskip("boto3")
@@ -37,20 +38,7 @@ def _objects(bucket: str, prefix: str) -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def image_tree(tmp_path_factory) -> Path:
     """A class-folder tree of 24 small random images in 2 classes."""
-    root = tmp_path_factory.mktemp("src") / "tree"
-    for c in range(2):
-        d = root / f"class{c}"
-        d.mkdir(parents=True)
-        for i in range(12):
-            arr = np.random.default_rng(100 * c + i).integers(0, 256, (24, 32, 3), dtype=np.uint8)
-            Image.fromarray(arr).save(d / f"{i:02d}.jpg", quality=90)
-    return root
-
-
-def _ingest(tree: Path, shards: str, **kw) -> dict:
-    from genaug.ingest.run import ingest
-
-    return ingest(tree, shards, per_shard=kw.pop("per_shard", 6), workers=0, progress=False, **kw)
+    return write_image_tree(tmp_path_factory.mktemp("src") / "tree")
 
 
 def _comparable(objs: dict[str, bytes]) -> dict:
@@ -71,17 +59,17 @@ def test_ingest_to_s3_verify_and_local_bytes_equal(s3, image_tree, tmp_path):
     from genaug.shards.verify import verify_set
 
     url = f"s3://{s3}/sets/demo"
-    s = _ingest(image_tree, url)
+    s = ingest_quiet(image_tree, url)
     assert s["shards_written"] == 4 and s["images_written"] == 24
     reports, problems = verify_set(url)
     assert problems == [] and reports[0].samples == 24
     local = tmp_path / "local"
-    _ingest(image_tree, str(local))
+    ingest_quiet(image_tree, str(local))
     remote = _objects(s3, "sets/demo/train/")
     assert sorted(k for k in remote if k.endswith(".tar")) == sorted(p.name for p in (local / "train").glob("*.tar"))
     for p in (local / "train").glob("*.tar"):  # the same tar bytes, whichever the storage
         assert remote[p.name] == p.read_bytes()
-    again = _ingest(image_tree, url)  # a rerun resumes: everything is done
+    again = ingest_quiet(image_tree, url)  # a rerun resumes: everything is done
     assert again["shards_written"] == 0 and again["shards_skipped"] == 4
 
 
@@ -107,10 +95,10 @@ def test_train_and_eval_stream_from_s3(s3, image_tree, tmp_path):
     from genaug.testing.runs import train_tiny
 
     url = f"s3://{s3}/train-set"
-    _ingest(image_tree, url)
-    _ingest(image_tree, url, split="val", per_shard=12)
+    ingest_quiet(image_tree, url)
+    ingest_quiet(image_tree, url, split="val", per_shard=12)
     local = tmp_path / "local"
-    _ingest(image_tree, str(local))
+    ingest_quiet(image_tree, str(local))
 
     def keys(shards):
         loader = build_train_loader(shards, batch_size=4, num_workers=0, seed=3, views_recipe=None)
@@ -129,7 +117,7 @@ def test_stream_refuses_damaged_object(s3, image_tree):
     from genaug.data.stream import Columns, open_columns, zip_shard
 
     url = f"s3://{s3}/dmg"
-    _ingest(image_tree, url)
+    ingest_quiet(image_tree, url)
     c = _client()
     key = "dmg/train/000000.tar"
     data = bytearray(c.get_object(Bucket=s3, Key=key)["Body"].read())
@@ -158,9 +146,9 @@ def test_kill9_during_upload_then_rerun_equals_uninterrupted(s3, image_tree, poi
         assert "000002.tar" in objs and "000002.json" not in objs  # the orphan: uploaded, never completed
     assert [p.name for p in complete_shards(f"{crashed}/train")] == ["000000.tar", "000001.tar"]
     assert verify_set(crashed)[1]  # incomplete, and verify says so
-    s = _ingest(image_tree, crashed)
+    s = ingest_quiet(image_tree, crashed)
     assert s["shards_skipped"] == 2 and s["shards_written"] == 2
-    _ingest(image_tree, clean)
+    ingest_quiet(image_tree, clean)
     assert verify_set(crashed)[1] == []
     assert _comparable(_objects(s3, "crashed/train/")) == _comparable(_objects(s3, "clean/train/"))
 
@@ -184,33 +172,23 @@ def test_kill9_at_a_random_moment_then_rerun(s3, image_tree):
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    _ingest(image_tree, crashed, per_shard=2)
-    _ingest(image_tree, clean, per_shard=2)
+    ingest_quiet(image_tree, crashed, per_shard=2)
+    ingest_quiet(image_tree, clean, per_shard=2)
     assert verify_set(crashed)[1] == []
     assert _comparable(_objects(s3, "rk/train/")) == _comparable(_objects(s3, "rk-clean/train/"))
 
 
-def _one_line_error(argv: list[str], capsys) -> str:
-    from genaug.cli import main
-
-    capsys.readouterr()
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("genaug: error: ") and "\n" not in err and "Traceback" not in err
-    return err
-
-
 def test_missing_bucket_is_one_line(s3, image_tree, capsys):
     url = f"s3://{s3}-missing/set"
-    err = _one_line_error(["ingest", str(image_tree), "--shards", url, "--workers", "0", "--quiet"], capsys)
+    err = one_line_error(["ingest", str(image_tree), "--shards", url, "--workers", "0", "--quiet"], capsys)
     assert url in err and "does not exist" in err
-    err = _one_line_error(["verify", "--shards", url], capsys)
+    err = one_line_error(["verify", "--shards", url], capsys)
     assert url in err and "does not exist" in err
 
 
 def test_missing_set_in_existing_bucket_is_one_line(s3, capsys):
     url = f"s3://{s3}/nothing-here"
-    err = _one_line_error(["verify", "--shards", url], capsys)
+    err = one_line_error(["verify", "--shards", url], capsys)
     assert url in err and "genaug ingest" in err
 
 
@@ -226,9 +204,9 @@ def test_bad_credentials_is_one_line(image_tree, monkeypatch, capsys):
         monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
         monkeypatch.delenv("GENAUG_STORAGE_OPTIONS", raising=False)
         url = "s3://locked/set"
-        err = _one_line_error(["ingest", str(image_tree), "--shards", url, "--workers", "0", "--quiet"], capsys)
+        err = one_line_error(["ingest", str(image_tree), "--shards", url, "--workers", "0", "--quiet"], capsys)
         assert url in err and "access denied" in err and "AWS_ACCESS_KEY_ID" in err
-        err = _one_line_error(["verify", "--shards", url], capsys)
+        err = one_line_error(["verify", "--shards", url], capsys)
         assert url in err and "access denied" in err
     finally:
         stop_server(proc)
@@ -263,7 +241,7 @@ def test_generate_tiny_to_s3_with_lease_dir(s3, image_tree, tmp_path):
     from genaug.shards.verify import verify_set
 
     url = f"s3://{s3}/gen-set"
-    _ingest(image_tree, url, per_shard=12)
+    ingest_quiet(image_tree, url, per_shard=12)
     leases = tmp_path / "leases"
     out = generate(model="tiny", shards=url, column="tiny", k=2, batch_size=4, progress=False, lease_dir=leases)
     assert len(out["shards"]) == 2 and out["images"] == 48  # 24 sources x k=2
@@ -282,7 +260,7 @@ def test_eval_features_from_s3(s3, image_tree):
     from genaug.evaluate.features import extract_features, split_folder
 
     url = f"s3://{s3}/feat"
-    _ingest(image_tree, url, split="val", per_shard=12)
+    ingest_quiet(image_tree, url, split="val", per_shard=12)
     enc = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten())
     fs = extract_features(enc, split_folder(url, "val"), device="cpu", batch_size=5)
     assert len(fs.keys) == 24 and sorted(set(fs.labels.tolist())) == [0, 1]

@@ -12,9 +12,10 @@ import shutil
 import uuid
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
+
+from genaug.testing.shards import ingest_quiet, write_image_tree
 
 pytest.importorskip("s3fs")
 boto3 = pytest.importorskip("boto3")
@@ -23,23 +24,6 @@ from genaug.cli import main  # noqa: E402
 
 K = 2
 BAD_ENDPOINT = "http://127.0.0.1:9"  # nothing listens there
-
-
-def _tree(root: Path) -> Path:
-    """A class-folder tree of 24 small random images in 2 classes."""
-    for c in range(2):
-        d = root / f"class{c}"
-        d.mkdir(parents=True)
-        for i in range(12):
-            arr = np.random.default_rng(100 * c + i).integers(0, 256, (24, 32, 3), dtype=np.uint8)
-            Image.fromarray(arr).save(d / f"{i:02d}.jpg", quality=90)
-    return root
-
-
-def _ingest(tree: Path, shards: str, **kw) -> dict:
-    from genaug.ingest.run import ingest
-
-    return ingest(tree, shards, per_shard=kw.pop("per_shard", 6), workers=0, progress=False, **kw)
 
 
 def _one_thread_generate(**kw) -> dict:
@@ -84,11 +68,11 @@ def env(aws, s3_server, monkeypatch):
 def sets(aws, tmp_path_factory) -> dict:
     """The same set twice: s3://<bucket>/set and a local folder; train (4 shards), val (2) and column `tiny`."""
     base = tmp_path_factory.mktemp("surfaces")
-    tree = _tree(base / "tree")
+    tree = write_image_tree(base / "tree")
     url, local = f"s3://{aws}/set", base / "local"
     for where in (url, str(local)):
-        _ingest(tree, where)
-        _ingest(tree, where, split="val", per_shard=12)
+        ingest_quiet(tree, where)
+        ingest_quiet(tree, where, split="val", per_shard=12)
         _one_thread_generate(shards=where, column="tiny")
     return {"url": url, "local": local, "base": base, "bucket": aws}
 
