@@ -20,7 +20,7 @@ ALLOWED = {
     "train": {"core", "shards", "data", "ssl"},
     "evaluate": {"core", "shards", "data", "ssl"},
     "inspect": {"core", "shards", "data"},
-    "testing": {"core", "shards", "data", "ssl", "generate", "train"},  # builds tiny models and runs
+    "testing": {"core", "shards", "data", "ssl", "ingest", "generate", "train"},  # builds tiny sets, models, runs
 }
 TOP = {"cli", "demo", "__main__", "__init__"}  # the CLI and the demo put every stage together
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from genaug.shards.storage import STORAGE_OPTION_HELP
+
 MODEL_HELP = "Run folder, its backbone.safetensors, a checkpoint, or a HF CLIP image encoder folder."
 
 # options shared by the commands that extract features
@@ -18,8 +20,7 @@ _common = {
     "storage_option": typer.Option(
         [],
         "--storage-option",
-        help="fsspec option of a URL --shards as key=value (repeatable), e.g. endpoint_url=http://host:9000; "
-        "overrides AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ... and ~/.aws.",
+        help=STORAGE_OPTION_HELP,
     ),
 }
 SHARDS_HELP = "Labeled shard set the features come from: name (shards/NAME), path or URL (s3://...)."

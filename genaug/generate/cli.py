@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from genaug.shards.storage import STORAGE_OPTION_HELP
+
 
 def register(app: typer.Typer) -> None:
     """Add the `generate` command to the CLI."""
@@ -49,9 +51,7 @@ def register(app: typer.Typer) -> None:
             help="Folder for the shard leases, on a filesystem every process (and every Ray node) shares. Default: "
             "the column folder; for s3:// the bucket itself by conditional PUT (the Ray engine: this machine's cache).",
         ),
-        storage_option: list[str] = typer.Option(
-            [], "--storage-option", help="fsspec option of a URL --shards as key=value (repeatable)."
-        ),
+        storage_option: list[str] = typer.Option([], "--storage-option", help=STORAGE_OPTION_HELP),
         status: bool = typer.Option(
             False, "--status", help="Report the column's progress (needs --column or --model) and exit."
         ),

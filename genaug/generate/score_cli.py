@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from genaug.shards.storage import STORAGE_OPTION_HELP
+
 
 def register(app: typer.Typer) -> None:
     """Add the `score` command to the CLI."""
@@ -33,8 +35,7 @@ def register(app: typer.Typer) -> None:
         storage_option: list[str] = typer.Option(
             [],
             "--storage-option",
-            help="fsspec option of a URL --shards as key=value (repeatable), e.g. endpoint_url=http://host:9000; "
-            "overrides AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ... and ~/.aws.",
+            help=STORAGE_OPTION_HELP,
         ),
     ) -> None:
         from genaug.generate.score import score

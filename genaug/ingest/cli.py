@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from genaug.shards.storage import STORAGE_OPTION_HELP
+
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024  # genaug.ingest.images.DEFAULT_MAX_BYTES (not imported: --help stays fast)
 
 
@@ -60,8 +62,7 @@ def register(app: typer.Typer) -> None:
         storage_option: list[str] = typer.Option(
             [],
             "--storage-option",
-            help="fsspec option of a URL --shards as key=value (repeatable), e.g. endpoint_url=http://host:9000; "
-            "overrides AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ... and ~/.aws.",
+            help=STORAGE_OPTION_HELP,
         ),
     ) -> None:
         from genaug.ingest.run import ingest as run_ingest

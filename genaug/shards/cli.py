@@ -6,6 +6,8 @@ import sys
 
 import typer
 
+from genaug.shards.storage import STORAGE_OPTION_HELP
+
 
 def register(app: typer.Typer) -> None:
     """Add the `verify` command to the CLI."""
@@ -22,8 +24,7 @@ def register(app: typer.Typer) -> None:
         storage_option: list[str] = typer.Option(
             [],
             "--storage-option",
-            help="fsspec option of a URL --shards as key=value (repeatable), e.g. endpoint_url=http://host:9000; "
-            "overrides AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ... and ~/.aws.",
+            help=STORAGE_OPTION_HELP,
         ),
     ) -> None:
         from genaug.shards.storage import set_storage_options

@@ -37,6 +37,11 @@ from genaug.core.files import write_json_atomic as _write_json_local
 WRITABLE_SCHEMES = ("s3", "gs", "gcs", "memory")
 READ_ONLY_SCHEMES = ("https", "http")
 ENV_OPTIONS = "GENAUG_STORAGE_OPTIONS"
+#: help text of every command's `--storage-option` flag
+STORAGE_OPTION_HELP = (
+    "fsspec option of a URL --shards as key=value (repeatable), e.g. endpoint_url=http://host:9000; overrides "
+    "AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ..., ~/.aws, GOOGLE_APPLICATION_CREDENTIALS and STORAGE_EMULATOR_HOST."
+)
 #: read-ahead of a remote file opened for streaming: bounded, so a worker never holds more than this per open shard
 READ_BLOCK = 8 << 20
 _EXTRA = {"s3": "s3", "gs": "gcs", "gcs": "gcs", "https": "http", "http": "http"}

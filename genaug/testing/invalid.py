@@ -101,14 +101,3 @@ def invalid_invocations(root: Path) -> list[tuple[str, list[str]]]:
         ("score: column missing", ["score", "--shards", s, "--gen", "sd"]),
         ("score: --encoder path missing", ["score", "--shards", s, "--gen", "tiny", "--encoder", str(r / "no.pt")]),
     ]
-
-
-def one_line_error(argv: list[str], capsys) -> str:
-    """Run `genaug argv` in-process and return its error line, asserting exit 2 and one line without a traceback."""
-    from genaug.cli import main
-
-    capsys.readouterr()
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("genaug: error: ") and "\n" not in err and "Traceback" not in err
-    return err

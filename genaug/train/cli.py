@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from genaug.core.errors import GenaugError
+from genaug.shards.storage import STORAGE_OPTION_HELP
 
 
 def parse_sets(items: list[str] | None) -> dict:
@@ -79,8 +80,7 @@ def register(app: typer.Typer) -> None:
         storage_option: list[str] = typer.Option(
             [],
             "--storage-option",
-            help="fsspec option of a URL --shards as key=value (repeatable), e.g. endpoint_url=http://host:9000; "
-            "overrides AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ... and ~/.aws.",
+            help=STORAGE_OPTION_HELP,
         ),
     ) -> None:
         import os

@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_errors import one_line_error  # tests/shards/cli_errors.py
 
-from genaug.testing.invalid import one_line_error
 from genaug.testing.shards import ingest_quiet, write_image_tree
 
 pytest.importorskip("aiohttp")

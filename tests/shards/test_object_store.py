@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
+from cli_errors import one_line_error  # tests/shards/cli_errors.py
 
-from genaug.testing.invalid import one_line_error
 from genaug.testing.shards import ingest_quiet, write_image_tree
 
 pytest.importorskip("s3fs")
