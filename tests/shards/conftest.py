@@ -44,3 +44,19 @@ def gcs(gcs_server, monkeypatch):
     bucket = f"b{uuid.uuid4().hex[:12]}"
     create_gcs_bucket(gcs_server, bucket)
     return bucket
+
+
+@pytest.fixture(scope="session")
+def image_tree(tmp_path_factory):
+    """A class-folder tree of 24 small random images in 2 classes (the source of the storage tests)."""
+    from genaug.testing.shards import write_image_tree
+
+    return write_image_tree(tmp_path_factory.mktemp("src") / "tree")
+
+
+@pytest.fixture(params=["s3", "gs"])
+def bucket_url(request) -> str:
+    """A fresh, empty bucket on a real test server, as a URL prefix: s3://... (moto) or gs://... (fake-gcs-server)."""
+    if request.param == "s3":
+        return f"s3://{request.getfixturevalue('s3')}"
+    return f"gs://{request.getfixturevalue('gcs')}"

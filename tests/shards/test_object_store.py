@@ -8,12 +8,11 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from cli_errors import one_line_error  # tests/shards/cli_errors.py
 
-from genaug.testing.shards import ingest_quiet, write_image_tree
+from genaug.testing.shards import ingest_quiet
 
 pytest.importorskip("s3fs")
 boto3 = pytest.importorskip("boto3")
@@ -33,12 +32,6 @@ def _objects(bucket: str, prefix: str) -> dict[str, bytes]:
         for o in page.get("Contents", []):
             out[o["Key"][len(prefix) :]] = c.get_object(Bucket=bucket, Key=o["Key"])["Body"].read()
     return out
-
-
-@pytest.fixture(scope="module")
-def image_tree(tmp_path_factory) -> Path:
-    """A class-folder tree of 24 small random images in 2 classes."""
-    return write_image_tree(tmp_path_factory.mktemp("src") / "tree")
 
 
 def _comparable(objs: dict[str, bytes]) -> dict:
@@ -88,28 +81,6 @@ def test_cli_verify_and_flipped_byte(s3, image_tree, capsys):
     assert main(["verify", "--shards", url]) == 1
     out = capsys.readouterr().out
     assert f"{url}/train/000001.tar: sha256 differs" in out
-
-
-def test_train_and_eval_stream_from_s3(s3, image_tree, tmp_path):
-    from genaug.data.stream import build_eval_loader, build_train_loader
-    from genaug.testing.runs import train_tiny
-
-    url = f"s3://{s3}/train-set"
-    ingest_quiet(image_tree, url)
-    ingest_quiet(image_tree, url, split="val", per_shard=12)
-    local = tmp_path / "local"
-    ingest_quiet(image_tree, str(local))
-
-    def keys(shards):
-        loader = build_train_loader(shards, batch_size=4, num_workers=0, seed=3, views_recipe=None)
-        return [k for b in loader for k in b["key"]]
-
-    assert keys(url) == keys(str(local))  # the same stream, whichever the storage
-    ev = build_eval_loader(url, split="val", batch_size=5, num_workers=0, views_recipe=None)
-    got = [k for b in ev for k in b["key"]]
-    assert len(got) == 24
-    run = train_tiny("simclr", url, tmp_path / "run", steps=2)
-    assert any(run.glob("checkpoint-*.pt"))
 
 
 def test_stream_refuses_damaged_object(s3, image_tree):
