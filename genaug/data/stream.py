@@ -298,10 +298,7 @@ class _TrainStream(IterableDataset):
     def worker_batches(self, logical: int):
         """The batches of logical worker `logical` of this rank, for the current epoch from start_step."""
         nw = max(1, self.num_workers)
-        order = [
-            self.cols.shards[i]
-            for i in np.random.default_rng([self.seed, self.epoch, 7]).permutation(len(self.cols.shards))
-        ]
+        order = epoch_shard_order(self.cols.shards, self.seed, self.epoch)
         g = self.rank * nw + logical
         mine = order[g :: self.world_size * nw]
         quota = len(range(logical, self.steps, nw)) - len(range(logical, self.start_step, nw))
@@ -373,6 +370,11 @@ class _TrainStream(IterableDataset):
         if info is not None:
             torch.set_num_threads(1)  # one core per worker: the workers are the parallelism
         yield from self.worker_batches((j + self.start_step) % nw)
+
+
+def epoch_shard_order(shards: list[str], seed: int, epoch: int) -> list[str]:
+    """The order in which the ranks and workers of a run read the source shards in `epoch` (same on every rank)."""
+    return [shards[i] for i in np.random.default_rng([seed, epoch, 7]).permutation(len(shards))]
 
 
 def resolve_augment_device(choice: str | None, device=None) -> bool:

@@ -78,6 +78,18 @@ def register(app: typer.Typer) -> None:
             "--workers",
             help="With --engine ray: number of workers, each loading the model once (default: fill the cluster).",
         ),
+        update: bool = typer.Option(
+            False,
+            "--update",
+            help="Update an existing column to this recipe when only k changed: its variants are kept, only the new "
+            "ones are made (a change of model, steps, seed, ... touches every variant: use a new --column).",
+        ),
+        order: Path = typer.Option(
+            None,
+            "--order",
+            help="Make these shards first: a file (000012.tar per line, or a JSON list) or a training run folder "
+            "(the order its stream reads the shards in epoch 0; for `train --gen-partial`).",
+        ),
         no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
         fidelity: bool = typer.Option(
             True,
@@ -128,6 +140,8 @@ def register(app: typer.Typer) -> None:
             progress=not no_progress,
             **({"lease_dir": lease_dir} if lease_dir is not None else {}),
             fidelity=fidelity,
+            update=update,
+            order=order,
             **extra,
         )
         rate = out["images"] / out["seconds"] if out["seconds"] else 0.0

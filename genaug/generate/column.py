@@ -11,7 +11,7 @@ from genaug.core.errors import GenaugError
 from genaug.core.recipes import recipe_hash
 from genaug.shards.layout import SHARD_RE, ShardSet, check_name
 from genaug.shards.manifest import open_split, read_manifest, write_manifest
-from genaug.shards.writer import is_shard_done
+from genaug.shards.writer import is_shard_done, read_stats
 
 #: recipe keys that do not change the images (speed, memory, caches), left out of the recipe hash
 RUNTIME_KEYS = ("name", "description", "runtime")
@@ -41,20 +41,74 @@ def required_fields(k: int):
     return need
 
 
+#: the recipe fields whose change leaves every existing variant as it is (`generate --update` remakes the rest)
+UPDATABLE_KEYS = ("k",)
+
+
+def changed_fields(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Dotted recipe keys whose values differ between two recipes, the runtime keys left out."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        if not prefix and key in RUNTIME_KEYS:
+            continue
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += changed_fields(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}")
+    return out
+
+
 @dataclass
 class Column:
-    """A generated column of one split: where it lives, which source shards it mirrors, its manifest."""
+    """A generated column of one split: where it lives, which source shards it mirrors, its manifest.
+
+    While `generate --update` runs, `previous` holds the k and recipe hash the column is being updated from, and
+    `recipe_hash` the one it is being updated to: a shard is current only once its stats carry the new hash.
+    """
 
     source: Path
     folder: Path
     name: str
     indices: list[int]
     manifest: dict
+    recipe_hash: str = ""
+    previous: dict | None = None
 
     @property
     def k(self) -> int:
         """Variants per source image."""
         return int(self.manifest["k"])
+
+    def is_current(self, index: int) -> bool:
+        """Shard `index` is committed (size checked) and, during an update, made with the new recipe."""
+        if not is_shard_done(self.folder, index, check_sha=False):
+            return False
+        return self.previous is None or (read_stats(self.folder, index) or {}).get("recipe_hash") == self.recipe_hash
+
+    def finish_update(self) -> bool:
+        """Once every shard is current, make the update the column's recipe (idempotent); True when it is done."""
+        if self.previous is None:
+            return True
+        if not all(self.is_current(i) for i in self.indices):
+            return False
+        man = read_manifest(self.folder)
+        up = man.pop("update", None)
+        if up is not None and up.get("recipe_hash") == self.recipe_hash:
+            frm = {"recipe_hash": man.get("recipe_hash"), "k": man.get("k")}
+            man.update(recipe=up["recipe"], recipe_hash=up["recipe_hash"], k=up["k"])
+            man["updated_from"] = [*(man.get("updated_from") or []), frm]
+            write_manifest(self.folder, man)
+        self.manifest, self.previous = read_manifest(self.folder), None
+        return True
+
+
+def updating_error(folder: Path | str, name: str) -> GenaugError:
+    """The one-line error of a reader that meets a column while `generate --update` is remaking it."""
+    return GenaugError(
+        f"column {name!r} ({folder}) is being updated to a new recipe by `genaug generate --update`: rerun that "
+        "command until it finishes (it resumes), then use the column"
+    )
 
 
 def source_indices(source: Path, manifest: dict) -> list[int]:
@@ -74,12 +128,20 @@ def open_source(shards: str, split: str) -> tuple[ShardSet, Path, dict]:
 
 
 def open_column(
-    shards: str, split: str, recipe: dict, column: str | None, create: bool = True, fidelity: dict | None = None
+    shards: str,
+    split: str,
+    recipe: dict,
+    column: str | None,
+    create: bool = True,
+    fidelity: dict | None = None,
+    update: bool = False,
 ) -> Column:
     """Open (and with `create`, start) the column `column` (default: the recipe's name) for `split`.
 
-    An existing column made with another recipe hash, k or source plan is refused: name a new --column. A new
-    column records `fidelity` (score settings) in its manifest; an existing one keeps what it was made with.
+    An existing column made with another recipe hash, k or source plan is refused: name a new --column. With
+    `update`, a column whose recipe differs only in UPDATABLE_KEYS (k) is updated in place: its manifest records the
+    update until every shard is remade (`Column.finish_update`). A new column records `fidelity` (score settings) in
+    its manifest; an existing one keeps what it was made with.
     """
     ss, src, src_manifest = open_source(shards, split)
     name = check_name(column, "--column") if column else check_name(str(recipe["name"]), "recipe `name:`")
@@ -101,18 +163,35 @@ def open_column(
     }
     if (folder / "manifest.json").exists():
         old = read_manifest(folder)
-        if old.get("recipe_hash") != rh:
-            raise GenaugError(
-                f"column {name!r} of split {split!r} in {ss.root} was made with recipe hash {old.get('recipe_hash')} "
-                f"and this run resolves to {rh} (different model, k, steps, seed, dtype, ...): pass --column NEWNAME "
-                f"to make a second column, or rerun with the settings of {folder / 'manifest.json'}"
-            )
         if old.get("source_plan_hash") != src_manifest.get("plan_hash"):
             raise GenaugError(
                 f"the source split {src} changed since column {name!r} was made: delete {folder} "
                 "or generate into another --column"
             )
-        return Column(src, folder, name, indices, old)
+        pending = old.get("update")
+        if pending is not None:  # an update was started: only the same target resumes it
+            if pending.get("recipe_hash") != rh:
+                raise GenaugError(
+                    f"column {name!r} in {ss.root} is being updated to recipe hash {pending.get('recipe_hash')} "
+                    f"and this run resolves to {rh}: rerun the update with the settings in {folder / 'manifest.json'} "
+                    "(`update.recipe`) to finish it"
+                )
+            return Column(src, folder, name, indices, old, rh, dict(pending["from"]))
+        if old.get("recipe_hash") == rh:
+            return Column(src, folder, name, indices, old, rh)
+        if not update:
+            raise GenaugError(
+                f"column {name!r} of split {split!r} in {ss.root} was made with recipe hash {old.get('recipe_hash')} "
+                f"and this run resolves to {rh} (different model, k, steps, seed, dtype, ...): pass --column NEWNAME "
+                f"to make a second column, rerun with the settings of {folder / 'manifest.json'}, or (only k "
+                "changed) add --update to make just the variants that change"
+            )
+        return start_update(Column(src, folder, name, indices, old, rh), recipe)
+    if update:
+        raise GenaugError(
+            f"--update: {ss.root} has no generated column {name!r} for split {split!r} to update "
+            f"(columns: {', '.join(ss.columns()) or 'none'}): drop --update to make it"
+        )
     if not create:
         raise GenaugError(
             f"{ss.root} has no generated column {name!r} for split {split!r} "
@@ -123,4 +202,23 @@ def open_column(
             raise GenaugError(f"source shard {src / f'{i:06d}.tar'} is not complete: rerun `genaug ingest` first")
     folder.mkdir(parents=True, exist_ok=True)
     write_manifest(folder, manifest)
-    return Column(src, folder, name, indices, manifest)
+    return Column(src, folder, name, indices, manifest, rh)
+
+
+def start_update(col: Column, recipe: dict) -> Column:
+    """Record in the manifest that `col` is being updated to `recipe`; refuse a change that touches every variant."""
+    old = col.manifest
+    changed = changed_fields(old.get("recipe") or {}, recipe)
+    touching = [f for f in changed if f not in UPDATABLE_KEYS]
+    if touching:
+        shown = ", ".join(touching[:4]) + (", ..." if len(touching) > 4 else "")
+        raise GenaugError(
+            f"--update: the change of {shown} touches every variant of column {col.name!r}: generate into a new "
+            f"column instead (--column NEWNAME); --update remakes only what a change of {', '.join(UPDATABLE_KEYS)} "
+            "adds"
+        )
+    frm = {"recipe_hash": old.get("recipe_hash"), "k": int(old["k"])}
+    man = {**old, "update": {"recipe": recipe, "recipe_hash": col.recipe_hash, "k": int(recipe["k"]), "from": frm}}
+    write_manifest(col.folder, man)
+    col.manifest, col.previous = man, frm
+    return col

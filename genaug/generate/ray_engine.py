@@ -22,10 +22,11 @@ from typing import Any
 
 from genaug.core.errors import GenaugError
 from genaug.generate.leases import clear_stale_leases, lease_home
+from genaug.generate.order import shard_priority
 from genaug.generate.ray_worker import ShardWorker
 from genaug.generate.runner import prepare_column
 from genaug.shards.storage import RemotePath
-from genaug.shards.writer import is_shard_done, read_stats
+from genaug.shards.writer import read_stats
 
 ENGINES = ("lease", "ray")
 INSTALL = "pip install 'genaug[ray]'"
@@ -190,6 +191,8 @@ def generate_ray(
     max_restarts: int = 3,
     max_shard_attempts: int = 3,
     lease_dir: str | os.PathLike | None = None,
+    update: bool = False,
+    order: str | os.PathLike | None = None,
 ) -> dict:
     """genaug.generate.runner.generate() on a Ray cluster: same column, bytes, stats and summary keys.
 
@@ -201,16 +204,17 @@ def generate_ray(
     ray = import_ray()
     recipe, lease_timeout, col = prepare_column(
         model, shards, split, column, k, batch_size, steps, dtype, compile, seed, guidance, overrides,
-        lease_timeout, limit_shards, fidelity,
+        lease_timeout, limit_shards, fidelity, update,
     )  # the lease runner's own set-up: same recipe checks and column identity  # fmt: skip
     base: dict[str, Any] = {"column": col.name, "folder": str(col.folder), "shards": [], "images": 0, "failures": 0,
                             "seconds": 0.0, "model_seconds": 0.0, "load_seconds": 0.0, "engine": "ray",
                             "workers": 0, "worker_failures": []}  # fmt: skip
     if lease_dir is not None:  # the actors' working folder is not the driver's
         lease_dir = os.path.abspath(os.path.expanduser(os.fspath(lease_dir)))
-    pending = [i for i in col.indices if not is_shard_done(col.folder, i, check_sha=False)]
+    pending = [i for i in shard_priority(order, col.indices) or col.indices if not col.is_current(i)]
     if not pending:
         clear_stale_leases(lease_home(col.folder, lease_dir), set(col.indices), lease_timeout)
+        col.finish_update()
         _fidelity_summary(col)
         return base
     started = _connect(ray, check_ray_address(ray_address), None)
@@ -221,6 +225,7 @@ def generate_ray(
     finally:
         if started:
             ray.shutdown()
+    col.finish_update()
     _fidelity_summary(col)
     return {**base, **out}
 

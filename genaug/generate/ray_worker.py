@@ -20,7 +20,7 @@ from genaug.generate.column import Column, open_column
 from genaug.generate.leases import Lease, lease_home, lease_path, read_lease, try_acquire
 from genaug.generate.runner import Runner
 from genaug.generate.writer import ShardJob
-from genaug.shards.writer import cleanup_shard, is_shard_done
+from genaug.shards.writer import cleanup_shard
 
 #: test-only crash injection that fires once: `<point>:<shard>:<marker file>` arms GENAUG_FAULT=<point>:<shard>
 #: (points of genaug.shards.writer) in the first worker that makes that shard; the marker keeps the retry alive
@@ -155,16 +155,15 @@ class ShardWorker:
     def run_shard(self, index: int) -> dict:
         """Make shard `index` unless it is done or held by a live process; report what happened and the figures."""
         t0, started = time.perf_counter(), time.time()
-        folder = self.column.folder
         out: dict[str, Any] = {"index": index, "started": started, **self.info()}
-        if is_shard_done(folder, index, check_sha=False):
+        if self.column.is_current(index):
             return {**out, "status": "done"}
         lease = try_acquire(self.leases, index, self.lease_timeout, self.owner)
         if lease is None:
             lease = take_over_own(self.leases, index, self.lease_timeout, self.owner)
         if lease is None:
             return {**out, "status": "held", "holder": read_lease(lease_path(self.leases, index))}
-        if is_shard_done(folder, index, check_sha=False):
+        if self.column.is_current(index):
             lease.release()
             return {**out, "status": "done"}
         arm_fault(index)

@@ -18,6 +18,7 @@ from genaug.generate.column import Column, column_hash, open_column
 from genaug.generate.fidelity import fidelity_doc, pixel_flags, settings, thumbnail
 from genaug.generate.leases import Heartbeat, check_lease_timeout, clear_stale_leases, lease_home, try_acquire
 from genaug.generate.oom import free_memory, is_oom
+from genaug.generate.order import shard_priority
 from genaug.generate.recipe import resolve_recipe
 from genaug.generate.writer import ShardJob, ShardWriterThread, encode_jpeg
 from genaug.shards.layout import IMAGE_FIELDS, shard_name
@@ -39,8 +40,10 @@ class Runner:
         progress: bool,
         device: str,
         lease_dir: str | os.PathLike | None = None,
+        priority: list[int] | None = None,
     ) -> None:
         self.column, self.recipe, self.gen = column, recipe, generator
+        self.priority = priority
         self.leases = lease_home(column.folder, lease_dir, in_store=True)
         self.k, self.seed = int(recipe["k"]), int(recipe["seed"])
         self.batch_size = int((recipe.get("runtime") or {}).get("batch_size", 8))
@@ -78,9 +81,10 @@ class Runner:
 
     def _remaining_images(self) -> int:
         n = 0
+        new = self.k - min(self.k, int(self.column.previous["k"])) if self.column.previous else self.k
         for i in self.column.indices:
-            if not is_shard_done(self.column.folder, i, check_sha=False):
-                n += int((read_stats(self.column.source, i) or {}).get("count", 0)) * self.k
+            if not self.column.is_current(i):
+                n += int((read_stats(self.column.source, i) or {}).get("count", 0)) * new
         return n
 
     def _on_images(self, n: int) -> None:
@@ -97,13 +101,15 @@ class Runner:
         t0 = time.perf_counter()
         try:
             order = self.column.indices
-            if self.world > 1 and order:  # start at a different place per rank: fewer lease collisions
+            if self.priority is not None:  # --order: every rank walks the trainer's order; leases split it
+                order = self.priority
+            elif self.world > 1 and order:  # start at a different place per rank: fewer lease collisions
                 cut = (self.rank * len(order)) // self.world
                 order = order[cut:] + order[:cut]
-            done = {i for i in order if is_shard_done(self.column.folder, i, check_sha=False)}
+            done = {i for i in order if self.column.is_current(i)}
             clear_stale_leases(self.leases, done, self.lease_timeout)
             while True:
-                pending = [i for i in order if not is_shard_done(self.column.folder, i, check_sha=False)]
+                pending = [i for i in order if not self.column.is_current(i)]
                 if not pending:
                     break
                 claimed = False
@@ -111,7 +117,7 @@ class Runner:
                     lease = try_acquire(self.leases, i, self.lease_timeout, {"rank": self.rank})
                     if lease is None:
                         continue
-                    if is_shard_done(self.column.folder, i, check_sha=False):
+                    if self.column.is_current(i):
                         lease.release()
                         continue
                     claimed = True
@@ -163,14 +169,19 @@ class Runner:
 
     def make_shard(self, job: ShardJob) -> None:
         images = self._read(job)
-        keys = [k for k in job.keys if k in images]
-        conds = self._encode(job, keys, images)
+        kept = self._previous_variants(job) if self.column.previous else {}
+        keys = [k for k in job.keys if k in images and k not in job.failed]
+        first = {key: len(kept.get(key, {})) for key in keys}  # variants 0..first-1 are kept from the column
+        need = [key for key in keys if self.fid or first[key] < self.k]
+        conds = self._encode(job, need, images)
         if self.fid:
             self._fid = {"src": {}, "thumb": {}, "feat": {}, "flags": {}}
             for key in conds:
                 self._fid["src"][key] = self.gen.cond_embedding(conds[key])
                 self._fid["thumb"][key] = thumbnail(images[key], int(self.fid.get("thumb", 64)))
-        rows = [(key, k) for key in keys if key in conds for k in range(self.k)]
+        if kept:
+            self._keep(job, kept)
+        rows = [(key, k) for key in keys if key in conds for k in range(first[key], self.k)]
         j = 0
         while j < len(rows):
             batch = rows[j : j + self.batch_size]
@@ -180,13 +191,51 @@ class Runner:
             self._fidelity_docs(job, keys)
         self.writer.put(job, None, None)
 
+    def _previous_variants(self, job: ShardJob) -> dict[str, dict[int, bytes]]:
+        """`--update`: the variants the column already holds for this shard (those below the new k), by key.
+
+        A source image whose generation failed keeps its failure; a shard that is not intact (e.g. a crash between
+        the update's tar and its stats) keeps nothing, so all its variants are made again.
+        """
+        prev = self.column.previous or {}
+        stats = read_stats(self.column.folder, job.index) or {}
+        if stats.get("recipe_hash") != prev.get("recipe_hash") or not is_shard_done(self.column.folder, job.index):
+            return {}
+        keep = min(self.k, int(prev["k"]))
+        out: dict[str, dict[int, bytes]] = {}
+        for raw in iter_shard_raw(self.column.folder / shard_name(job.index)):
+            doc = json.loads(raw["json"])
+            if doc.get("failed"):
+                job.fail(raw["__key__"], doc["failed"])
+                continue
+            out[raw["__key__"]] = {k: raw[f"gen_{k}.jpg"] for k in range(keep)}
+            black = [b for b in doc.get("black") or [] if b < keep]
+            if black:
+                job.black[raw["__key__"]] = black
+        return out
+
+    def _keep(self, job: ShardJob, kept: dict[str, dict[int, bytes]]) -> None:
+        """Hand the kept variants to the shard as they are (and score them again when the column is scored)."""
+        rows = [(key, k) for key in job.keys if key in kept and key not in job.failed for k in sorted(kept[key])]
+        for key, k in rows:
+            job.jpgs.setdefault(key, {})[k] = kept[key][k]
+        if not self.fid:
+            return
+        for j in range(0, len(rows), self.batch_size):
+            batch = [(key, k) for key, k in rows[j : j + self.batch_size] if key in self._fid["src"]]
+            if batch:
+                self._score_jpegs(job, batch, [kept[key][k] for key, k in batch])
+
     def _score_variants(self, job: ShardJob, batch: list[tuple[str, int]], out: list) -> None:
         """Encode the batch's variants as the writer will store them and embed the decoded JPEGs (one forward)."""
         size, quality = self.output.get("size"), int(self.output.get("quality", 95))
-        decoded = []
         for v in out:
             v.meta["jpg"] = encode_jpeg(v.image, size, quality, self.output.get("resample", "bicubic"))
-            decoded.append(decode_image(v.meta["jpg"]))
+        self._score_jpegs(job, batch, [v.meta["jpg"] for v in out])
+
+    def _score_jpegs(self, job: ShardJob, batch: list[tuple[str, int]], jpgs: list[bytes]) -> None:
+        """Embed the variants as stored (decoded JPEGs, one forward) and flag them against their source."""
+        decoded = [decode_image(j) for j in jpgs]
         feats = self._timed(job, self.gen.embed, decoded)
         t = int(self.fid.get("thumb", 64))
         for (key, k), f, img in zip(batch, feats, decoded, strict=True):
@@ -276,6 +325,7 @@ def prepare_column(
     lease_timeout: float,
     limit_shards: int | None,
     fidelity: bool,
+    update: bool = False,
 ) -> tuple[dict, float, Column]:
     """What every engine does before any shard: resolve the recipe, check the flags, open (or start) the column."""
     recipe = resolve_recipe(model, k, batch_size, steps, dtype, compile, seed, guidance, overrides)
@@ -284,7 +334,7 @@ def prepare_column(
         raise GenaugError(f"--limit-shards must be at least 1 (got {limit_shards})")
     cls = generator_class(recipe["generator"])
     fid = settings(cls.feature_space, "generator") if fidelity and cls.feature_space else None
-    col = open_column(shards, split, recipe, column, fidelity=fid)
+    col = open_column(shards, split, recipe, column, fidelity=fid, update=update)
     if limit_shards is not None:
         col.indices = col.indices[:limit_shards]
     return recipe, lease_timeout, col
@@ -310,8 +360,13 @@ def generate(
     overrides: dict[str, Any] | None = None,
     fidelity: bool = True,
     lease_dir: str | os.PathLike | None = None,
+    update: bool = False,
+    order: str | os.PathLike | None = None,
 ) -> dict:
     """Materialize K variants per source image of `split` into the generated column (default name: the recipe's).
+
+    `update` remakes an existing column for a recipe that differs only in k: the variants it keeps are copied, only
+    the new ones are sampled. `order` (a shard list or a training run folder) sets which shards are made first.
 
     Any number of processes may run this at once on a shared filesystem; each returns its own summary (shards it
     committed, images, failures, seconds, model_seconds, load_seconds, column folder). A new column of a generator
@@ -319,8 +374,9 @@ def generate(
     """
     recipe, lease_timeout, col = prepare_column(
         model, shards, split, column, k, batch_size, steps, dtype, compile, seed, guidance, overrides,
-        lease_timeout, limit_shards, fidelity,
+        lease_timeout, limit_shards, fidelity, update,
     )  # fmt: skip
+    priority = shard_priority(order, col.indices)
     base = {
         "column": col.name,
         "folder": str(col.folder),
@@ -331,8 +387,9 @@ def generate(
         "model_seconds": 0.0,
         "load_seconds": 0.0,
     }
-    if all(is_shard_done(col.folder, i, check_sha=False) for i in col.indices):
+    if all(col.is_current(i) for i in col.indices):
         clear_stale_leases(lease_home(col.folder, lease_dir, in_store=True), set(col.indices), lease_timeout)
+        col.finish_update()
         write_fidelity_summary(col)
         return base  # nothing to do: do not even load the model
     from genaug.core.devices import default_device
@@ -345,9 +402,10 @@ def generate(
         gen = generator_class(recipe["generator"])(recipe, device=dev, weights=weights)
     load = time.perf_counter() - t
     try:
-        out = Runner(col, recipe, gen, lease_timeout, progress, dev, lease_dir=lease_dir).run()
+        out = Runner(col, recipe, gen, lease_timeout, progress, dev, lease_dir=lease_dir, priority=priority).run()
     finally:
         gen.close()
+    col.finish_update()
     write_fidelity_summary(col)
     return {**base, **out, "load_seconds": load}
 

@@ -57,4 +57,10 @@ def open_gen_split(
             f"generated column {gen!r} has no split {split!r} in {ss.root} (columns: {have}): run "
             f"`genaug generate --shards {shards or ss.root} --split {split}` first or fix --gen"
         )
-    return col, read_manifest(col)
+    doc = read_manifest(col)
+    if doc.get("update") is not None:
+        raise GenaugError(
+            f"generated column {gen!r} ({col}) is being updated to a new recipe by `genaug generate --update`: rerun "
+            "that command until it finishes (it resumes), then use the column"
+        )
+    return col, doc

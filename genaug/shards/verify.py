@@ -139,9 +139,20 @@ def verify_set(shards: str, check_sha: bool = True) -> tuple[list[FolderReport],
             continue
         try:
             src_names = read_manifest(sset.split_dir(split)).get("shards")
-            gen_names = read_manifest(folder).get("shards")
+            man = read_manifest(folder)
+            gen_names = man.get("shards")
         except GenaugError:
             continue
+        if kind == "gen" and man.get("update") is not None:
+            rep.problems.append(f"{folder}: an update (`genaug generate --update`) is unfinished: rerun it to finish")
+        elif kind == "gen":
+            stale = [n for n in rep.keys if (read_stats(folder, int(n[:6])) or {}).get("recipe_hash") not in
+                     (None, man.get("recipe_hash"))]  # fmt: skip
+            if stale:
+                rep.problems.append(
+                    f"{folder / stale[0]}: made with another recipe than the column's ({len(stale)} shards): "
+                    "rerun `genaug generate` for this column"
+                )
         if src_names != gen_names:
             rep.problems.append(f"{folder}: its shard list differs from the source split's: regenerate the column")
         for name, keys in rep.keys.items():
