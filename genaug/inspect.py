@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -15,12 +14,11 @@ from PIL import Image, ImageDraw, ImageOps
 from genaug.core.errors import GenaugError
 from genaug.core.files import write_json_atomic
 from genaug.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from genaug.shards.layout import IMAGE_FIELDS, list_shards, shard_name
+from genaug.shards.layout import IMAGE_FIELDS, list_shards, parse_key, shard_name
 from genaug.shards.manifest import open_gen_split, open_split
 from genaug.shards.reader import decode_image, iter_shard_raw
 from genaug.shards.scores import column_summary, hist_edges, iter_scores, require_scores, score_source
 
-KEY_RE = re.compile(r"^s(\d{6})r\d{6}$")
 BLANK = (200, 200, 200)
 BACKGROUND = (255, 255, 255)
 MARK = (255, 140, 0)  # border of a view that is a generated variant
@@ -70,8 +68,8 @@ def load_rows(shards, gen: str | None, split: str, keys: Sequence[str] | None, n
     chosen = _pick_keys(src, keys, n, seed)
     by_shard: dict[int | None, list[str]] = {}
     for key in chosen:
-        m = KEY_RE.match(key)
-        by_shard.setdefault(int(m.group(1)) if m else None, []).append(key)
+        where = parse_key(key)
+        by_shard.setdefault(where[0] if where else None, []).append(key)
     found_src: dict[str, dict] = {}
     found_gen: dict[str, dict] = {}
     for idx in by_shard:

@@ -44,6 +44,15 @@ def make_key(shard: int, row: int) -> str:
     return f"s{shard:06d}r{row:06d}"
 
 
+GENAUG_KEY_RE = re.compile(r"^s(\d{6})r(\d{6})$")
+
+
+def parse_key(key: str) -> tuple[int, int] | None:
+    """(shard, row) of a key genaug made (`make_key`), or None for a key kept from the user's own set."""
+    m = GENAUG_KEY_RE.match(key)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
 def check_key(key: str) -> str:
     """Return `key` if it is a valid sample key (letters, digits, _ and -), else raise."""
     if not KEY_RE.match(key):

@@ -26,3 +26,11 @@ def test_a_genaug_split_is_a_webdataset_for_two_dataloader_workers(tmp_path):
     ds = wds.WebDataset(urls, shardshuffle=False, workersplitter=wds.split_by_worker).to_tuple("__key__", "cls")
     keys = [k for k, _ in tud.DataLoader(ds, batch_size=None, num_workers=2)]
     assert len(keys) == 20 and len(set(keys)) == 20
+
+
+def test_sample_keys_parse_back_to_shard_and_row():
+    """The shard-format module is the one place that reads a key: make_key and parse_key round-trip."""
+    from genaug.shards.layout import make_key, parse_key
+
+    assert parse_key(make_key(42, 7)) == (42, 7)
+    assert parse_key("user_key-1") is None and parse_key("s000042r00007") is None

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -47,7 +51,7 @@ def _trainer(method, loader, run_dir, total):
 @pytest.mark.parametrize("name", PROB)
 def test_recipe_builds_registered_method_with_published_settings(name):
     r = load_recipe("trainers", name)
-    assert r["module"] == "genaug.ssl.prob_methods" and r["method"] == name
+    assert "module" not in r and r["method"] == name  # registered under ssl/methods like the nine others
     if name in PUBLISHED_BETA:
         assert r["method_args"]["beta"] == PUBLISHED_BETA[name]
         assert r["method_args"]["samples"] == 12
@@ -127,3 +131,27 @@ def test_a_trainer_after_another_precision_in_the_same_process(tmp_path):
     tr = _trainer(build_method(_tiny("barlow-zprob")), _batches(2, seed=0), tmp_path, 2)
     assert tr.acc.mixed_precision == "no"
     assert torch.isfinite(torch.tensor(tr.fit()["loss"]))
+
+
+def test_every_method_is_registered_under_ssl_methods_with_no_module_line():
+    """A fresh process sees all 14 methods after importing the registry only; each class lives in ssl/methods/."""
+    code = (
+        "import sys; from genaug.ssl.methods import METHODS; "
+        "assert 'genaug.ssl.prob_methods' not in sys.modules; "
+        "import json; print(json.dumps({n: c.__module__ for n, c in METHODS.items()}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    pairs = json.loads(out)
+    assert len(pairs) == 14, pairs
+    assert {"barlow-zprob", "barlow-hprob", "vicreg-zprob", "vicreg-hprob", "simvae"} <= set(pairs)
+    assert all(m.startswith("genaug.ssl.methods.") for m in pairs.values()), pairs
+
+
+@pytest.mark.parametrize("name", PROB)
+def test_a_run_recipe_written_before_the_move_still_builds(name):
+    """Run folders made before the move name `module: genaug.ssl.prob_methods`; they build the same class."""
+    r = _tiny(name)
+    old = build_method({**r, "module": "genaug.ssl.prob_methods"})
+    new = build_method(r)
+    assert type(old) is type(new)
+    assert list(old.state_dict()) == list(new.state_dict())

@@ -18,7 +18,7 @@ from typing import Any
 
 from genaug.core.errors import GenaugError
 from genaug.ssl.backbones import build_backbone
-from genaug.ssl.methods import contrastive, distillation, redundancy, swav  # noqa: F401  (registration)
+from genaug.ssl.methods import contrastive, distillation, probabilistic, redundancy, simvae, swav  # noqa: F401
 from genaug.ssl.methods.base import (
     METHODS,
     Progress,
