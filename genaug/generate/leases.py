@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from genaug.core.errors import GenaugError
+from genaug.core.jsonio import parse_json
 
 LEASE_DIR = ".leases"
 #: a lease holds a small JSON record; anything bigger is malformed
@@ -119,8 +120,8 @@ def read_lease(path: Path) -> dict | None:
     if len(raw) > MAX_LEASE_BYTES:
         return {}
     try:
-        doc = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):  # non-UTF-8, malformed, or absurd numbers/nesting
+        doc = parse_json(raw, path, max_bytes=MAX_LEASE_BYTES)
+    except GenaugError:  # non-UTF-8, malformed, or absurd numbers/nesting
         return {}
     return doc if isinstance(doc, dict) else {}
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
 from genaug.core.errors import GenaugError
+from genaug.core.jsonio import parse_json
 from genaug.generate.leases import LEASE_DIR, MAX_LEASE_BYTES, check_lease_timeout
 from genaug.shards.storage import RemotePath, store_error
 
@@ -123,8 +124,8 @@ def _get(path: RemotePath) -> tuple[str, dict] | None:
             return None
         raise store_error(str(path), e) from None
     try:
-        doc = json.loads(raw.decode("utf-8")) if len(raw) <= MAX_LEASE_BYTES else {}
-    except (UnicodeDecodeError, ValueError, RecursionError):
+        doc = parse_json(raw, path, max_bytes=MAX_LEASE_BYTES)
+    except GenaugError:
         doc = {}
     return head[0], doc if isinstance(doc, dict) else {}
 
