@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from genaug.cli import main
+from genaug.generate.column import column_hash
 from genaug.shards.manifest import read_manifest, write_manifest
 from genaug.shards.reader import iter_shard_raw
 from genaug.shards.writer import commit_shard
@@ -52,7 +53,8 @@ def write_column(root: Path, split: str, name: str, scores=(0.5, 0.7)) -> Path:
     src, dst = root / split, root / "gen" / name / split
     man = read_manifest(src)
     dst.mkdir(parents=True, exist_ok=True)
-    write_manifest(dst, {"kind": "generated", "column": name, "recipe": {"name": name}, "recipe_hash": name,
+    write_manifest(dst, {"kind": "generated", "column": name, "recipe": {"name": name, "k": len(scores)},
+                         "recipe_hash": column_hash({"name": name, "k": len(scores)}),
                          "k": len(scores), "source_split": split, "source_plan_hash": man["plan_hash"],
                          "shards": man["shards"], "num_shards": len(man["shards"]),
                          "fidelity": {"space": "test", "encoder": "test"}})  # fmt: skip
@@ -231,3 +233,64 @@ def test_logged_loss_after_a_resume_equals_the_uninterrupted_run(base, tmp_path,
     a, b = rows("a"), rows("b")
     assert [r["step"] for r in a] == [r["step"] for r in b] == [4]
     assert b[0]["loss"] == pytest.approx(a[0]["loss"], rel=1e-5, abs=1e-6)
+
+
+# -- case 6: a lease with a heartbeat time in the future -------------------------------------------------------
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_a_lease_from_the_future_is_stale_and_taken_over(copy, capsys):
+    import os
+    import socket
+    import time
+
+    from genaug.generate.leases import lease_path, try_acquire
+
+    col = copy / "gen" / "g" / "train"
+    (col / "000001.json").unlink()  # shard 1 not done: its lease decides who makes it
+    lease = lease_path(col, 1)
+    lease.parent.mkdir()
+    lease.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "token": "planted"}))  # alive
+    os.utime(lease, (time.time() + 10**7, time.time() + 10**7))
+    capsys.readouterr()
+    with pytest.warns(UserWarning, match="in the future"):
+        assert main(["generate", "--shards", str(copy), "--column", "g", "--status", "--json"]) == 0
+    st = json.loads(capsys.readouterr().out)
+    assert st["stale"] == [1] and st["in_progress"] == []
+    with pytest.warns(UserWarning, match="in the future"):
+        got = try_acquire(col, 1, timeout=300)
+    assert got is not None and json.loads(lease.read_text())["token"] != "planted"
+    got.release()
+    # a small skew between hosts is not stale
+    lease.write_text(json.dumps({"host": "elsewhere", "pid": 1, "token": "peer"}))
+    os.utime(lease, (time.time() + 5, time.time() + 5))
+    assert try_acquire(col, 1, timeout=300) is None
+
+
+# -- case 1: a lease object created after the listing cache was filled -------------------------------------------
+def test_a_dead_peers_lease_object_is_read_fresh_and_taken_over(s3):
+    import socket
+
+    import boto3
+
+    from genaug.generate.leases import LEASE_DIR
+    from genaug.generate.object_leases import object_lease_state, try_acquire_object
+    from genaug.shards.storage import as_location
+
+    col = as_location(f"s3://{s3}/set/gen/g/train")
+    (col / LEASE_DIR / "000009.lease").write_bytes(b"{}")  # another shard's lease: the folder exists
+    list((col / LEASE_DIR).iterdir())  # this process lists .leases/ (as a run does when it starts)
+    doc = {"host": socket.gethostname(), "pid": _dead_pid(), "token": "dead-peer"}
+    boto3.client("s3", region_name="us-east-1").put_object(  # a peer on this host claims shard 0, then dies
+        Bucket=s3, Key="set/gen/g/train/.leases/000000.lease", Body=json.dumps(doc).encode()
+    )
+    assert object_lease_state(col, 0, timeout=300)[0] == "stale"  # --status: its owner is dead on this host
+    got = try_acquire_object(col, 0, timeout=300)  # at once, not after --lease-timeout
+    assert got is not None and got.owned()
+    got.release()

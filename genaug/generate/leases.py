@@ -126,12 +126,27 @@ def read_lease(path: Path) -> dict | None:
     return doc if isinstance(doc, dict) else {}
 
 
+def suspect_age(age: float) -> float:
+    """A lease's age for the staleness test: a heartbeat time in the future counts by its distance from now.
+
+    Clamping it to 0 would keep a lease planted (or written under a clock far ahead) alive forever; taken as its
+    distance, a small skew between hosts still reads as fresh, and one beyond the timeout is stale."""
+    return abs(age) if math.isfinite(age) else math.inf
+
+
 def lease_age(path: Path) -> float | None:
-    """Seconds since the lease's last heartbeat, or None when there is no lease."""
+    """Seconds since the lease's last heartbeat (its distance from now when in the future), None without a lease."""
     try:
-        return max(0.0, time.time() - os.lstat(path).st_mtime)
+        return suspect_age(time.time() - os.lstat(path).st_mtime)
     except (FileNotFoundError, NotADirectoryError):
         return None
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return os.lstat(path).st_mtime
+    except OSError:
+        return 0.0
 
 
 def is_stale(path: Path, timeout: float) -> bool:
@@ -140,6 +155,13 @@ def is_stale(path: Path, timeout: float) -> bool:
     if age is None:
         return False
     if age > timeout:
+        future = _mtime(path) > time.time()
+        if future:
+            warnings.warn(
+                f"genaug: lease {path} has a heartbeat time {age:.0f} s in the future (a clock far ahead, or a "
+                "planted file): it is taken as stale and taken over",
+                stacklevel=2,
+            )
         return True
     doc = read_lease(path) or {}
     return doc.get("host") == _host() and _valid_pid(doc.get("pid")) and not _pid_alive(doc["pid"])

@@ -24,7 +24,7 @@ from email.utils import parsedate_to_datetime
 
 from genaug.core.errors import GenaugError
 from genaug.core.jsonio import parse_json
-from genaug.generate.leases import LEASE_DIR, MAX_LEASE_BYTES, check_lease_timeout
+from genaug.generate.leases import LEASE_DIR, MAX_LEASE_BYTES, check_lease_timeout, suspect_age
 from genaug.shards.storage import RemotePath, store_error
 
 _PROBED: dict[str, bool] = {}
@@ -106,7 +106,17 @@ def _head(path: RemotePath) -> tuple[str, float] | None:
         raise store_error(str(path), e) from None
     date = (h.get("ResponseMetadata", {}).get("HTTPHeaders", {}) or {}).get("date")
     now = parsedate_to_datetime(date).timestamp() if date else time.time()
-    return h["ETag"], max(0.0, now - h["LastModified"].timestamp())
+    return h["ETag"], suspect_age(now - h["LastModified"].timestamp())
+
+
+def _read_fresh(path: RemotePath) -> bytes:
+    """The lease object's bytes by one GET, never answered from the filesystem's listing cache.
+
+    s3fs sizes an object through its cached listing of the folder first: a lease created after `.leases/` was
+    listed (a peer's, minutes ago) would read as missing without any request, and never be taken over."""
+    path.fs.invalidate_cache(path.parent.key)
+    path.fs.invalidate_cache(path.key)
+    return path.read_bytes()
 
 
 def _get(path: RemotePath) -> tuple[str, dict] | None:
@@ -118,7 +128,7 @@ def _get(path: RemotePath) -> tuple[str, dict] | None:
     if head is None:
         return None
     try:
-        raw = path.read_bytes()
+        raw = _read_fresh(path)
     except Exception as e:  # noqa: BLE001
         if _not_found(e):
             return None
