@@ -294,3 +294,100 @@ def test_a_dead_peers_lease_object_is_read_fresh_and_taken_over(s3):
     got = try_acquire_object(col, 0, timeout=300)  # at once, not after --lease-timeout
     assert got is not None and got.owned()
     got.release()
+
+
+# -- case 7: recipes a user was handed ---------------------------------------------------------------------------
+def _laughs(levels: int = 9) -> str:
+    lines = ["name: bomb", "generator: sd-variation", "k: 2", 'lol0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol"]']
+    for i in range(1, levels):
+        lines.append(f"lol{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(
+    "text, expect",
+    [
+        (_laughs(), "expands to more than"),
+        ("name: x\nk: 2\nnote: caf\xe9\n".encode("latin-1"), "not UTF-8 text"),
+        ("name: x\nk: 2\ndeep: " + "[" * 50_000 + "]" * 50_000 + "\n", "nested too deeply"),
+    ],
+    ids=["billion-laughs", "latin-1", "deep-list"],
+)
+def test_a_hostile_generation_recipe_is_one_line(copy, tmp_path, capsys, text, expect):
+    recipe = tmp_path / "handed.yaml"
+    recipe.write_bytes(text if isinstance(text, bytes) else text.encode())
+    err = one_line_error(["generate", "--shards", str(copy), "--model", str(recipe), "--column", "h"], capsys)
+    assert expect in err and str(recipe) in err
+
+
+def test_a_folder_given_as_a_recipe_is_named_a_folder(copy, tmp_path, capsys):
+    (tmp_path / "mine.yaml").mkdir()
+    err = one_line_error(["generate", "--shards", str(copy), "--model", str(tmp_path / "mine.yaml")], capsys)
+    assert "is a folder, not a file" in err
+
+
+def test_a_views_preset_that_is_not_a_name_is_one_line(copy, tmp_path, capsys):
+    import yaml
+
+    from genaug.core.recipes import recipe_path
+
+    doc = yaml.safe_load(recipe_path("trainers", "simclr").read_text())
+    doc["views"] = {"preset": [1, 2]}
+    (tmp_path / "mine.yaml").write_text(yaml.safe_dump(doc))
+    argv = ["train", *TRAIN[2:], "--method", str(tmp_path / "mine.yaml"), "--shards", str(copy), "--out", "r"]
+    assert "unknown preset [1, 2]" in one_line_error(argv, capsys)
+
+
+def test_a_recipe_cache_folder_is_never_created(copy, tmp_path, capsys):
+    import yaml
+
+    from genaug.core.recipes import recipe_path
+
+    doc = yaml.safe_load(recipe_path("pipelines", "tiny").read_text())
+    doc["runtime"]["cache"] = str(tmp_path / "elsewhere" / "deeper")
+    (tmp_path / "tiny2.yaml").write_text(yaml.safe_dump(doc))
+    err = one_line_error(["generate", "--shards", str(copy), "--model", str(tmp_path / "tiny2.yaml"), "--column", "t2",
+                          "--no-progress", "--device", "cpu"], capsys)  # fmt: skip
+    assert "runtime.cache" in err and "not an existing folder" in err
+    assert not (tmp_path / "elsewhere").exists()
+
+
+# -- case 8: flags -------------------------------------------------------------------------------------------------
+def test_an_unreachable_ray_address_is_one_line_at_once(copy, capsys):
+    pytest.importorskip("ray")
+    from genaug.testing.servers import free_port
+
+    argv = ["generate", "--shards", str(copy), "--model", "tiny", "--column", "rayc", "--engine", "ray",
+            "--ray-address", f"127.0.0.1:{free_port()}", "--no-progress"]  # fmt: skip
+    err = one_line_error(argv, capsys)
+    assert "cannot reach the Ray cluster" in err and "ray start --head" in err
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the refusal on a machine without a GPU")
+def test_devices_this_machine_lacks_are_one_line(copy, capsys):
+    gen = ["--shards", str(copy), "--gen", "g"]
+    assert "no CUDA GPU is visible" in one_line_error(["score", *gen, "--device", "cuda"], capsys)
+    assert "not a device" in one_line_error(["score", *gen, "--device", "tpu"], capsys)
+    argv = ["generate", "--shards", str(copy), "--model", "tiny", "--column", "gpu", "--engine", "ray",
+            "--num-gpus-per-worker", "1"]  # fmt: skip
+    err = one_line_error(argv, capsys)
+    assert "this machine has 0 CUDA GPU(s)" in err and not (copy / "gen" / "gpu").exists()
+
+
+@pytest.mark.parametrize(
+    "extra, expect",
+    [
+        (["--storage-option", "anon=true"], "on a local path: drop --storage-option"),
+        (["--set", "method_args.temperature=-1"], "method_args.temperature must be greater than 0"),
+        (["--gen", "g,g", "--p", "0.5"], "names column g more than once"),
+    ],
+    ids=["storage-option-local", "negative-temperature", "gen-twice"],
+)
+def test_flags_accepted_silently_before_are_one_line(copy, tmp_path, capsys, extra, expect):
+    argv = ["train", *TRAIN, "--shards", str(copy), "--out", str(tmp_path / "run"), *extra]
+    assert expect in one_line_error(argv, capsys)
+
+
+def test_a_storage_switch_with_a_non_boolean_value_is_named(capsys):
+    err = one_line_error(["verify", "--shards", "s3://bucket/set", "--storage-option", "anon=maybe"], capsys)
+    assert "anon is a switch" in err

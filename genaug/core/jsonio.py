@@ -37,7 +37,7 @@ def _bounded_int(text: str) -> int:
     return int(text)
 
 
-def _depth_ok(doc: Any, limit: int) -> bool:
+def depth_ok(doc: Any, limit: int = MAX_DEPTH) -> bool:
     """True when `doc` nests at most `limit` containers deep (an iterative walk: no recursion)."""
     stack = [(doc, 1)]
     while stack:
@@ -95,7 +95,7 @@ def parse_json(data: bytes | str, where: object, max_bytes: int = MAX_DOC_BYTES)
     except ValueError as e:  # JSONDecodeError, NaN/Infinity, absurd integers
         text = " ".join(str(e).split())[:200]
         raise BadJSON(f"{where} is not valid JSON ({text}): {fix}") from None
-    if not _depth_ok(doc, MAX_DEPTH):
+    if not depth_ok(doc, MAX_DEPTH):
         raise BadJSON(f"{where} is not valid JSON (nested deeper than {MAX_DEPTH} levels): {fix}")
     return doc
 
