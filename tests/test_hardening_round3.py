@@ -391,3 +391,26 @@ def test_flags_accepted_silently_before_are_one_line(copy, tmp_path, capsys, ext
 def test_a_storage_switch_with_a_non_boolean_value_is_named(capsys):
     err = one_line_error(["verify", "--shards", "s3://bucket/set", "--storage-option", "anon=maybe"], capsys)
     assert "anon is a switch" in err
+
+
+# -- blind spot: the probe's val split is read as val -----------------------------------------------------------
+def test_eval_linear_scores_the_val_split_not_the_train_split(copy, run, tmp_path, capsys):
+    """Split `flip` holds train's images with the two labels swapped: a probe that fits train scores 1 - its train
+    accuracy there; reading val's features from the train split (or reporting train accuracy) scores the same."""
+    src, dst = copy / "train", copy / "flip"
+    dst.mkdir()
+    write_manifest(dst, {**read_manifest(src), "split": "flip", "plan_hash": "flipped"})
+    for name in read_manifest(src)["shards"]:
+        samples = []
+        for raw in iter_shard_raw(src / name):
+            s = {k: v for k, v in raw.items() if not k.startswith("__") or k == "__key__"}
+            s["cls"] = str(1 - int(raw["cls"].decode()))
+            samples.append(s)
+        commit_shard(dst, int(name[:6]), samples, ("jpg", "cls", "json"))
+    out = tmp_path / "linear.json"
+    argv = ["eval", "linear", str(run), "--shards", str(copy), "--val-split", "flip", "--fast", "--out", str(out),
+            "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    d = json.loads(out.read_text())["details"]
+    assert d["train_top1"] >= 0.75, d  # the probe fits train, so the two figures differ
+    assert d["top1"] == pytest.approx(1 - d["train_top1"], abs=1e-6), d
