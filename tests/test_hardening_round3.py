@@ -280,7 +280,7 @@ def test_a_dead_peers_lease_object_is_read_fresh_and_taken_over(s3):
     import boto3
 
     from genaug.generate.leases import LEASE_DIR
-    from genaug.generate.object_leases import object_lease_state, try_acquire_object
+    from genaug.generate.leases.objects import object_lease_state, try_acquire_object
     from genaug.shards.storage import as_location
 
     col = as_location(f"s3://{s3}/set/gen/g/train")

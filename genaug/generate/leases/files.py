@@ -1,8 +1,5 @@
 """Lease files: coordinator-free claiming of shards by any number of processes on a shared filesystem.
 
-(A column in an object store can instead keep its leases as objects, by conditional PUT: see
-genaug.generate.object_leases; `try_acquire` and `clear_stale_leases` dispatch on the lease home's type.)
-
 A lease is `<folder>/.leases/NNNNNN.lease`, created with O_CREAT|O_EXCL (exactly one creator wins), holding its
 owner (host, pid, random token). The owner's heartbeat thread touches its mtime; a lease whose mtime is older than
 the timeout (or whose owner is a dead process on this host) is stale and taken over by renaming it away (exactly
@@ -12,13 +9,9 @@ one renamer wins) and creating a fresh one.
 from __future__ import annotations
 
 import json
-import math
 import os
-import re
 import shutil
-import socket
 import stat
-import threading
 import time
 import uuid
 import warnings
@@ -27,77 +20,12 @@ from pathlib import Path
 
 from genaug.core.errors import GenaugError
 from genaug.core.jsonio import parse_json
-
-LEASE_DIR = ".leases"
-#: a lease holds a small JSON record; anything bigger is malformed
-MAX_LEASE_BYTES = 64 * 1024
-MAX_PID = 2**31
-
-
-def lease_home(folder: object, lease_dir: str | os.PathLike | None = None, in_store: bool = False):
-    """Folder holding a column's `.leases/`: the column folder, or under `lease_dir` (for an object store).
-
-    A column in an object store keeps its leases: under `--lease-dir` when given (a filesystem shared by every
-    process); else, with `in_store` and a store that honours conditional PUT (S3), in the store itself next to the
-    column (genaug.generate.object_leases: any number of machines); else in this machine's cache folder
-    (processes on this host only), with a warning."""
-    from genaug.core.files import cache_home
-
-    remote = "://" in str(folder) and not str(folder).startswith("file://")
-    if lease_dir is None and not remote:
-        return Path(folder)
-    if lease_dir is None and in_store:
-        from genaug.generate.object_leases import supports_conditional_put
-
-        if supports_conditional_put(folder):  # type: ignore[arg-type]
-            return folder
-        warnings.warn(
-            f"genaug: {folder} does not honour conditional PUT, so its shard leases are kept in this machine's "
-            "cache folder: processes on other machines would not see them; pass --lease-dir on a shared filesystem",
-            stacklevel=2,
-        )
-    base = Path(lease_dir) if lease_dir is not None else cache_home() / "leases"
-    return base / re.sub(r"[^A-Za-z0-9_.-]+", "_", str(folder)).strip("_")
+from genaug.generate.leases.common import LEASE_DIR, MAX_LEASE_BYTES, check_lease_timeout, dead_here, host, suspect_age
 
 
 def lease_path(folder: Path, index: int) -> Path:
     """Path of the lease of shard `index` in a column folder."""
     return Path(folder) / LEASE_DIR / f"{index:06d}.lease"
-
-
-def _host() -> str:
-    return socket.gethostname()
-
-
-def check_lease_timeout(timeout: object, flag: str = "--lease-timeout") -> float:
-    """Return `timeout` as float if it is a finite positive number of seconds, else raise a one-line GenaugError."""
-    try:
-        value = float(timeout)  # type: ignore[arg-type]
-    except (TypeError, ValueError, OverflowError):
-        value = float("nan")
-    if isinstance(timeout, bool) or not math.isfinite(value) or value <= 0:
-        raise GenaugError(
-            f"{flag} must be a positive number of seconds (e.g. 300), got {timeout!r}: it is how long a shard's "
-            "lease may go without a heartbeat before another process takes the shard over"
-        )
-    return value
-
-
-def _valid_pid(pid: object) -> bool:
-    # bool is an int; 0 and negatives address process groups in kill(); above 2**31 os.kill overflows
-    return isinstance(pid, int) and not isinstance(pid, bool) and 0 < pid < MAX_PID
-
-
-def _pid_alive(pid: int) -> bool:
-    if not _valid_pid(pid):
-        return True  # not a pid we can check: only the timeout decides
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError, OSError):
-        return True
-    return True
 
 
 def read_lease(path: Path) -> dict | None:
@@ -124,14 +52,6 @@ def read_lease(path: Path) -> dict | None:
     except GenaugError:  # non-UTF-8, malformed, or absurd numbers/nesting
         return {}
     return doc if isinstance(doc, dict) else {}
-
-
-def suspect_age(age: float) -> float:
-    """A lease's age for the staleness test: a heartbeat time in the future counts by its distance from now.
-
-    Clamping it to 0 would keep a lease planted (or written under a clock far ahead) alive forever; taken as its
-    distance, a small skew between hosts still reads as fresh, and one beyond the timeout is stale."""
-    return abs(age) if math.isfinite(age) else math.inf
 
 
 def lease_age(path: Path) -> float | None:
@@ -163,8 +83,7 @@ def is_stale(path: Path, timeout: float) -> bool:
                 stacklevel=2,
             )
         return True
-    doc = read_lease(path) or {}
-    return doc.get("host") == _host() and _valid_pid(doc.get("pid")) and not _pid_alive(doc["pid"])
+    return dead_here(read_lease(path) or {})
 
 
 def _discard(path: Path) -> None:
@@ -229,17 +148,13 @@ def _create(path: Path, owner: dict) -> Lease | None:
     return Lease(path, owner["token"])
 
 
-def try_acquire(folder: Path, index: int, timeout: float, owner: dict | None = None) -> Lease | None:
-    """Claim shard `index`: a new lease, or a stale one taken over; None when a live process holds it."""
-    if _in_store(folder):
-        from genaug.generate.object_leases import try_acquire_object
-
-        return try_acquire_object(folder, index, timeout, owner)  # type: ignore[return-value,arg-type]
+def try_acquire_file(folder: Path, index: int, timeout: float, owner: dict | None = None) -> Lease | None:
+    """Claim shard `index`: a new lease file, or a stale one taken over; None when a live process holds it."""
     timeout = check_lease_timeout(timeout)
     path = lease_path(folder, index)
     _lease_dir(path.parent)
-    token = f"{_host()}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
-    doc = {"host": _host(), "pid": os.getpid(), "token": token, "since": time.time(), **(owner or {})}
+    token = f"{host()}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+    doc = {"host": host(), "pid": os.getpid(), "token": token, "since": time.time(), **(owner or {})}
     for _ in range(3):
         lease = _create(path, doc)
         if lease is not None:
@@ -267,25 +182,6 @@ def try_acquire(folder: Path, index: int, timeout: float, owner: dict | None = N
     return None
 
 
-def lease_state(home: object, index: int, timeout: float) -> tuple[str, dict]:
-    """("none" | "stale" | "live", owner record) of shard `index`'s lease in lease home `home` (a folder or URL)."""
-    if _in_store(home):
-        from genaug.generate.object_leases import object_lease_state
-
-        return object_lease_state(home, index, timeout)  # type: ignore[arg-type]
-    path = lease_path(home, index)  # type: ignore[arg-type]
-    if lease_age(path) is None:
-        return "none", {}
-    return ("stale" if is_stale(path, timeout) else "live"), read_lease(path) or {}
-
-
-def _in_store(folder: object) -> bool:
-    """True when `folder` is a column in an object store whose leases are objects (see lease_home)."""
-    from genaug.shards.storage import RemotePath
-
-    return isinstance(folder, RemotePath)
-
-
 def _lease_dir(d: Path) -> None:
     try:
         d.mkdir(parents=True, exist_ok=True)
@@ -295,19 +191,15 @@ def _lease_dir(d: Path) -> None:
         raise GenaugError(f"cannot create the lease folder {d} ({e.strerror or e}): check permissions") from None
 
 
-def clear_stale_leases(folder: Path, done: set[int], timeout: float) -> list[int]:
-    """Delete the stale leases of shards already done (a crash between commit and release leaves one)."""
-    if _in_store(folder):
-        from genaug.generate.object_leases import clear_stale_object_leases
-
-        return clear_stale_object_leases(folder, done, timeout)  # type: ignore[arg-type]
+def clear_stale_file_leases(folder: Path, done: set[int], timeout: float) -> list[int]:
+    """Delete the stale lease files of shards already done (a crash between commit and release leaves one)."""
     timeout = check_lease_timeout(timeout)
     cleared = []
     d = Path(folder) / LEASE_DIR
     for path in sorted(d.glob("*.lease")) if d.is_dir() else []:
         index = int(path.stem) if len(path.stem) == 6 and path.stem.isascii() and path.stem.isdigit() else -1
         if index in done and is_stale(path, timeout):
-            grave = path.with_name(f"{path.name}.stale-{_host()}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+            grave = path.with_name(f"{path.name}.stale-{host()}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
             try:
                 os.rename(path, grave)
             except OSError:
@@ -317,41 +209,9 @@ def clear_stale_leases(folder: Path, done: set[int], timeout: float) -> list[int
     return cleared
 
 
-class Heartbeat:
-    """Background thread touching every held lease each `interval` seconds."""
-
-    def __init__(self, interval: float) -> None:
-        self.interval = interval
-        self.leases: list[Lease] = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="genaug-lease-heartbeat", daemon=True)
-        self._thread.start()
-
-    def add(self, lease: Lease) -> None:
-        """Keep `lease` alive until it is released."""
-        with self._lock:
-            self.leases.append(lease)
-
-    def release(self, lease: Lease) -> None:
-        """Stop beating `lease` and delete it."""
-        with self._lock:
-            if lease in self.leases:
-                self.leases.remove(lease)
-        lease.release()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            with self._lock:
-                held = list(self.leases)
-            for lease in held:
-                lease.touch()
-
-    def stop(self) -> None:
-        """Stop the thread and release every lease still held."""
-        self._stop.set()
-        self._thread.join(timeout=5)
-        with self._lock:
-            held, self.leases = self.leases, []
-        for lease in held:
-            lease.release()
+def file_lease_state(home: Path, index: int, timeout: float) -> tuple[str, dict]:
+    """("none" | "stale" | "live", owner record) of shard `index`'s lease file under `home`."""
+    path = lease_path(home, index)
+    if lease_age(path) is None:
+        return "none", {}
+    return ("stale" if is_stale(path, timeout) else "live"), read_lease(path) or {}

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import time
 import uuid
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from email.utils import parsedate_to_datetime
 
 from genaug.core.errors import GenaugError
 from genaug.core.jsonio import parse_json
-from genaug.generate.leases import LEASE_DIR, MAX_LEASE_BYTES, check_lease_timeout, suspect_age
+from genaug.generate.leases.common import LEASE_DIR, MAX_LEASE_BYTES, check_lease_timeout, dead_here, host, suspect_age
 from genaug.shards.storage import RemotePath, store_error
 
 _PROBED: dict[str, bool] = {}
@@ -194,22 +193,12 @@ class ObjectLease:
         self.lost = True
 
 
-def _host() -> str:
-    return socket.gethostname()
-
-
-def _dead_here(doc: dict) -> bool:
-    from genaug.generate.leases import _pid_alive, _valid_pid
-
-    return doc.get("host") == _host() and _valid_pid(doc.get("pid")) and not _pid_alive(doc["pid"])
-
-
 def try_acquire_object(folder: RemotePath, index: int, timeout: float, owner: dict | None = None) -> ObjectLease | None:
     """Claim shard `index` by conditional PUT: a new lease, or a stale one taken over; None when a live one holds it."""
     timeout = check_lease_timeout(timeout)
     path = object_lease_path(folder, index)
-    token = f"{_host()}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
-    doc = {"host": _host(), "pid": os.getpid(), "token": token, "since": time.time(), **(owner or {})}
+    token = f"{host()}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+    doc = {"host": host(), "pid": os.getpid(), "token": token, "since": time.time(), **(owner or {})}
     for _ in range(3):
         etag = _put(path, doc, IfNoneMatch="*")
         if etag is not None:
@@ -223,7 +212,7 @@ def try_acquire_object(folder: RemotePath, index: int, timeout: float, owner: di
             if got is None:
                 continue
             seen_etag, seen = got
-            if not _dead_here(seen):
+            if not dead_here(seen):
                 return None
         etag = _put(path, doc, IfMatch=seen_etag)  # exactly one of several stealers matches the stale ETag
         if etag is not None:
@@ -263,4 +252,4 @@ def object_lease_state(folder: RemotePath, index: int, timeout: float) -> tuple[
     head = _head(object_lease_path(folder, index))
     if head is None:
         return "none", {}
-    return ("stale" if head[1] > timeout or _dead_here(got[1]) else "live"), got[1]
+    return ("stale" if head[1] > timeout or dead_here(got[1]) else "live"), got[1]
