@@ -20,7 +20,8 @@ ALLOWED = {
     "train": {"core", "shards", "data", "ssl"},
     "evaluate": {"core", "shards", "data", "ssl"},
     "inspect": {"core", "shards", "data"},
-    "testing": {"core", "shards", "data", "ssl", "ingest", "generate", "train"},  # builds tiny sets, models, runs
+    "score": {"core", "shards", "data", "generate"},  # scores a column in its generator's feature space
+    "testing": {"core", "shards", "data", "ssl", "ingest", "generate", "score", "train"},  # tiny sets, models, runs
 }
 TOP = {"cli", "demo", "__main__", "__init__"}  # the CLI and the demo put every stage together
 

@@ -1,4 +1,4 @@
-"""`genaug score`: the CLI face of genaug.generate.score.score()."""
+"""`genaug score`: the CLI face of genaug.score.run.score()."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         from genaug.core.devices import check_device
-        from genaug.generate.score import score
+        from genaug.score.run import score
         from genaug.shards.storage_flags import apply_storage_flags
 
         apply_storage_flags(storage_option, shards)
