@@ -35,7 +35,7 @@ app = typer.Typer(
 STAGE_MODULES = (
     "genaug.ingest.cli",
     "genaug.generate.cli",
-    "genaug.generate.score_cli",
+    "genaug.score.cli",
     "genaug.train.cli",
     "genaug.evaluate.cli",
     "genaug.inspect_cli",

@@ -3,7 +3,6 @@ views the trainer would make at a given replacement probability p."""
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -13,10 +12,11 @@ from PIL import Image, ImageDraw, ImageOps
 
 from genaug.core.errors import GenaugError
 from genaug.core.files import write_json_atomic
+from genaug.core.jsonio import sample_json
 from genaug.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from genaug.shards.layout import IMAGE_FIELDS, list_shards, parse_key, shard_name
 from genaug.shards.manifest import open_gen_split, open_split
-from genaug.shards.reader import decode_image, iter_shard_raw
+from genaug.shards.reader import decode_image, iter_checked_shard
 from genaug.shards.scores import column_summary, hist_edges, iter_scores, require_scores, score_source
 
 BLANK = (200, 200, 200)
@@ -41,7 +41,7 @@ def open_column(shards: str | os.PathLike, gen: str | None, split: str) -> tuple
 
 
 def _read_shard(folder: Path, index: int) -> dict[str, dict]:
-    return {s["__key__"]: s for s in iter_shard_raw(folder / shard_name(index))}
+    return {s["__key__"]: s for s in iter_checked_shard(folder, index)}
 
 
 def _pick_keys(src: Path, keys: Sequence[str] | None, n: int, seed: int) -> list[str]:
@@ -84,7 +84,8 @@ def load_rows(shards, gen: str | None, split: str, keys: Sequence[str] | None, n
         s = found_src[key]
         field = next(f for f in IMAGE_FIELDS if f in s)
         g = found_gen.get(key)
-        meta = json.loads(g["json"].decode("utf-8")) if g is not None and "json" in g else {}
+        meta = sample_json(g["json"]) if g is not None and "json" in g else {}
+        meta = meta if isinstance(meta, dict) else {"failed": "unreadable json field"}
         failed = meta.get("failed") if g is not None else "missing from the generated column"
         variants = [
             decode_image(g[f"gen_{j}.jpg"]) if g is not None and f"gen_{j}.jpg" in g else None for j in range(k)

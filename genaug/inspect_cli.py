@@ -41,9 +41,9 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         from genaug.inspect import contact_sheet, views_sheet
-        from genaug.shards.storage import set_storage_options
+        from genaug.shards.storage_flags import apply_storage_flags
 
-        set_storage_options(storage_option)
+        apply_storage_flags(storage_option, shards)
         key_list = [k.strip() for k in keys.split(",") if k.strip()] if keys else None
         common = dict(split=split, keys=key_list, n=n, seed=seed, tile=tile, labels=not no_labels, out=out)
         if views:

@@ -20,7 +20,8 @@ ALLOWED = {
     "train": {"core", "shards", "data", "ssl"},
     "evaluate": {"core", "shards", "data", "ssl"},
     "inspect": {"core", "shards", "data"},
-    "testing": {"core", "shards", "data", "ssl", "ingest", "generate", "train"},  # builds tiny sets, models, runs
+    "score": {"core", "shards", "data", "generate"},  # scores a column in its generator's feature space
+    "testing": {"core", "shards", "data", "ssl", "ingest", "generate", "score", "train"},  # tiny sets, models, runs
 }
 TOP = {"cli", "demo", "__main__", "__init__"}  # the CLI and the demo put every stage together
 
@@ -76,3 +77,99 @@ def test_the_walker_sees_a_wrong_import(tmp_path):
     f = tmp_path / "x.py"
     f.write_text("def f():\n    from genaug.train.loop import Trainer\n")
     assert genaug_imports(f) == [(2, "train")]
+
+
+def module_of(path: Path, root: Path = ROOT) -> str:
+    """Dotted module name of a file under the package (a package's __init__ is the package itself)."""
+    parts = path.relative_to(root.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph(root: Path = ROOT) -> dict[str, set[str]]:
+    """module -> genaug modules it imports (function-level imports too), each resolved to a module file."""
+    known = {module_of(p, root): p for p in root.rglob("*.py")}
+    pkg = root.name
+
+    def resolve(name: str) -> str | None:
+        while name and name not in known:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph: dict[str, set[str]] = {}
+    for mod, path in known.items():
+        out = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            targets = []
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                targets = [f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in known else node.module
+                           for a in node.names]  # fmt: skip
+            for t in targets:
+                if t.split(".")[0] == pkg and (r := resolve(t)) and r != mod:
+                    out.add(r)
+        graph[mod] = out
+    return graph
+
+
+def import_circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected groups of two or more modules (Tarjan, iterative): each is an import circle."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    out: list[list[str]] = []
+    counter = 0
+    for start in sorted(graph):
+        if start in index:
+            continue
+        work = [(start, iter(sorted(graph[start])))]
+        index[start] = low[start] = counter
+        counter += 1
+        stack.append(start)
+        on.add(start)
+        while work:
+            node, it = work[-1]
+            nxt = next(it, None)
+            if nxt is not None:
+                if nxt not in index:
+                    index[nxt] = low[nxt] = counter
+                    counter += 1
+                    stack.append(nxt)
+                    on.add(nxt)
+                    work.append((nxt, iter(sorted(graph.get(nxt, ())))))
+                elif nxt in on:
+                    low[node] = min(low[node], index[nxt])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                group = []
+                while True:
+                    m = stack.pop()
+                    on.discard(m)
+                    group.append(m)
+                    if m == node:
+                        break
+                if len(group) > 1:
+                    out.append(sorted(group))
+    return out
+
+
+def test_no_import_circle_between_modules():
+    """No two modules import each other, directly or through others (imports inside functions count too)."""
+    circles = import_circles(import_graph())
+    assert not circles, "import circles:\n" + "\n".join(" <-> ".join(c) for c in circles)
+
+
+def test_the_circle_check_sees_a_circle(tmp_path):
+    """The check itself can fail: a.py importing b inside a function and b.py importing a is a circle."""
+    root = tmp_path / "genaug"
+    (root / "x").mkdir(parents=True)
+    (root / "__init__.py").write_text("")
+    (root / "x" / "__init__.py").write_text("")
+    (root / "x" / "a.py").write_text("def f():\n    from genaug.x.b import g\n")
+    (root / "x" / "b.py").write_text("from genaug.x import a\n")
+    (root / "x" / "c.py").write_text("from genaug.x.a import f\n")
+    assert import_circles(import_graph(root)) == [["genaug.x.a", "genaug.x.b"]]

@@ -42,6 +42,31 @@ def resolve_device(name: str | None) -> torch.device:
     return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
+def check_device(name: str | None, flag: str = "--device") -> str | None:
+    """`name` if it names a device torch knows and this machine has (None: the default), else a GenaugError."""
+    if name is None:
+        return None
+    import torch
+
+    try:
+        dev = torch.device(str(name))
+    except (RuntimeError, ValueError):
+        raise GenaugError(f"{flag} {name!r} is not a device: use cpu, cuda or cuda:N (mps on Apple)") from None
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise GenaugError(
+                f"{flag} {name}: no CUDA GPU is visible on this machine: use {flag} cpu (or leave it out)"
+            )
+        if dev.index is not None and dev.index >= n:
+            raise GenaugError(f"{flag} {name}: this machine has {n} CUDA GPU(s), cuda:0 to cuda:{n - 1}")
+    elif dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise GenaugError(f"{flag} {name}: Apple's MPS is not available here: use {flag} cpu")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise GenaugError(f"{flag} {name!r}: genaug runs on cpu, cuda or mps, not {dev.type}")
+    return str(name)
+
+
 def process_rank() -> tuple[int, int]:
     """(rank, world size) from torchrun/accelerate or SLURM variables; (0, 1) when launched alone."""
     for r, w in (

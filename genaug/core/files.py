@@ -8,8 +8,6 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from genaug.core.errors import GenaugError
-
 
 def tmp_suffix() -> str:
     """Suffix of this process's temporary files: .tmp-<host>-<pid>."""
@@ -45,13 +43,9 @@ def write_json_atomic(path: Path, doc: Any) -> None:
 
 def read_json(path: Path) -> Any:
     """Read a JSON file; a missing or corrupt one is a user error naming the file."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise GenaugError(f"{path} is missing") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise GenaugError(f"{path} is not valid JSON ({e}): delete it and rerun the stage that wrote it") from None
+    from genaug.core.jsonio import read_json_file
+
+    return read_json_file(path)
 
 
 def cache_home() -> Path:

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from genaug.core.errors import GenaugError
+from genaug.core.jsonio import parse_json
 
 LOCK_NAME = ".genaug.lock"
 _MAX_HOLDER_BYTES = 4096
@@ -50,8 +51,8 @@ def read_holder(folder: str | os.PathLike) -> dict:
     finally:
         os.close(fd)
     try:
-        doc = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
+        doc = parse_json(raw, "lock holder", max_bytes=_MAX_HOLDER_BYTES)
+    except GenaugError:
         return {}
     return doc if isinstance(doc, dict) else {}
 

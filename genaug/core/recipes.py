@@ -11,6 +11,7 @@ import yaml
 
 from genaug.core.errors import GenaugError
 from genaug.core.hashing import stable_hash
+from genaug.core.yamlio import read_yaml
 
 KINDS = {"pipelines": "genaug.pipelines", "trainers": "genaug.trainers"}
 
@@ -25,6 +26,8 @@ def recipe_path(kind: str, name_or_path: str) -> Path | Any:
     """Locate a recipe: a shipped name (`sd`, `barlow`) or a path to the user's own YAML file."""
     p = Path(name_or_path)
     if p.suffix in (".yaml", ".yml") or p.is_file():  # a folder that happens to share a recipe's name is no recipe
+        if p.is_dir():
+            raise GenaugError(f"recipe {p} is a folder, not a file: give the path of a .yaml recipe inside it")
         if not p.is_file():
             raise GenaugError(f"recipe file {p} does not exist")
         return p
@@ -41,10 +44,7 @@ def recipe_path(kind: str, name_or_path: str) -> Path | Any:
 def load_recipe(kind: str, name_or_path: str, overrides: dict[str, Any] | None = None) -> dict:
     """Load a recipe, apply `overrides` (dotted keys, None values ignored) and return the resolved dict."""
     src = recipe_path(kind, name_or_path)
-    try:
-        doc = yaml.safe_load(src.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise GenaugError(f"recipe {src} is not valid YAML: {e}") from None
+    doc = read_yaml(src)
     if not isinstance(doc, dict):
         raise GenaugError(f"recipe {src} must be a YAML mapping")
     doc.setdefault("name", Path(str(name_or_path)).stem)

@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import json
 import random
 import re
 import warnings
@@ -55,15 +54,16 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from genaug.core.errors import GenaugError
+from genaug.core.jsonio import sample_json
 from genaug.data.color import apply_color_stage, normalize
 from genaug.data.decode import CorruptImage
 from genaug.data.mixing import MixPolicy
 from genaug.data.prefetch import ShardPrefetcher, fetch_now
 from genaug.data.transforms import ViewsRecipe, eval_view, make_views, parse_views
 from genaug.shards.layout import IMAGE_FIELDS
-from genaug.shards.manifest import open_gen_split, open_split, read_manifest
+from genaug.shards.manifest import check_column_source, open_gen_split, open_split, read_manifest
 from genaug.shards.reader import iter_shard_raw
-from genaug.shards.scores import raw_fidelity, require_scores, sample_fidelity, score_source
+from genaug.shards.scores import raw_fidelity, require_scores, score_source
 from genaug.shards.storage import Location, file_sha256
 from genaug.shards.writer import is_shard_done, read_stats
 
@@ -117,7 +117,9 @@ def open_columns(
         found = require_scores(ss, col, split, need_scores) if need_scores else score_source(ss, col, split)
         side = found[1] if found and found[0] == "side" else None
         if side is not None:
-            if tuple(read_manifest(side).get("shards") or []) != names:
+            side_man = read_manifest(side)
+            check_column_source(side, side_man, src, man)
+            if tuple(side_man.get("shards") or []) != names:
                 raise MisalignedColumn(f"score column {side} lists other shards than {src}: rerun `genaug score`")
             for name in names:
                 if not is_shard_done(side, int(name[:6]), check_sha=False):
@@ -132,14 +134,11 @@ def _variants(raw: dict, side: dict | None = None) -> tuple[list[bytes], list[fl
     """The variants of a generated sample and their fidelity scores (from `side`, a score sample, or inline)."""
     meta = {}
     if "json" in raw:
-        try:
-            meta = json.loads(raw["json"].decode("utf-8"))
-        except (ValueError, UnicodeDecodeError):
-            meta = {}
+        meta = sample_json(raw["json"]) or {}
         if isinstance(meta, dict) and meta.get("failed"):
             return [], []
     found = sorted((int(m.group(1)), f) for f in raw if (m := GEN_FIELD.match(f)))
-    doc = raw_fidelity(side) if side is not None else sample_fidelity(meta)
+    doc = raw_fidelity(side if side is not None else raw)
     scores = list(doc["scores"]) if doc is not None else []
     if len(scores) != len(found):
         scores = [None] * len(found)

@@ -193,7 +193,7 @@ def parse_views(section: dict | None) -> ViewsRecipe:
     if unknown:
         raise GenaugError(f"views: unknown key(s) {sorted(unknown)}: allowed are {sorted(TOP_KEYS)}")
     name = section.get("preset", "simclr")
-    if name not in PRESETS:
+    if not isinstance(name, str) or name not in PRESETS:
         raise GenaugError(f"views: unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
     base = PRESETS[name]
     size = int(section.get("size", base["size"]))

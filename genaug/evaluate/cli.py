@@ -28,9 +28,9 @@ SHARDS_HELP = "Labeled shard set the features come from: name (shards/NAME), pat
 
 def _storage(args: dict) -> dict:
     """Apply (and drop) the --storage-option flags of a command's arguments; the rest are the eval function's."""
-    from genaug.shards.storage import set_storage_options
+    from genaug.shards.storage_flags import apply_storage_flags
 
-    set_storage_options(args.pop("storage_option", None))
+    apply_storage_flags(args.pop("storage_option", None), args.get("shards"), args.get("in_set"), args.get("out_sets"))
     return args
 
 

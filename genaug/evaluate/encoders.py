@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import yaml
 from torch import nn
 
 from genaug.core.errors import GenaugError
@@ -60,10 +59,9 @@ def find_recipe(folder: Path) -> dict | None:
 
 
 def _read_yaml(path: Path) -> dict:
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise GenaugError(f"recipe {path} is not valid YAML: {e}") from None
+    from genaug.core.yamlio import read_yaml
+
+    doc = read_yaml(path)
     if not isinstance(doc, dict):
         raise GenaugError(f"recipe {path} must be a YAML mapping")
     return doc

@@ -137,22 +137,24 @@ def extract_features(
 
         total = sum(int((read_stats(folder, i) or {}).get("count", 0)) for i in ds.shards) or None
         bar = tqdm(total=total, unit="img", desc=f"features {as_location(folder).name}")
-    for k, y, x in loader:
-        x = x.to(dev, non_blocking=True)
-        with torch.autocast(dev.type, enabled=dev.type == "cuda"):
-            f = _pool(encoder(x)).float()
-            if has_unc:
-                unc.append(torch.as_tensor(encoder.uncertainty(x)).float().reshape(len(x), -1).mean(1).cpu())
-        feats.append(f.cpu())
-        labels.append(torch.as_tensor(y))
-        keys.extend(k)
-        n += len(k)
+    try:
+        for k, y, x in loader:
+            x = x.to(dev, non_blocking=True)
+            with torch.autocast(dev.type, enabled=dev.type == "cuda"):
+                f = _pool(encoder(x)).float()
+                if has_unc:
+                    unc.append(torch.as_tensor(encoder.uncertainty(x)).float().reshape(len(x), -1).mean(1).cpu())
+            feats.append(f.cpu())
+            labels.append(torch.as_tensor(y))
+            keys.extend(k)
+            n += len(k)
+            if bar is not None:
+                bar.update(len(k))
+            if limit is not None and n >= limit:
+                break
+    finally:  # a damaged shard ends the loop with a GenaugError: the bar is closed before its one line is printed
         if bar is not None:
-            bar.update(len(k))
-        if limit is not None and n >= limit:
-            break
-    if bar is not None:
-        bar.close()
+            bar.close()
     if not keys:
         raise GenaugError(f"split folder {folder} has no images: check `genaug verify`")
     order = _shard_order(keys)

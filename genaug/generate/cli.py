@@ -103,9 +103,9 @@ def register(app: typer.Typer) -> None:
         from genaug.generate.ray_engine import check_engine_options
         from genaug.generate.runner import generate, resolve_recipe
         from genaug.generate.status import column_status, format_status
-        from genaug.shards.storage import set_storage_options
+        from genaug.shards.storage_flags import apply_storage_flags
 
-        set_storage_options(storage_option)
+        apply_storage_flags(storage_option, shards)
         lease_timeout = check_lease_timeout(lease_timeout, "--lease-timeout")
         check_engine_options(engine, ray_address, num_gpus_per_worker, workers)
         if limit_shards is not None and limit_shards < 1:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from genaug import __version__
 from genaug.core.errors import GenaugError
+from genaug.core.jsonio import sample_json
 from genaug.core.recipes import recipe_hash
 from genaug.shards.layout import SHARD_RE, ShardSet, check_name
 from genaug.shards.manifest import open_split, read_manifest, write_manifest
@@ -32,10 +32,10 @@ def required_fields(k: int):
     full = gen_fields(k)
 
     def need(sample: dict) -> tuple[str, ...]:
-        try:
-            failed = json.loads(sample.get("json", b"{}")).get("failed")
-        except ValueError:
+        meta = sample_json(sample.get("json", b"{}"))
+        if not isinstance(meta, dict):
             return full
+        failed = meta.get("failed")
         return ("json",) if failed else full
 
     return need

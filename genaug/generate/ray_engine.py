@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import socket
 import sys
 import time
 import warnings
@@ -63,6 +64,35 @@ def check_ray_address(address: str | None) -> str | None:
     )
 
 
+def probe_ray_address(address: str | None, timeout: float = 5.0) -> None:
+    """A GenaugError when nothing answers at a HOST:PORT --ray-address (Ray itself would retry for minutes)."""
+    m = _ADDRESS.match(str(address or "").strip())
+    if m is None:  # auto, local or none: Ray finds or starts the cluster itself
+        return
+    host, port = m.group(2).strip("[]"), int(m.group(3))
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as e:
+        raise GenaugError(
+            f"cannot reach the Ray cluster at --ray-address {address} ({e.strerror or type(e).__name__} within "
+            f"{timeout:g} s): start it with `ray start --head` (it prints the address) or fix the address"
+        ) from None
+
+
+def check_local_gpus(address: str | None, num_gpus: float | None) -> None:
+    """A GenaugError when a Ray started here (no --ray-address) is asked for GPUs this machine does not have."""
+    if not num_gpus or address not in (None, "local") or (address is None and os.environ.get("RAY_ADDRESS")):
+        return
+    import torch
+
+    have = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if have < num_gpus:
+        raise GenaugError(
+            f"--num-gpus-per-worker {num_gpus:g}: this machine has {have} CUDA GPU(s) and Ray would start here (no "
+            "--ray-address): use --num-gpus-per-worker 0 to run on CPU, or join a cluster with --ray-address"
+        )
+
+
 def check_engine_options(
     engine: str, ray_address: str | None, num_gpus_per_worker: float | None, workers: int | None
 ) -> str:
@@ -106,6 +136,7 @@ def _connect(ray: Any, address: str | None, num_cpus: int | None) -> bool:
     """Join or start a Ray cluster; True when this call started (and so must shut down) the Ray session."""
     if ray.is_initialized():
         return False
+    probe_ray_address(address)
     try:
         if address in (None, "local") and not (address is None and os.environ.get("RAY_ADDRESS")):
             ray.init(address=address, num_cpus=num_cpus, include_dashboard=False, log_to_driver=True)
@@ -201,6 +232,7 @@ def generate_ray(
     The actors get the driver's --storage-option (GENAUG_STORAGE_OPTIONS) and, for a URL, its object-store
     variables (AWS_*, ...)."""
     check_engine_options("ray", ray_address, num_gpus_per_worker, workers)
+    check_local_gpus(check_ray_address(ray_address), num_gpus_per_worker)
     ray = import_ray()
     recipe, lease_timeout, col = prepare_column(
         model, shards, split, column, k, batch_size, steps, dtype, compile, seed, guidance, overrides,

@@ -40,7 +40,24 @@ def resolve_recipe(
     if recipe.get("dtype", "fp32") not in ("fp32", "fp16", "bf16"):
         raise GenaugError(f"dtype {recipe['dtype']!r} is not supported: use fp32, fp16 or bf16 (--dtype or the recipe)")
     check_numbers(recipe, model)
+    check_cache_folder(recipe, model)
     return recipe
+
+
+def check_cache_folder(recipe: dict, model: str = "") -> None:
+    """A recipe's `runtime.cache` is an existing folder the user can write, or null: genaug never creates it."""
+    import os
+    from pathlib import Path
+
+    given = (recipe.get("runtime") or {}).get("cache") if isinstance(recipe.get("runtime"), dict) else None
+    if given is None:
+        return
+    if not (isinstance(given, str) and Path(given).is_dir() and os.access(given, os.W_OK)):
+        raise GenaugError(
+            f"runtime.cache {given!r} of recipe {model or recipe.get('name')!r} is not an existing folder you can "
+            "write: create it first (genaug makes only its own subfolder there) or leave runtime.cache null "
+            "($GENAUG_CACHE, default ~/.cache/genaug)"
+        )
 
 
 #: numeric recipe values: (dotted key, flag, kind, low, high); checked when present (k and seed always are)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import time
@@ -13,6 +12,7 @@ from PIL import Image
 
 from genaug.core.devices import process_rank
 from genaug.core.errors import GenaugError
+from genaug.core.jsonio import sample_json
 from genaug.generate.base import Generator, generator_class, variant_seed
 from genaug.generate.column import Column, column_hash, open_column
 from genaug.generate.fidelity import fidelity_doc, pixel_flags, settings, thumbnail
@@ -159,7 +159,8 @@ class Runner:
             field = next((f for f in IMAGE_FIELDS if f in raw), None)
             try:
                 if "json" in raw:
-                    job.sources[key] = json.loads(raw["json"]).get("source")
+                    meta = sample_json(raw["json"])
+                    job.sources[key] = meta.get("source") if isinstance(meta, dict) else None
                 if field is None:
                     raise ValueError("source sample has no image field")
                 images[key] = decode_image(raw[field])

@@ -66,9 +66,9 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         from genaug.ingest.run import ingest as run_ingest
-        from genaug.shards.storage import set_storage_options
+        from genaug.shards.storage_flags import apply_storage_flags
 
-        set_storage_options(storage_option)
+        apply_storage_flags(storage_option, shards, str(source))
         summary = run_ingest(
             source,
             shards,

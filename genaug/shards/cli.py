@@ -27,10 +27,10 @@ def register(app: typer.Typer) -> None:
             help=STORAGE_OPTION_HELP,
         ),
     ) -> None:
-        from genaug.shards.storage import set_storage_options
+        from genaug.shards.storage_flags import apply_storage_flags
         from genaug.shards.verify import verify_set
 
-        set_storage_options(storage_option)
+        apply_storage_flags(storage_option, shards)
         reports, problems = verify_set(shards, check_sha=not no_sha)
         for rep in reports:
             for note in rep.notes:

@@ -6,6 +6,7 @@ import os
 
 from genaug.core.errors import GenaugError
 from genaug.shards.layout import ShardSet, is_unlisted, resolve_shard_set
+from genaug.shards.shardnames import check_shard_names
 from genaug.shards.storage import Location, as_location, read_json, write_json
 
 FORMAT = "genaug-shards/1"
@@ -17,6 +18,7 @@ def read_manifest(folder: Location) -> dict:
     doc = read_json(path)
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise GenaugError(f"{path} is not a genaug manifest (format {FORMAT} expected)")
+    check_shard_names(doc, path)
     return doc
 
 
@@ -57,10 +59,36 @@ def open_gen_split(
             f"generated column {gen!r} has no split {split!r} in {ss.root} (columns: {have}): run "
             f"`genaug generate --shards {shards or ss.root} --split {split}` first or fix --gen"
         )
-    doc = read_manifest(col)
-    if doc.get("update") is not None:
+    man = read_manifest(col)
+    if man.get("update") is not None:
         raise GenaugError(
             f"generated column {gen!r} ({col}) is being updated to a new recipe by `genaug generate --update`: rerun "
             "that command until it finishes (it resumes), then use the column"
         )
-    return col, doc
+    src = ss.split_dir(split)
+    check_column_source(col, man, src, read_manifest(src))
+    return col, man
+
+
+class ForeignColumn(GenaugError):
+    """A generated (or score) column made from another image set than the split it sits beside."""
+
+
+def column_source_problem(col: Location, col_man: dict, src: Location, src_man: dict) -> str | None:
+    """Why column `col` does not belong to source split `src` (its source_plan_hash is not the split's plan_hash)."""
+    want = col_man.get("source_plan_hash")
+    have = src_man.get("plan_hash")
+    if want is None or want == have:  # columns written before the hash was recorded carry none: keys still checked
+        return None
+    return (
+        f"{col} was made from another image set: its manifest's source_plan_hash {str(want)[:16]} is not the "
+        f"plan_hash {str(have)[:16]} of {src}/manifest.json (same shard names and keys, other images): regenerate "
+        "it for this split (`genaug generate --column NEW`) or point --shards at the set it was made from"
+    )
+
+
+def check_column_source(col: Location, col_man: dict, src: Location, src_man: dict) -> None:
+    """Raise ForeignColumn when column `col` was made from another image set than split `src` (see above)."""
+    problem = column_source_problem(col, col_man, src, src_man)
+    if problem:
+        raise ForeignColumn(problem)

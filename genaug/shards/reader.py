@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Iterator
 
 from PIL import Image
 
 from genaug.core.errors import GenaugError
+from genaug.core.jsonio import MAX_FIELD_BYTES, parse_json
 from genaug.shards.layout import IMAGE_FIELDS
 from genaug.shards.storage import Location, as_location, bytes_io, open_read
 from genaug.shards.tario import read_samples
@@ -40,7 +40,7 @@ def decode_sample(raw: dict, images: str = "pil") -> dict:
         elif field == "cls":
             out[field] = int(data.decode("ascii").strip())
         elif field == "json":
-            out[field] = json.loads(data.decode("utf-8"))
+            out[field] = parse_json(data, f"field json of sample {raw.get('__key__')}", MAX_FIELD_BYTES)
         elif field == "txt":
             out[field] = data.decode("utf-8")
         else:
@@ -64,6 +64,35 @@ def iter_shard_raw(path: Location, data: bytes | None = None) -> Iterator[dict]:
         if isinstance(e, GenaugError):
             raise
         raise GenaugError(f"shard {path} is unreadable ({type(e).__name__}: {e}): run `genaug verify`") from None
+
+
+def iter_checked_shard(folder: Location, index: int) -> Iterator[dict]:
+    """Raw samples of shard `index` of `folder` after its bytes are checked against the sha256 its stats recorded.
+
+    The check `verify` and the training stream make, for readers that show or count samples (eval, inspect): a
+    shard without valid stats (not complete) or whose bytes changed after commit is a GenaugError naming it."""
+    import hashlib
+
+    from genaug.shards.layout import shard_name
+    from genaug.shards.storage import RemotePath, file_sha256
+    from genaug.shards.writer import read_stats
+
+    folder = as_location(folder)
+    path = folder / shard_name(index)
+    stats = read_stats(folder, index)
+    if stats is None or not isinstance(stats.get("sha256"), str):
+        raise GenaugError(f"shard {path} has no valid stats file, so it is not complete: run `genaug verify`")
+    try:
+        data = path.read_bytes() if isinstance(folder, RemotePath) else None
+        sha = hashlib.sha256(data).hexdigest() if data is not None else file_sha256(path)
+    except FileNotFoundError:
+        raise GenaugError(f"shard {path} is missing: run `genaug verify` on its shard set") from None
+    if sha != stats["sha256"]:
+        raise GenaugError(
+            f"shard {path} does not match the sha256 its stats recorded (its bytes changed after commit, or the "
+            "host serves another file): run `genaug verify` and redo the shard"
+        )
+    yield from iter_shard_raw(path, data)
 
 
 def iter_shard(path: Location, images: str = "pil") -> Iterator[dict]:

@@ -9,12 +9,13 @@ histogram has fixed bins, so summaries of shards merge exactly (`merge_summaries
 
 from __future__ import annotations
 
-import json
 import math
+import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from genaug.core.errors import GenaugError
+from genaug.core.jsonio import sample_json
 from genaug.shards.layout import ShardSet, shard_name
 from genaug.shards.manifest import read_manifest
 from genaug.shards.reader import iter_shard_raw
@@ -35,20 +36,48 @@ def _bin(x: float) -> int:
     return min(HIST_BINS - 1, max(0, int(math.floor((x + 1.0) / 2.0 * HIST_BINS))))
 
 
+def is_score(x: object) -> bool:
+    """True for a usable fidelity score: a finite real number (not a bool) in [-1, 1] (a cosine similarity)."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and abs(x) <= 1.0 + 1e-6
+
+
+def fidelity_problem(meta: object) -> str | None:
+    """What is wrong with the fidelity doc of a sample's decoded json (None when it is fine or absent)."""
+    if not isinstance(meta, dict) or meta.get("failed") or meta.get("fidelity") is None:
+        return None
+    doc = meta["fidelity"]
+    if not isinstance(doc, dict) or not isinstance(doc.get("scores"), list):
+        return "has a fidelity doc without a list of scores"
+    bad = next((s for s in doc["scores"] if s is not None and not is_score(s)), None)
+    if bad is not None or any(s is None for s in doc["scores"]):
+        return f"has fidelity score {str(bad)[:40]!r}, not a number in [-1, 1] (a cosine): rerun `genaug score`"
+    return None
+
+
 def sample_fidelity(meta: object) -> dict | None:
-    """The fidelity doc of a sample's decoded json (None when it has none, or when generation failed)."""
+    """The fidelity doc of a sample's decoded json (None when it has none, when generation failed, or when one of
+    its scores is not a number in [-1, 1]: such a sample is used as one without scores)."""
     if not isinstance(meta, dict) or meta.get("failed"):
         return None
     doc = meta.get("fidelity")
-    return doc if isinstance(doc, dict) and isinstance(doc.get("scores"), list) else None
+    if not (isinstance(doc, dict) and isinstance(doc.get("scores"), list)):
+        return None
+    return doc if all(is_score(s) for s in doc["scores"]) else None
 
 
 def raw_fidelity(raw: dict) -> dict | None:
-    """The fidelity doc of a raw sample (its json field as bytes), or None."""
-    try:
-        return sample_fidelity(json.loads(raw["json"].decode("utf-8"))) if "json" in raw else None
-    except (ValueError, UnicodeDecodeError):
+    """The fidelity doc of a raw sample (its json field as bytes), or None; bad scores are ignored with a warning."""
+    if "json" not in raw:
         return None
+    meta = sample_json(raw["json"])
+    problem = fidelity_problem(meta)
+    if problem:  # one message per shard: Python's default warning filter shows it once per process
+        warnings.warn(
+            f"genaug: a fidelity score in shard {raw.get('__shard__')} is not a number in [-1, 1] (a cosine): those "
+            "samples' variants are used as unscored; `genaug verify` lists them, `genaug score --overwrite` redoes",
+            stacklevel=2,
+        )
+    return sample_fidelity(meta)
 
 
 def summarize(docs: Iterable[dict], space: str | None = None) -> dict:
@@ -101,7 +130,7 @@ def _finish(out: dict) -> dict:
 
 def merge_summaries(parts: Iterable[dict]) -> dict:
     """One summary of many shards' summaries (exact but for quantiles, read from the 0.01-wide histogram)."""
-    parts = [p for p in parts if isinstance(p, dict)]
+    parts = [p for p in parts if _summary_ok(p)]
     out = {
         "space": next((p.get("space") for p in parts if p.get("space")), None),
         "n": sum(int(p.get("n", 0)) for p in parts),
@@ -118,6 +147,20 @@ def merge_summaries(parts: Iterable[dict]) -> dict:
     }
     out["quantiles"] = _hist_quantiles(out["hist"]) if out["n"] else {}
     return _finish(out)
+
+
+def _summary_ok(p: object) -> bool:
+    """True for a shard summary whose counts and sums are finite numbers (stats are files a user may have edited)."""
+    if not isinstance(p, dict):
+        return False
+    nums = [p.get(k, 0) for k in ("n", "sum", "sumsq", "blank", "near_copy", "diversity_sum", "diversity_n")]
+    nums += [p[k] for k in ("min", "max") if p.get(k) is not None]
+    hist = p.get("hist")
+    if hist is not None:
+        if not isinstance(hist, list) or len(hist) != HIST_BINS:
+            return False
+        nums += hist
+    return all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in nums)
 
 
 def _hist_quantiles(hist: list[int]) -> dict:

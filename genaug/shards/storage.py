@@ -32,6 +32,7 @@ from typing import Any, BinaryIO
 from genaug.core.errors import GenaugError
 from genaug.core.files import read_json as _read_json_local
 from genaug.core.files import write_json_atomic as _write_json_local
+from genaug.core.jsonio import parse_json
 
 #: schemes genaug accepts as shard locations; https/http are read-only
 WRITABLE_SCHEMES = ("s3", "gs", "gcs", "memory")
@@ -404,10 +405,10 @@ class RemotePath:
         """The files of an unlisted shard folder: manifest.json, then each named tar and stats file that exists."""
         manifest = self / "manifest.json"
         try:
-            doc = json.loads(manifest.read_bytes().decode("utf-8"))
+            doc = parse_json(manifest.read_bytes(), manifest)
         except FileNotFoundError:
             return
-        except (ValueError, UnicodeDecodeError):
+        except GenaugError:
             doc = {}
         yield RemotePath(manifest.url, "file")
         names = doc.get("shards") if isinstance(doc, dict) else None
@@ -547,10 +548,7 @@ def read_json(path: Location) -> Any:
         data = path.read_bytes()
     except FileNotFoundError:
         raise GenaugError(f"{path} is missing") from None
-    try:
-        return json.loads(data.decode("utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise GenaugError(f"{path} is not valid JSON ({e}): delete it and rerun the stage that wrote it") from None
+    return parse_json(data, path)
 
 
 def write_json(path: Location, doc: Any) -> None:

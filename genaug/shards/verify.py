@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 from dataclasses import dataclass, field
 
 from genaug.core.errors import GenaugError
-from genaug.shards.layout import SHARD_RE, ShardSet, check_key
-from genaug.shards.manifest import read_manifest
+from genaug.core.jsonio import sample_json
+from genaug.shards.layout import SHARD_RE, ShardSet, check_key, is_unlisted
+from genaug.shards.manifest import column_source_problem, read_manifest
 from genaug.shards.reader import is_image_field
+from genaug.shards.scores import fidelity_problem
 from genaug.shards.storage import Location, as_location
 from genaug.shards.tario import read_samples
 from genaug.shards.writer import read_stats
+
+#: on a host that cannot be listed, verify gives up on a folder after this many named shards are missing in a row
+MAX_MISSING_IN_A_ROW = 8
 
 
 @dataclass
@@ -33,10 +37,8 @@ def _required(kind: str, manifest: dict, sample: dict) -> list[str]:
     if kind == "scores":  # a score side column (genaug score): one json per sample
         return ["json"]
     if kind == "generated":
-        meta = {}
-        try:
-            meta = json.loads(sample.get("json", b"{}"))
-        except (ValueError, UnicodeDecodeError):
+        meta = sample_json(sample.get("json", b"{}"))
+        if not isinstance(meta, dict):
             return ["json (valid)"]
         if meta.get("failed"):
             return ["json"]
@@ -61,8 +63,10 @@ def verify_folder(folder: Location, check_sha: bool = True) -> FolderReport:
     kind = manifest.get("kind", "source")
     names = manifest.get("shards") or []
     per_shard, planned = manifest.get("samples_per_shard"), manifest.get("num_planned")
-    listing = list(folder.iterdir())
+    unlisted = is_unlisted(folder)  # a read-only host: each named shard is probed as it comes, never all up front
+    listing = [] if unlisted else list(folder.iterdir())
     on_disk = sorted(p.name for p in listing if SHARD_RE.match(p.name))
+    missing_run = 0
     for extra in sorted(set(on_disk) - set(names)):
         rep.problems.append(f"{folder / extra}: tar is not in manifest.json")
     for p in sorted((p for p in listing if ".tmp-" in p.name), key=str):
@@ -71,9 +75,17 @@ def verify_folder(folder: Location, check_sha: bool = True) -> FolderReport:
         tar = folder / name
         index = int(name[:6])
         stats = read_stats(folder, index)
-        if name not in on_disk:
+        if name not in on_disk and not (unlisted and tar.is_file()):
             rep.problems.append(f"{tar}: missing (not written yet, or deleted): rerun the stage that writes it")
+            missing_run += 1
+            if unlisted and missing_run >= MAX_MISSING_IN_A_ROW and i + 1 < len(names):
+                rep.problems.append(
+                    f"{folder}: stopped after {missing_run} missing shards in a row, {len(names) - i - 1} more not "
+                    "probed: the manifest names shards this host does not serve; check the URL or republish the set"
+                )
+                break
             continue
+        missing_run = 0
         if stats is None:
             rep.problems.append(f"{tar}: no valid stats file {index:06d}.json, so it is not complete: rerun to redo it")
             continue
@@ -92,6 +104,10 @@ def verify_folder(folder: Location, check_sha: bool = True) -> FolderReport:
                     check_key(key)
                 except GenaugError as e:
                     rep.problems.append(f"{tar}: {e}")
+                if kind in ("generated", "scores"):
+                    bad = fidelity_problem(sample_json(sample.get("json")))
+                    if bad:
+                        rep.problems.append(f"{tar}: sample {key} {bad}")
                 missing = [f for f in _required(kind, manifest, sample) if f not in sample]
                 if missing:
                     rep.problems.append(f"{tar}: sample {key} lacks {', '.join(missing)}")
@@ -138,16 +154,18 @@ def verify_set(shards: str, check_sha: bool = True) -> tuple[list[FolderReport],
             rep.problems.append(f"{folder}: {kind} column for split {split!r}, which has no source shards")
             continue
         try:
-            src_names = read_manifest(sset.split_dir(split)).get("shards")
-            man = read_manifest(folder)
-            gen_names = man.get("shards")
+            src_man, col_man = read_manifest(sset.split_dir(split)), read_manifest(folder)
         except GenaugError:
             continue
-        if kind == "gen" and man.get("update") is not None:
+        src_names, gen_names = src_man.get("shards"), col_man.get("shards")
+        foreign = column_source_problem(folder, col_man, sset.split_dir(split), src_man)
+        if foreign:
+            rep.problems.append(foreign)
+        if kind == "gen" and col_man.get("update") is not None:
             rep.problems.append(f"{folder}: an update (`genaug generate --update`) is unfinished: rerun it to finish")
         elif kind == "gen":
             stale = [n for n in rep.keys if (read_stats(folder, int(n[:6])) or {}).get("recipe_hash") not in
-                     (None, man.get("recipe_hash"))]  # fmt: skip
+                     (None, col_man.get("recipe_hash"))]  # fmt: skip
             if stale:
                 rep.problems.append(
                     f"{folder / stale[0]}: made with another recipe than the column's ({len(stale)} shards): "

@@ -118,7 +118,17 @@ def read_stats(folder: Location, index: int) -> dict | None:
         doc = read_json(p)
     except GenaugError:
         return None
-    return doc if isinstance(doc, dict) else None
+    return doc if isinstance(doc, dict) and _stats_fields_ok(doc) else None
+
+
+def _stats_fields_ok(doc: dict) -> bool:
+    """True when the fields readers compute with hold the right types (counts are whole numbers, the sha text)."""
+    for key in ("count", "bytes"):
+        v = doc.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+            return False
+    sha, failures = doc.get("sha256"), doc.get("failures")
+    return (sha is None or isinstance(sha, str)) and (failures is None or isinstance(failures, list))
 
 
 def is_shard_done(folder: Location, index: int, check_sha: bool = True) -> bool:

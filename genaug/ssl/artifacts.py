@@ -106,15 +106,12 @@ class LoadedMethod:
 
 
 def _read_recipe(folder: Path) -> dict:
-    import yaml
-
     path = Path(folder) / "recipe.yaml"
     if not path.is_file():
         raise GenaugError(f"{folder} holds no recipe.yaml: give a genaug run folder, or the file inside one")
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise GenaugError(f"recipe {path} is not valid YAML: {e}") from None
+    from genaug.core.yamlio import read_yaml
+
+    doc = read_yaml(path)
     if not isinstance(doc, dict):
         raise GenaugError(f"recipe {path} must be a YAML mapping")
     return doc

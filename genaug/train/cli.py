@@ -85,10 +85,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         import os
 
-        from genaug.shards.storage import set_storage_options
+        from genaug.shards.storage_flags import apply_storage_flags
         from genaug.train.runner import train as run_train
 
-        set_storage_options(storage_option)
+        apply_storage_flags(storage_option, shards)
         if allow_module:  # the same trust reaches the method registry (and evaluation run from this process)
             have = [m for m in os.environ.get("GENAUG_ALLOW_MODULES", "").split(",") if m]
             os.environ["GENAUG_ALLOW_MODULES"] = ",".join(have + list(allow_module))

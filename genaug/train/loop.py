@@ -229,7 +229,13 @@ class Trainer:
             ),
             "recipe": self.recipe,
             "world_size": self.acc.num_processes,
+            "log_window": self._log_window_state(),
         }
+
+    def _log_window_state(self) -> dict:
+        """The sums and step count of the log row being accumulated (a resume continues that row's average)."""
+        w = getattr(self, "_window", None) or {"sums": {}, "n": 0}
+        return {"sums": {k: float(_scalar(v)) for k, v in w["sums"].items()}, "n": int(w["n"])}
 
     def load_state_dict(self, st: dict) -> None:
         """Restore from state_dict() (same number of processes for exact RNG continuation)."""
@@ -240,6 +246,9 @@ class Trainer:
         if scaler is not None and st.get("scaler") is not None:
             scaler.load_state_dict(st["scaler"])
         self.step = int(st["step"])
+        win = st.get("log_window")
+        if isinstance(win, dict) and isinstance(win.get("sums"), dict):
+            self._resumed_window = {"sums": dict(win["sums"]), "n": int(win.get("n", 0))}
         r = self.acc.process_index if len(st["rng"]) == self.acc.num_processes else 0
         set_rng_state(st["rng"][r])
         data = st["data"][r]
@@ -306,6 +315,11 @@ class Trainer:
         method = self.module.method
         last: dict = {}
         window = {"t0": time.perf_counter(), "wait": 0.0, "images": 0, "sums": {}, "n": 0}
+        resumed = getattr(self, "_resumed_window", None)
+        if resumed:  # the row a checkpoint cut in two: its average goes on over the steps before the resume
+            window.update(sums=dict(resumed["sums"]), n=resumed["n"])
+            self._resumed_window = None
+        self._window = window
         self.model.train()
         end = min(cfg.total_steps, cfg.stop_at) if cfg.stop_at is not None else cfg.total_steps
         while self.step < end:
@@ -373,6 +387,7 @@ class Trainer:
                         wait=f"{row['data_wait']:.0%}",
                     )
                 window = {"t0": time.perf_counter(), "wait": 0.0, "images": 0, "sums": {}, "n": 0}
+                self._window = window
             if cfg.ckpt_every and self.step % cfg.ckpt_every == 0 and self.step < end:
                 self.save()
         self.save()

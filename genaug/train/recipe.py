@@ -9,6 +9,8 @@ class's own arguments. The resolved recipe written to <run>/recipe.yaml holds ev
 from __future__ import annotations
 
 import inspect
+import math
+import re
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -134,6 +136,23 @@ class TrainRecipe:
     resolved: dict | None = None  # written by the trainer; recomputed for every run
 
 
+#: method_args that divide (temperatures, epsilons): they must be positive
+POSITIVE_ARG = re.compile(r"(^|_)(temperature|temp|eps|epsilon)$")
+
+
+def check_method_value(key: str, value: Any) -> None:
+    """A number in method_args is finite, and positive where it divides (temperature, *_temp, eps)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    if not math.isfinite(value):
+        raise GenaugError(f"recipe key method_args.{key} must be a finite number, got {value}")
+    if POSITIVE_ARG.search(key) and value <= 0:
+        raise GenaugError(
+            f"recipe key method_args.{key} must be greater than 0 (it divides the similarities), got {value}: "
+            f"fix --set method_args.{key}=... or the recipe"
+        )
+
+
 def method_arguments(recipe: dict) -> dict:
     """method_args checked against the method class's own arguments, with the class defaults filled in."""
     from genaug.ssl.methods import get_method
@@ -157,6 +176,7 @@ def method_arguments(recipe: dict) -> dict:
                 f"{close_key(str(key), valid, 'method_args.')}"
             )
         out[key] = coerce(value, hints.get(key, Any), f"method_args.{key}")
+        check_method_value(key, out[key])
     for name, p in params.items():
         if name not in out and p.default is not inspect.Parameter.empty:
             out[name] = p.default

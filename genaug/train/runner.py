@@ -126,6 +126,12 @@ def train(
         raise GenaugError("--shards is required: the shard set to train on (shards/NAME or a path)")
     gen_cols = [c.strip() for g in ([gen] if isinstance(gen, str) else list(gen or [])) for c in g.split(",")]
     gen_cols = [c for c in gen_cols if c]  # `--gen sd,icgan` and `--gen sd --gen icgan` mean the same
+    twice = sorted({c for c in gen_cols if gen_cols.count(c) > 1})
+    if twice:
+        raise GenaugError(
+            f"--gen names column {', '.join(twice)} more than once: each generated column is given once "
+            "(its variants are already drawn with equal weight; use --gen-weighting score to weight them)"
+        )
     flags = dict(
         batch_size=batch_size,
         workers=workers,
@@ -292,13 +298,14 @@ def _loop_config(recipe: dict, progress_bar: bool):
 
 def _check_resume(recipe: dict, run_dir: Path, resume) -> Path | None:
     """The checkpoint to resume from; a run folder of another recipe or data is refused."""
+    from genaug.core.yamlio import read_yaml
     from genaug.train.checkpoint import resolve_resume
 
     ckpt = resolve_resume(resume, run_dir)
     saved = run_dir / "recipe.yaml"
     if ckpt is not None and saved.exists():
-        old = yaml.safe_load(saved.read_text(encoding="utf-8"))
-        if recipe_hash(old, RESUME_FREE) != recipe_hash(_public(recipe), RESUME_FREE):
+        old = read_yaml(saved)
+        if not isinstance(old, dict) or recipe_hash(old, RESUME_FREE) != recipe_hash(_public(recipe), RESUME_FREE):
             raise GenaugError(
                 f"{run_dir} holds a run of another recipe or data: resume it with the same flags, or choose a new --out"
             )

@@ -13,7 +13,7 @@ from genaug.cli import main as cli_main
 from genaug.core.errors import GenaugError
 from genaug.generate.recipe import resolve_recipe
 from genaug.generate.runner import generate
-from genaug.generate.score import score
+from genaug.score.run import score
 from genaug.shards.manifest import read_manifest, write_manifest
 from genaug.shards.reader import iter_shard_raw
 from genaug.shards.scores import iter_scores

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from genaug.generate.leases import Heartbeat, clear_stale_leases, lease_home, try_acquire
-from genaug.generate.object_leases import ObjectLease, object_lease_path, supports_conditional_put
+from genaug.generate.leases.objects import ObjectLease, object_lease_path, supports_conditional_put
 from genaug.shards.storage import as_location
 from genaug.testing.shards import write_synthetic_split
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from genaug.core.errors import GenaugError
+from genaug.core.jsonio import sample_json
 from genaug.core.locks import folder_lock
 from genaug.generate.base import generator_class
 from genaug.generate.column import source_indices
@@ -140,10 +141,8 @@ def _score_shard(src: Path, gdir: Path, k: int, index: int, scorer: Scorer) -> t
     for s, g in _pairs(src, gdir, shard_name(index)):
         key = s["__key__"]
         keys.append(key)
-        try:
-            meta = json.loads(g.get("json", b"{}").decode("utf-8"))
-        except (ValueError, UnicodeDecodeError):
-            meta = {}
+        meta = sample_json(g.get("json", b"{}"))
+        meta = meta if isinstance(meta, dict) else {}
         if meta.get("failed") or not all(f"gen_{j}.jpg" in g for j in range(k)):
             failed[key] = str(meta.get("failed") or "no variants")
             continue
@@ -215,6 +214,7 @@ def score(
                 "kind": SCORES_KIND,
                 "column": gen,
                 "source_split": split,
+                "source_plan_hash": src_man.get("plan_hash"),
                 "shards": src_man.get("shards"),
                 "num_shards": len(indices),
                 "k": k,

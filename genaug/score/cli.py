@@ -1,4 +1,4 @@
-"""`genaug score`: the CLI face of genaug.generate.score.score()."""
+"""`genaug score`: the CLI face of genaug.score.run.score()."""
 
 from __future__ import annotations
 
@@ -38,10 +38,12 @@ def register(app: typer.Typer) -> None:
             help=STORAGE_OPTION_HELP,
         ),
     ) -> None:
-        from genaug.generate.score import score
-        from genaug.shards.storage import set_storage_options
+        from genaug.core.devices import check_device
+        from genaug.score.run import score
+        from genaug.shards.storage_flags import apply_storage_flags
 
-        set_storage_options(storage_option)
+        apply_storage_flags(storage_option, shards)
+        check_device(device)
         out = score(shards, gen, split, encoder, weights, device, batch_size, overwrite, not no_progress)
         s = out.get("summary") or {}
         typer.echo(

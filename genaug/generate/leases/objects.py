@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import time
 import uuid
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
 from genaug.core.errors import GenaugError
-from genaug.generate.leases import LEASE_DIR, MAX_LEASE_BYTES, check_lease_timeout
+from genaug.core.jsonio import parse_json
+from genaug.generate.leases.common import LEASE_DIR, MAX_LEASE_BYTES, check_lease_timeout, dead_here, host, suspect_age
 from genaug.shards.storage import RemotePath, store_error
 
 _PROBED: dict[str, bool] = {}
@@ -105,7 +105,17 @@ def _head(path: RemotePath) -> tuple[str, float] | None:
         raise store_error(str(path), e) from None
     date = (h.get("ResponseMetadata", {}).get("HTTPHeaders", {}) or {}).get("date")
     now = parsedate_to_datetime(date).timestamp() if date else time.time()
-    return h["ETag"], max(0.0, now - h["LastModified"].timestamp())
+    return h["ETag"], suspect_age(now - h["LastModified"].timestamp())
+
+
+def _read_fresh(path: RemotePath) -> bytes:
+    """The lease object's bytes by one GET, never answered from the filesystem's listing cache.
+
+    s3fs sizes an object through its cached listing of the folder first: a lease created after `.leases/` was
+    listed (a peer's, minutes ago) would read as missing without any request, and never be taken over."""
+    path.fs.invalidate_cache(path.parent.key)
+    path.fs.invalidate_cache(path.key)
+    return path.read_bytes()
 
 
 def _get(path: RemotePath) -> tuple[str, dict] | None:
@@ -117,14 +127,14 @@ def _get(path: RemotePath) -> tuple[str, dict] | None:
     if head is None:
         return None
     try:
-        raw = path.read_bytes()
+        raw = _read_fresh(path)
     except Exception as e:  # noqa: BLE001
         if _not_found(e):
             return None
         raise store_error(str(path), e) from None
     try:
-        doc = json.loads(raw.decode("utf-8")) if len(raw) <= MAX_LEASE_BYTES else {}
-    except (UnicodeDecodeError, ValueError, RecursionError):
+        doc = parse_json(raw, path, max_bytes=MAX_LEASE_BYTES)
+    except GenaugError:
         doc = {}
     return head[0], doc if isinstance(doc, dict) else {}
 
@@ -183,22 +193,12 @@ class ObjectLease:
         self.lost = True
 
 
-def _host() -> str:
-    return socket.gethostname()
-
-
-def _dead_here(doc: dict) -> bool:
-    from genaug.generate.leases import _pid_alive, _valid_pid
-
-    return doc.get("host") == _host() and _valid_pid(doc.get("pid")) and not _pid_alive(doc["pid"])
-
-
 def try_acquire_object(folder: RemotePath, index: int, timeout: float, owner: dict | None = None) -> ObjectLease | None:
     """Claim shard `index` by conditional PUT: a new lease, or a stale one taken over; None when a live one holds it."""
     timeout = check_lease_timeout(timeout)
     path = object_lease_path(folder, index)
-    token = f"{_host()}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
-    doc = {"host": _host(), "pid": os.getpid(), "token": token, "since": time.time(), **(owner or {})}
+    token = f"{host()}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+    doc = {"host": host(), "pid": os.getpid(), "token": token, "since": time.time(), **(owner or {})}
     for _ in range(3):
         etag = _put(path, doc, IfNoneMatch="*")
         if etag is not None:
@@ -212,7 +212,7 @@ def try_acquire_object(folder: RemotePath, index: int, timeout: float, owner: di
             if got is None:
                 continue
             seen_etag, seen = got
-            if not _dead_here(seen):
+            if not dead_here(seen):
                 return None
         etag = _put(path, doc, IfMatch=seen_etag)  # exactly one of several stealers matches the stale ETag
         if etag is not None:
@@ -252,4 +252,4 @@ def object_lease_state(folder: RemotePath, index: int, timeout: float) -> tuple[
     head = _head(object_lease_path(folder, index))
     if head is None:
         return "none", {}
-    return ("stale" if head[1] > timeout or _dead_here(got[1]) else "live"), got[1]
+    return ("stale" if head[1] > timeout or dead_here(got[1]) else "live"), got[1]
