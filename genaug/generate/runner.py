@@ -205,7 +205,9 @@ class Runner:
         keep = min(self.k, int(prev["k"]))
         out: dict[str, dict[int, bytes]] = {}
         for raw in iter_shard_raw(self.column.folder / shard_name(job.index)):
-            doc = json.loads(raw["json"])
+            doc = sample_json(raw.get("json"))
+            if not isinstance(doc, dict):  # a damaged record: this image's variants are made again
+                continue
             if doc.get("failed"):
                 job.fail(raw["__key__"], doc["failed"])
                 continue
