@@ -414,3 +414,26 @@ def test_eval_linear_scores_the_val_split_not_the_train_split(copy, run, tmp_pat
     d = json.loads(out.read_text())["details"]
     assert d["train_top1"] >= 0.75, d  # the probe fits train, so the two figures differ
     assert d["top1"] == pytest.approx(1 - d["train_top1"], abs=1e-6), d
+
+
+# -- cases 3 and 4 over https-like hosting (no listings) --------------------------------------------------------
+def test_a_read_only_host_with_a_swapped_shard_or_a_huge_manifest(copy, tmp_path, capsys):
+    pytest.importorskip("aiohttp")
+    from genaug.testing.servers import start_static_http, stop_server
+
+    shutil.copy(copy / "train" / "000000.tar", copy / "train" / "000001.tar")
+    huge = copy.parent / "huge"
+    write_synthetic_split(huge, "train", num_shards=1, per_shard=2, size=16, seed=3)
+    man = read_manifest(huge / "train")
+    n = 100_000
+    write_manifest(huge / "train", {**man, "shards": [f"{i:06d}.tar" for i in range(n)], "num_shards": n,
+                                    "num_planned": 2 * n})  # fmt: skip
+    proc, url = start_static_http(copy.parent, listings=False)
+    try:
+        err = one_line_error(["inspect", "--shards", f"{url}/set", "--gen", "g", "--n", "12",
+                              "--out", str(tmp_path / "c.png")], capsys)  # fmt: skip
+        assert "does not match the sha256" in err and f"{url}/set/train/000001.tar" in err
+        out = verify_problems(f"{url}/huge", capsys)
+        assert "stopped after 8 missing shards in a row, 99991 more not probed" in out
+    finally:
+        stop_server(proc)
