@@ -139,10 +139,10 @@ def test_deeply_nested_json_in_a_manifest_or_stats_is_one_line(copy, tmp_path, c
     manifest = copy / "val" / "manifest.json"
     manifest.write_text(manifest.read_text().replace('"kind": "source"', f'"kind": "source", "x": {deep}'))
     out = verify_problems(copy, capsys)
-    assert "nested deeper than" in out and str(manifest) in out
+    assert "nested deeper than the parser allows" in out and str(manifest) in out
     argv = ["train", *TRAIN, "--shards", str(copy), "--split", "val", "--out", str(tmp_path / "r")]
     err = one_line_error(argv, capsys)
-    assert "nested deeper than" in err and str(manifest) in err
+    assert "nested deeper than the parser allows" in err and str(manifest) in err
     stats = copy / "train" / "000001.json"
     stats.write_text(stats.read_text().replace('"count": 6', f'"count": 6, "x": {deep}'))
     out = verify_problems(copy, capsys)
