@@ -188,4 +188,7 @@ def register(app: typer.Typer) -> None:
         steps: int = typer.Option(150, "--steps", help="Training steps."),
         seed: int = typer.Option(0, "--seed", help="Seed of the training run (init, data order, mixing)."),
     ) -> None:
+        from genaug.core.flags import at_least
+
+        at_least(size, 8, "--size")  # the views are cut from these images: smaller ones hold no crop
         run_demo(out, size, workers, k, method, p, steps, seed=seed)

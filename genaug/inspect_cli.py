@@ -40,10 +40,13 @@ def register(app: typer.Typer) -> None:
             help=STORAGE_OPTION_HELP,
         ),
     ) -> None:
+        from genaug.core.flags import at_least
         from genaug.inspect import contact_sheet, views_sheet
         from genaug.shards.storage_flags import apply_storage_flags
 
         apply_storage_flags(storage_option, shards)
+        for value, flag in ((n, "--n"), (pairs, "--pairs"), (tile, "--tile"), (view_size, "--view-size")):
+            at_least(value, 1, flag)
         key_list = [k.strip() for k in keys.split(",") if k.strip()] if keys else None
         common = dict(split=split, keys=key_list, n=n, seed=seed, tile=tile, labels=not no_labels, out=out)
         if views:

@@ -139,10 +139,10 @@ def test_deeply_nested_json_in_a_manifest_or_stats_is_one_line(copy, tmp_path, c
     manifest = copy / "val" / "manifest.json"
     manifest.write_text(manifest.read_text().replace('"kind": "source"', f'"kind": "source", "x": {deep}'))
     out = verify_problems(copy, capsys)
-    assert "nested deeper than" in out and str(manifest) in out
+    assert "nested deeper than the parser allows" in out and str(manifest) in out
     argv = ["train", *TRAIN, "--shards", str(copy), "--split", "val", "--out", str(tmp_path / "r")]
     err = one_line_error(argv, capsys)
-    assert "nested deeper than" in err and str(manifest) in err
+    assert "nested deeper than the parser allows" in err and str(manifest) in err
     stats = copy / "train" / "000001.json"
     stats.write_text(stats.read_text().replace('"count": 6', f'"count": 6, "x": {deep}'))
     out = verify_problems(copy, capsys)
@@ -414,3 +414,26 @@ def test_eval_linear_scores_the_val_split_not_the_train_split(copy, run, tmp_pat
     d = json.loads(out.read_text())["details"]
     assert d["train_top1"] >= 0.75, d  # the probe fits train, so the two figures differ
     assert d["top1"] == pytest.approx(1 - d["train_top1"], abs=1e-6), d
+
+
+# -- cases 3 and 4 over https-like hosting (no listings) --------------------------------------------------------
+def test_a_read_only_host_with_a_swapped_shard_or_a_huge_manifest(copy, tmp_path, capsys):
+    pytest.importorskip("aiohttp")
+    from genaug.testing.servers import start_static_http, stop_server
+
+    shutil.copy(copy / "train" / "000000.tar", copy / "train" / "000001.tar")
+    huge = copy.parent / "huge"
+    write_synthetic_split(huge, "train", num_shards=1, per_shard=2, size=16, seed=3)
+    man = read_manifest(huge / "train")
+    n = 100_000
+    write_manifest(huge / "train", {**man, "shards": [f"{i:06d}.tar" for i in range(n)], "num_shards": n,
+                                    "num_planned": 2 * n})  # fmt: skip
+    proc, url = start_static_http(copy.parent, listings=False)
+    try:
+        err = one_line_error(["inspect", "--shards", f"{url}/set", "--gen", "g", "--n", "12",
+                              "--out", str(tmp_path / "c.png")], capsys)  # fmt: skip
+        assert "does not match the sha256" in err and f"{url}/set/train/000001.tar" in err
+        out = verify_problems(f"{url}/huge", capsys)
+        assert "stopped after 8 missing shards in a row, 99991 more not probed" in out
+    finally:
+        stop_server(proc)

@@ -2,9 +2,12 @@
 
 `json.loads` alone turns hostile or damaged input into a traceback (RecursionError on a 200,000-deep array) or a
 silent wrong number (`NaN`, `Infinity` are accepted by Python but are not JSON). `parse_json` refuses documents
-larger than a limit, nested deeper than MAX_DEPTH, holding NaN/Infinity or numbers too long to be real, or not UTF-8,
-with one GenaugError naming where the document came from. `sample_json` is the quiet form for a field of a shard
-sample (None when it is not valid), so a long run counts and skips such a sample instead of dying.
+larger than a limit, nested deeper than the C parser allows (about 1,000 levels; genaug's C-coded readers and
+writers handle anything below that), holding NaN/Infinity or numbers too long to be real, or not UTF-8, with one
+GenaugError naming where the document came from. A depth walk in Python would cost about a second per million
+shard names of a manifest, so JSON gets none; `depth_ok` is the bounded walk the YAML reader uses for recipes.
+`sample_json` is the quiet form for a field of a shard sample (None when it is not valid), so a long run counts and
+skips such a sample instead of dying.
 """
 
 from __future__ import annotations
@@ -54,49 +57,21 @@ def depth_ok(doc: Any, limit: int = MAX_DEPTH) -> bool:
     return True
 
 
-def _scan_depth(data: bytes, limit: int) -> bool:
-    """True when no bracket nests deeper than `limit`, strings skipped (before parsing: no recursion at all)."""
-    if data.count(b"[") + data.count(b"{") <= limit:
-        return True
-    depth, in_str, esc = 0, False, False
-    for c in data:
-        if in_str:
-            if esc:
-                esc = False
-            elif c == 0x5C:  # backslash
-                esc = True
-            elif c == 0x22:
-                in_str = False
-        elif c == 0x22:
-            in_str = True
-        elif c in (0x5B, 0x7B):
-            depth += 1
-            if depth > limit:
-                return False
-        elif c in (0x5D, 0x7D):
-            depth -= 1
-    return True
-
-
 def parse_json(data: bytes | str, where: object, max_bytes: int = MAX_DOC_BYTES) -> Any:
     """Parse one bounded, standard JSON document; anything else is a BadJSON naming `where` and the fix."""
     fix = "delete it and rerun the stage that wrote it"
     raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
     if len(raw) > max_bytes:
         raise BadJSON(f"{where} is {len(raw)} bytes, more than the {max_bytes} a genaug document may hold: {fix}")
-    if not _scan_depth(raw, MAX_DEPTH):
-        raise BadJSON(f"{where} is not valid JSON (nested deeper than {MAX_DEPTH} levels): {fix}")
     try:
         doc = json.loads(raw.decode("utf-8"), parse_constant=_constant, parse_int=_bounded_int)
     except UnicodeDecodeError as e:
         raise BadJSON(f"{where} is not valid JSON (not UTF-8 text: {e.reason} at byte {e.start}): {fix}") from None
-    except RecursionError:
-        raise BadJSON(f"{where} is not valid JSON (nested too deep): {fix}") from None
+    except RecursionError:  # the C parser counts its depth: a 200,000-deep array ends here at once
+        raise BadJSON(f"{where} is not valid JSON (nested deeper than the parser allows): {fix}") from None
     except ValueError as e:  # JSONDecodeError, NaN/Infinity, absurd integers
         text = " ".join(str(e).split())[:200]
         raise BadJSON(f"{where} is not valid JSON ({text}): {fix}") from None
-    if not depth_ok(doc, MAX_DEPTH):
-        raise BadJSON(f"{where} is not valid JSON (nested deeper than {MAX_DEPTH} levels): {fix}")
     return doc
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
+from genaug.core.errors import GenaugError
 from genaug.shards.storage import STORAGE_OPTION_HELP
 
 MODEL_HELP = "Run folder, its backbone.safetensors, a checkpoint, or a HF CLIP image encoder folder."
@@ -26,10 +29,41 @@ _common = {
 SHARDS_HELP = "Labeled shard set the features come from: name (shards/NAME), path or URL (s3://...)."
 
 
+def _check_values(args: dict) -> None:
+    """Range checks of the flags eval commands share, before any model or image is loaded (one line each)."""
+    from genaug.core import flags
+    from genaug.core.devices import check_device
+
+    check_device(args.get("device"))
+    for key, flag in (("extract_batch_size", "--extract-batch-size"), ("batch_size", "--batch-size"),
+                      ("epochs", "--epochs"), ("probe_epochs", "--probe-epochs"), ("knn_k", "--knn-k"),
+                      ("limit", "--limit"), ("image_size", "--image-size")):  # fmt: skip
+        flags.at_least(args.get(key), 1, flag)
+    flags.at_least(args.get("workers"), 0, "--workers")
+    flags.at_least(args.get("weight_decay"), 0, "--weight-decay")
+    flags.at_least(args.get("n_boot"), 1, "--boot")
+    flags.above(args.get("lr"), 0, "--lr")
+    flags.above(args.get("temperature"), 0, "--temperature")
+    flags.between(args.get("ci"), 0, 1, "--ci")
+    for k in args.get("ks") or ():
+        flags.at_least(k, 1, "--k")
+    flags.one_of([args["solver"]] if args.get("solver") else [], ("sgd", "lars", "ridge"), "--solver")
+    flags.one_of(args.get("scores") or (), ("msp", "mahalanobis", "knn", "uncertainty"), "--score")
+    flags.output_path(args.get("out"), "--out" if "out_sets" not in args else "--result")
+    for key, flag in (("uncertainty_in", "--uncertainty-in"), ("uncertainty_out", "--uncertainty-out"),
+                      ("train_features", "--train-features"), ("val_features", "--val-features"),
+                      ("in_features", "--in-features"), ("out_features", "--out-features")):  # fmt: skip
+        given = args.get(key)
+        for path in given if isinstance(given, list) else [given] if given else []:
+            if not Path(path).is_file():
+                raise GenaugError(f"{flag} {path} does not exist: give the file a previous run wrote")
+
+
 def _storage(args: dict) -> dict:
     """Apply (and drop) the --storage-option flags of a command's arguments; the rest are the eval function's."""
     from genaug.shards.storage_flags import apply_storage_flags
 
+    _check_values(args)
     apply_storage_flags(args.pop("storage_option", None), args.get("shards"), args.get("in_set"), args.get("out_sets"))
     return args
 
@@ -170,8 +204,10 @@ def register(app: typer.Typer) -> None:
         metrics: list[str] = typer.Option([], "--metric", help="Metrics to show (repeatable; default all)."),
         quiet: bool = _common["quiet"],
     ) -> None:
+        from genaug.core.flags import output_path
         from genaug.evaluate.run import eval_report
 
+        output_path(png, "--png")
         eval_report(runs, png, metrics or None, quiet)
 
     app.add_typer(ev, name="eval")

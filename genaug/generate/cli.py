@@ -108,6 +108,15 @@ def register(app: typer.Typer) -> None:
         apply_storage_flags(storage_option, shards)
         lease_timeout = check_lease_timeout(lease_timeout, "--lease-timeout")
         check_engine_options(engine, ray_address, num_gpus_per_worker, workers)
+        from genaug.core.devices import check_device
+        from genaug.core.flags import output_path
+
+        check_device(device)
+        if as_json and not status:
+            raise GenaugError("--json applies to --status only: add --status, or drop --json")
+        if lease_dir is not None and Path(lease_dir).exists() and not Path(lease_dir).is_dir():
+            raise GenaugError(f"--lease-dir {lease_dir} is a file, not a folder: give a folder every process can reach")
+        output_path(lease_dir, "--lease-dir")
         if limit_shards is not None and limit_shards < 1:
             raise GenaugError(f"--limit-shards must be at least 1 (got {limit_shards})")
         if status:

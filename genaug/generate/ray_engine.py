@@ -232,8 +232,9 @@ def generate_ray(
     The actors get the driver's --storage-option (GENAUG_STORAGE_OPTIONS) and, for a URL, its object-store
     variables (AWS_*, ...)."""
     check_engine_options("ray", ray_address, num_gpus_per_worker, workers)
-    check_local_gpus(check_ray_address(ray_address), num_gpus_per_worker)
     ray = import_ray()
+    if not ray.is_initialized():  # a Ray this process joined already answers for its own GPUs
+        check_local_gpus(check_ray_address(ray_address), num_gpus_per_worker)
     recipe, lease_timeout, col = prepare_column(
         model, shards, split, column, k, batch_size, steps, dtype, compile, seed, guidance, overrides,
         lease_timeout, limit_shards, fidelity, update,

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import typer
 
 from genaug.core.errors import GenaugError
 from genaug.shards.storage import STORAGE_OPTION_HELP
+
+MODULE_NAME = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 
 
 def parse_sets(items: list[str] | None) -> dict:
@@ -89,6 +92,11 @@ def register(app: typer.Typer) -> None:
         from genaug.train.runner import train as run_train
 
         apply_storage_flags(storage_option, shards)
+        for name in allow_module:
+            if not MODULE_NAME.match(name):
+                raise GenaugError(
+                    f"--allow-module {name!r} is not a Python module name (dotted identifiers, e.g. mylab.methods)"
+                )
         if allow_module:  # the same trust reaches the method registry (and evaluation run from this process)
             have = [m for m in os.environ.get("GENAUG_ALLOW_MODULES", "").split(",") if m]
             os.environ["GENAUG_ALLOW_MODULES"] = ",".join(have + list(allow_module))

@@ -122,6 +122,8 @@ def train(
     """
     if not 0.0 <= float(p) <= 1.0:
         raise GenaugError(f"--p must lie in [0, 1], got {p}")
+    if stop_after is not None and stop_after < 1:
+        raise GenaugError(f"--stop-after must be at least 1 (steps of this session), got {stop_after}")
     if shards is None:
         raise GenaugError("--shards is required: the shard set to train on (shards/NAME or a path)")
     gen_cols = [c.strip() for g in ([gen] if isinstance(gen, str) else list(gen or [])) for c in g.split(",")]
