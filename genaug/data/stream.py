@@ -60,6 +60,7 @@ from genaug.data.decode import CorruptImage
 from genaug.data.mixing import MixPolicy
 from genaug.data.prefetch import ShardPrefetcher, fetch_now
 from genaug.data.transforms import ViewsRecipe, eval_view, make_views, parse_views
+from genaug.shards.complete import read_record
 from genaug.shards.layout import IMAGE_FIELDS
 from genaug.shards.manifest import open_gen_split, open_split, read_manifest
 from genaug.shards.reader import iter_shard_raw
@@ -96,13 +97,16 @@ def open_columns(
     """Check and open a split and its generated columns (same shard list, complete shards) and their scores.
 
     `need_scores` (the flag that needs them) makes a column without fidelity scores an error naming `genaug score`.
+    A folder with a valid completion record (genaug.shards.complete) is opened from it with one read; one without
+    (written before records existed, or not finished) is checked shard by shard.
     """
     ss, src, man = open_split(shards, split)
     names = tuple(man.get("shards") or [])
+    rec = read_record(src, man)
     counts = []
     for name in names:
-        st = read_stats(src, int(name[:6]))
-        if st is None or not (src / name).exists():
+        st = rec.get(name) if rec is not None else read_stats(src, int(name[:6]))
+        if st is None or (rec is None and not (src / name).exists()):
             raise GenaugError(f"source shard {src / name} is not complete: rerun ingest or `genaug verify`")
         counts.append(int(st.get("count", 0)))
     gens, sides = [], []
@@ -110,18 +114,23 @@ def open_columns(
         gdir, gman = open_gen_split(ss, col, split, shards)
         if tuple(gman.get("shards") or []) != names:
             raise MisalignedColumn(f"generated column {gdir} lists other shards than {src}: regenerate it")
-        for name in names:
-            if not (gdir / name).exists():
-                raise GenaugError(f"generated shard {gdir / name} is missing: finish `genaug generate` first")
+        if read_record(gdir, gman) is None:
+            for name in names:
+                if not (gdir / name).exists():
+                    raise GenaugError(f"generated shard {gdir / name} is missing: finish `genaug generate` first")
         gens.append(gdir)
         found = require_scores(ss, col, split, need_scores) if need_scores else score_source(ss, col, split)
         side = found[1] if found and found[0] == "side" else None
         if side is not None:
-            if tuple(read_manifest(side).get("shards") or []) != names:
+            sman = read_manifest(side)
+            if tuple(sman.get("shards") or []) != names:
                 raise MisalignedColumn(f"score column {side} lists other shards than {src}: rerun `genaug score`")
-            for name in names:
-                if not is_shard_done(side, int(name[:6]), check_sha=False):
-                    raise GenaugError(f"score shard {side / name} is not complete: rerun `genaug score` to finish it")
+            if read_record(side, sman) is None:
+                for name in names:
+                    if not is_shard_done(side, int(name[:6]), check_sha=False):
+                        raise GenaugError(
+                            f"score shard {side / name} is not complete: rerun `genaug score` to finish it"
+                        )
         sides.append(side)
     if not names:
         raise GenaugError(f"split {src} has no shards")

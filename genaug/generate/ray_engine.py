@@ -226,9 +226,9 @@ def generate_ray(
 
 
 def _fidelity_summary(col: Any) -> None:
-    from genaug.generate.runner import write_fidelity_summary
+    from genaug.generate.runner import finish_column
 
-    write_fidelity_summary(col)  # the lease runner's own column-wide summary step
+    finish_column(col)  # the lease runner's own column-wide summary step, then the completion record
 
 
 class _Progress:
