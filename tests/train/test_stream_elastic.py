@@ -128,3 +128,19 @@ def test_elastic_resume_errors_are_one_line(data, two_by_two):
     (one,) = loaders(data, 1, 1)
     with pytest.raises(GenaugError, match="needs the data state of every one of its 2 ranks"):
         one.load_state_dict(states[0])
+
+
+def test_train_resume_on_another_process_count_is_one_line(tmp_path):
+    import yaml
+
+    from genaug.train.runner import _check_resume
+
+    recipe = {"run": {"p": 0.5}, "data": {"batch_size": 8}, "resolved": {"world_size": 1, "global_batch": 8}}
+    (tmp_path / "checkpoint-00000004.pt").write_bytes(b"")
+    old = {**recipe, "resolved": {"world_size": 2, "global_batch": 16}}
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(old))
+    with pytest.raises(GenaugError, match="was trained on 2 processes and this run has 1"):
+        _check_resume(recipe, tmp_path, None)
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump({**old, "run": {"p": 0.1}}))
+    with pytest.raises(GenaugError, match="another recipe or data"):
+        _check_resume(recipe, tmp_path, None)
