@@ -14,6 +14,7 @@ Public API (what the trainer codes against):
         batch["key"]       # list[str] of sample keys
         batch["replaced"]  # BoolTensor [B, n_views]: which views came from a generated variant
     loader.state_dict() / loader.load_state_dict(sd)   # epoch, step in epoch, per-worker stream position + RNG
+    loader.load_state_dict([sd_rank0, sd_rank1, ...])  # every rank's state: resumes on another world size too
     loader.skipped                    # corrupt samples skipped so far (counted, never fatal)
 
     eval_loader = build_eval_loader(shards, split="val", views_recipe=..., batch_size=256, num_workers=4)
@@ -35,7 +36,9 @@ which changes timing only), and for each sample draws the mixing uniforms and a 
 seeded with (seed, epoch, rank, worker). Batches are formed in the workers; the loader records, for each worker,
 how many samples it had read and its RNG state at its last delivered batch. Restoring replays each worker's reads
 and draws up to that position without decoding (cheap), checks the RNG state matches, and goes on: the batches
-after a restore equal those of the uninterrupted run.
+after a restore equal those of the uninterrupted run. The loader also records which samples (shard offset + row)
+its batches consumed in the epoch; restored on another number of ranks or workers, from every rank's state, it
+deals the samples the epoch has left over the new ones (genaug.data.elastic).
 """
 
 from __future__ import annotations
@@ -283,6 +286,7 @@ class _TrainStream(IterableDataset):
     def _raw(self, mine: list[tuple[str, np.ndarray | None]], rng: np.random.Generator, counter: dict):
         """Samples of (shard, rows to read or None for all) `mine`, shuffled in a buffer, each with its id."""
         start = dict(zip(self.cols.shards, offsets(self.cols.counts).tolist(), strict=True))
+        count = dict(zip(self.cols.shards, self.cols.counts, strict=True))
         passes = 0
         while True:
             order = mine if passes == 0 else [mine[i] for i in rng.permutation(len(mine))]
@@ -295,7 +299,7 @@ class _TrainStream(IterableDataset):
                     for row, s in enumerate(_safe_shard(self.cols, name, counter, pre.fetch)):
                         if keep is not None and row not in keep:
                             continue
-                        s["id"] = start[name] + row
+                        s["id"] = start[name] + row if row < count[name] else -1  # -1: more rows than counted
                         n += 1
                         if len(buf) < self.buffer:
                             buf.append(s)
@@ -568,7 +572,8 @@ class TrainLoader:
         self.gen_fallback += meta.get("gen_fallback", 0)
         self.gen_seen += meta.get("gen_seen", 0)
         self.gen_filtered += meta.get("gen_filtered", 0)
-        self._seen_now()[np.asarray(meta.get("ids", []), dtype=np.int64)] = True
+        ids = np.asarray(meta.get("ids", []), dtype=np.int64)
+        self._seen_now()[ids[ids >= 0]] = True
         params = b.pop("params")
         r = self.stream.recipe
         views = []
