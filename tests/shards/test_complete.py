@@ -248,3 +248,12 @@ def test_redoing_a_shard_drops_the_record_and_a_stale_one_is_not_used(tmp_path):
     commit_shard(root / "train", 1, [{"__key__": make_key(1, 0), "jpg": JPG, "json": "{}"}], ("jpg",))
     assert finish_folder(root / "train") is not None
     _check_record(root / "train")
+
+
+def test_ingest_finishes_its_split_with_the_record(tmp_path):
+    from genaug.testing.shards import ingest_quiet, write_image_tree
+
+    tree = write_image_tree(tmp_path / "tree", classes=2, per_class=3, size=(8, 8))
+    ingest_quiet(tree, str(tmp_path / "set"), per_shard=2)
+    _check_record(tmp_path / "set" / "train")
+    assert load_record(tmp_path / "set" / "train")["total"] == 6
