@@ -14,6 +14,7 @@ Public API (what the trainer codes against):
         batch["key"]       # list[str] of sample keys
         batch["replaced"]  # BoolTensor [B, n_views]: which views came from a generated variant
     loader.state_dict() / loader.load_state_dict(sd)   # epoch, step in epoch, per-worker stream position + RNG
+    loader.load_state_dict([sd_rank0, sd_rank1, ...])  # every rank's state: resumes on another world size too
     loader.skipped                    # corrupt samples skipped so far (counted, never fatal)
 
     eval_loader = build_eval_loader(shards, split="val", views_recipe=..., batch_size=256, num_workers=4)
@@ -35,7 +36,9 @@ which changes timing only), and for each sample draws the mixing uniforms and a 
 seeded with (seed, epoch, rank, worker). Batches are formed in the workers; the loader records, for each worker,
 how many samples it had read and its RNG state at its last delivered batch. Restoring replays each worker's reads
 and draws up to that position without decoding (cheap), checks the RNG state matches, and goes on: the batches
-after a restore equal those of the uninterrupted run.
+after a restore equal those of the uninterrupted run. The loader also records which samples (shard offset + row)
+its batches consumed in the epoch; restored on another number of ranks or workers, from every rank's state, it
+deals the samples the epoch has left over the new ones (genaug.data.elastic).
 """
 
 from __future__ import annotations
@@ -57,9 +60,11 @@ from genaug.core.errors import GenaugError
 from genaug.core.jsonio import sample_json
 from genaug.data.color import apply_color_stage, normalize
 from genaug.data.decode import CorruptImage
+from genaug.data.elastic import RestPlan, offsets, pack, plan_rest, union, unpack
 from genaug.data.mixing import MixPolicy
 from genaug.data.prefetch import ShardPrefetcher, fetch_now
 from genaug.data.transforms import ViewsRecipe, eval_view, make_views, parse_views
+from genaug.shards.complete import read_record
 from genaug.shards.layout import IMAGE_FIELDS
 from genaug.shards.manifest import check_column_source, open_gen_split, open_split, read_manifest
 from genaug.shards.reader import iter_shard_raw
@@ -96,13 +101,16 @@ def open_columns(
     """Check and open a split and its generated columns (same shard list, complete shards) and their scores.
 
     `need_scores` (the flag that needs them) makes a column without fidelity scores an error naming `genaug score`.
+    A folder with a valid completion record (genaug.shards.complete) is opened from it with one read; one without
+    (written before records existed, or not finished) is checked shard by shard.
     """
     ss, src, man = open_split(shards, split)
     names = tuple(man.get("shards") or [])
+    rec = read_record(src, man)
     counts = []
     for name in names:
-        st = read_stats(src, int(name[:6]))
-        if st is None or not (src / name).exists():
+        st = rec.get(name) if rec is not None else read_stats(src, int(name[:6]))
+        if st is None or (rec is None and not (src / name).exists()):
             raise GenaugError(f"source shard {src / name} is not complete: rerun ingest or `genaug verify`")
         counts.append(int(st.get("count", 0)))
     gens, sides = [], []
@@ -110,20 +118,24 @@ def open_columns(
         gdir, gman = open_gen_split(ss, col, split, shards)
         if tuple(gman.get("shards") or []) != names:
             raise MisalignedColumn(f"generated column {gdir} lists other shards than {src}: regenerate it")
-        for name in names:
-            if not (gdir / name).exists():
-                raise GenaugError(f"generated shard {gdir / name} is missing: finish `genaug generate` first")
+        if read_record(gdir, gman) is None:
+            for name in names:
+                if not (gdir / name).exists():
+                    raise GenaugError(f"generated shard {gdir / name} is missing: finish `genaug generate` first")
         gens.append(gdir)
         found = require_scores(ss, col, split, need_scores) if need_scores else score_source(ss, col, split)
         side = found[1] if found and found[0] == "side" else None
         if side is not None:
-            side_man = read_manifest(side)
-            check_column_source(side, side_man, src, man)
-            if tuple(side_man.get("shards") or []) != names:
+            sman = read_manifest(side)
+            check_column_source(side, sman, src, man)
+            if tuple(sman.get("shards") or []) != names:
                 raise MisalignedColumn(f"score column {side} lists other shards than {src}: rerun `genaug score`")
-            for name in names:
-                if not is_shard_done(side, int(name[:6]), check_sha=False):
-                    raise GenaugError(f"score shard {side / name} is not complete: rerun `genaug score` to finish it")
+            if read_record(side, sman) is None:
+                for name in names:
+                    if not is_shard_done(side, int(name[:6]), check_sha=False):
+                        raise GenaugError(
+                            f"score shard {side / name} is not complete: rerun `genaug score` to finish it"
+                        )
         sides.append(side)
     if not names:
         raise GenaugError(f"split {src} has no shards")
@@ -266,17 +278,26 @@ class _TrainStream(IterableDataset):
         self.epoch = 0
         self.start_step = 0
         self.resume: dict = {}
+        self.rest: RestPlan | None = None  # rest of an epoch interrupted on another world size (genaug.data.elastic)
+        self.first = 0  # the step at which that rest began (0: a whole epoch)
 
-    def _raw(self, mine: list[str], rng: np.random.Generator, counter: dict):
+    def _raw(self, mine: list[tuple[str, np.ndarray | None]], rng: np.random.Generator, counter: dict):
+        """Samples of (shard, rows to read or None for all) `mine`, shuffled in a buffer, each with its id."""
+        start = dict(zip(self.cols.shards, offsets(self.cols.counts).tolist(), strict=True))
+        count = dict(zip(self.cols.shards, self.cols.counts, strict=True))
         passes = 0
         while True:
             order = mine if passes == 0 else [mine[i] for i in rng.permutation(len(mine))]
             n, buf = 0, []
-            pre = ShardPrefetcher([self.cols.source, *self.cols.gens], order, self.read_ahead)
+            pre = ShardPrefetcher([self.cols.source, *self.cols.gens], [m[0] for m in order], self.read_ahead)
             try:
-                for i, name in enumerate(order):
+                for i, (name, rows) in enumerate(order):
                     pre.start(i)
-                    for s in _safe_shard(self.cols, name, counter, pre.fetch):
+                    keep = None if rows is None else set(rows.tolist())
+                    for row, s in enumerate(_safe_shard(self.cols, name, counter, pre.fetch)):
+                        if keep is not None and row not in keep:
+                            continue
+                        s["id"] = start[name] + row if row < count[name] else -1  # -1: more rows than counted
                         n += 1
                         if len(buf) < self.buffer:
                             buf.append(s)
@@ -297,15 +318,21 @@ class _TrainStream(IterableDataset):
     def worker_batches(self, logical: int):
         """The batches of logical worker `logical` of this rank, for the current epoch from start_step."""
         nw = max(1, self.num_workers)
-        order = epoch_shard_order(self.cols.shards, self.seed, self.epoch)
-        g = self.rank * nw + logical
-        mine = order[g :: self.world_size * nw]
-        quota = len(range(logical, self.steps, nw)) - len(range(logical, self.start_step, nw))
-        rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([self.seed, self.epoch, self.rank, logical])))
+        entropy = [self.seed, self.epoch, self.rank, logical]
+        if self.rest is None:
+            order = epoch_shard_order(self.cols.shards, self.seed, self.epoch)
+            g = self.rank * nw + logical
+            mine = [(name, None) for name in order[g :: self.world_size * nw]]
+        else:  # the rest of an epoch interrupted on another world size: this worker's span of the left samples
+            mine = self.rest.spans(self.rank, nw, self.batch_size, self.cols.shards, self.cols.counts)[logical]
+            entropy += [1, self.rest.consumed]
+        first = self.first + logical
+        quota = len(range(first, self.steps, nw)) - len(range(first, max(self.first, self.start_step), nw))
+        rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(entropy)))
         skip = int(self.resume.get("pos", {}).get(logical, 0))
         counter = {"bad_shards": 0}
         nv = self.recipe.n_views
-        pos, skipped, batch, fb_seen = 0, 0, [], 0
+        pos, skipped, batch, fb_seen, ids = 0, 0, [], 0, []
         stream = self._raw(mine, rng, counter)
         while quota > 0:
             s = next(stream)
@@ -320,6 +347,7 @@ class _TrainStream(IterableDataset):
                             "workers changed): resume with the same data and settings"
                         )
                 continue
+            ids.append(s["id"])  # consumed, delivered or skipped as corrupt
             n_var = len(s["variants"])
             if n_var:
                 counter["gen_seen"] = counter.get("gen_seen", 0) + 1
@@ -342,8 +370,9 @@ class _TrainStream(IterableDataset):
                 out = self._collate(batch, logical, pos, rng.bit_generator.state, skipped, fallback)
                 for name in ("gen_seen", "gen_filtered"):  # counts since the last batch of this worker
                     out["_meta"][name] = counter.pop(name, 0)
+                out["_meta"]["ids"] = ids
                 yield out
-                batch, skipped = [], 0
+                batch, skipped, ids = [], 0, []
 
     def _collate(self, batch, logical, pos, state, skipped, fallback: int = 0) -> dict:
         nv = self.recipe.n_views
@@ -368,7 +397,7 @@ class _TrainStream(IterableDataset):
         j = info.id if info is not None else 0
         if info is not None:
             torch.set_num_threads(1)  # one core per worker: the workers are the parallelism
-        yield from self.worker_batches((j + self.start_step) % nw)
+        yield from self.worker_batches((j + self.start_step - self.first) % nw)
 
 
 def epoch_shard_order(shards: list[str], seed: int, epoch: int) -> list[str]:
@@ -406,14 +435,25 @@ class TrainLoader:
         self.gen_filtered = 0  # of those, samples none of whose variants passed --gen-min-score (source only)
         self._pos: dict[int, int] = {}
         self._rng: dict[int, dict] = {}
+        self._seen: np.ndarray | None = None  # ids of the samples this epoch's delivered batches consumed
+        self._rest: tuple[bytes, int, RestPlan] | None = None  # (consumed before, first step, plan) of an elastic rest
 
     def __len__(self) -> int:
         return self.steps_per_epoch - self.step
 
+    def _new_epoch(self, epoch: int) -> None:
+        self.epoch, self.step, self._pos, self._rng = int(epoch), 0, {}, {}
+        self._seen, self._rest = None, None
+
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch to iterate next; the current epoch keeps a restored mid-epoch position."""
         if epoch != self.epoch:
-            self.epoch, self.step, self._pos, self._rng = int(epoch), 0, {}, {}
+            self._new_epoch(epoch)
+
+    def _seen_now(self) -> np.ndarray:
+        if self._seen is None:
+            self._seen = np.zeros(self.stream.cols.total, dtype=bool)
+        return self._seen
 
     def state_dict(self) -> dict:
         """Epoch, step within it, per-worker stream positions and RNG states, settings that must match."""
@@ -427,6 +467,9 @@ class TrainLoader:
             "gen_fallback": self.gen_fallback,
             "gen_seen": self.gen_seen,
             "gen_filtered": self.gen_filtered,
+            "seen": pack(self._seen_now()),  # what an elastic resume deals out again (genaug.data.elastic)
+            "total": s.cols.total,
+            "rest": None if self._rest is None else {"consumed": self._rest[0], "first": self._rest[1]},
             "seed": s.seed,
             "rank": s.rank,
             "world_size": s.world_size,
@@ -438,20 +481,83 @@ class TrainLoader:
             "gen_weighting": s.policy.weighting,
         }
 
-    def load_state_dict(self, sd: dict) -> None:
-        """Restore a state_dict: the next iteration continues the saved epoch at the saved step."""
+    def load_state_dict(self, sd: dict | list[dict]) -> None:
+        """Restore a state_dict: the next iteration continues the saved epoch at the saved step.
+
+        `sd` is this rank's state, or the list of every rank's states (what a Trainer checkpoint holds). With the
+        same world size and workers the stream continues bitwise; with others (the list needed) the rest of the
+        interrupted epoch is dealt out again over this world size (genaug.data.elastic)."""
         s = self.stream
-        for k in ("seed", "world_size", "num_workers", "batch_size"):
-            if sd.get(k) != getattr(s, k):
+        states = list(sd) if isinstance(sd, (list, tuple)) else [sd]
+        if not states:
+            raise GenaugError("cannot resume the data stream: the checkpoint holds no data state")
+        for k in ("seed", "batch_size"):
+            if states[0].get(k) != getattr(s, k):
                 raise GenaugError(
-                    f"cannot resume the data stream: {k} was {sd.get(k)} in the checkpoint and is "
+                    f"cannot resume the data stream: {k} was {states[0].get(k)} in the checkpoint and is "
                     f"{getattr(s, k)} now; resume with the same {k}"
                 )
+        old_world, old_workers = states[0].get("world_size"), states[0].get("num_workers")
+        if old_world == s.world_size and old_workers == s.num_workers:
+            mine = states[s.rank] if len(states) == old_world else states[0]
+            if len(states) != old_world and states[0].get("rank") != s.rank:
+                raise GenaugError(
+                    f"cannot resume the data stream of rank {s.rank}: the state given is that of rank "
+                    f"{states[0].get('rank')}; pass every rank's state (the Trainer's checkpoint holds them)"
+                )
+            self._restore(mine)
+            return
+        if len(states) != old_world or sorted(int(st.get("rank", -1)) for st in states) != list(range(old_world)):
+            raise GenaugError(
+                f"cannot resume the data stream on {s.world_size} x {s.num_workers} workers: it was checkpointed "
+                f"on {old_world} x {old_workers}, and another world size needs the data state of every one of "
+                f"its {old_world} ranks (the Trainer's checkpoint holds them), got {len(states)}"
+            )
+        self._elastic(states)
+
+    def _restore(self, sd: dict) -> None:
+        """Same world size and workers: continue exactly where `sd` (this rank's state) stopped."""
+        s = self.stream
         self.epoch, self.step, self.skipped = int(sd["epoch"]), int(sd["step"]), int(sd.get("skipped", 0))
         self.gen_fallback = int(sd.get("gen_fallback", 0))
         self.gen_seen, self.gen_filtered = int(sd.get("gen_seen", 0)), int(sd.get("gen_filtered", 0))
         self._pos = {int(k): int(v) for k, v in sd.get("pos", {}).items()}
         self._rng = {int(k): v for k, v in sd.get("rng", {}).items()}
+        total = s.cols.total
+        self._seen = unpack(sd["seen"], total) if sd.get("seen") is not None and sd.get("total") == total else None
+        self._rest = None
+        if sd.get("rest"):  # in the rest of an elastically resumed epoch: the same plan again
+            base = unpack(sd["rest"]["consumed"], total)
+            plan = plan_rest(base, s.cols.counts, s.seed, self.epoch, s.world_size, s.batch_size)
+            self._rest = (sd["rest"]["consumed"], int(sd["rest"]["first"]), plan)
+
+    def _elastic(self, states: list[dict]) -> None:
+        """Another world size or worker count: deal the samples the interrupted epoch has left over this one."""
+        s = self.stream
+        epochs = {(int(st["epoch"]), int(st["step"])) for st in states}
+        if len(epochs) != 1:
+            raise GenaugError(f"cannot resume the data stream: its ranks were checkpointed at {sorted(epochs)}")
+        epoch, step = epochs.pop()
+        totals = {st.get("total") for st in states}
+        if totals != {s.cols.total}:
+            raise GenaugError(
+                f"cannot resume the data stream: the checkpoint's split held {sorted(map(str, totals))} samples and "
+                f"{s.cols.source} holds {s.cols.total}: resume on the same data"
+            )
+        seen = union(states, s.cols.total)
+        self._new_epoch(epoch)
+        if s.rank == 0:  # the counters are per rank: rank 0 carries the old ranks' sums, so the totals stay right
+            for k in ("skipped", "gen_fallback", "gen_seen", "gen_filtered"):
+                setattr(self, k, sum(int(st.get(k, 0)) for st in states))
+        if not seen.any() and step == 0:
+            return  # checkpointed at an epoch boundary: a fresh epoch on the new world size
+        plan = plan_rest(seen, s.cols.counts, s.seed, epoch, s.world_size, s.batch_size)
+        if plan.steps == 0:
+            self._new_epoch(epoch + 1)  # fewer samples left than one step of every rank: the epoch is over
+            return
+        self.step = self.steps_per_epoch - plan.steps
+        self._seen = seen.copy()
+        self._rest = (pack(seen), self.step, plan)
 
     @property
     def deferred(self) -> bool:
@@ -466,6 +572,8 @@ class TrainLoader:
         self.gen_fallback += meta.get("gen_fallback", 0)
         self.gen_seen += meta.get("gen_seen", 0)
         self.gen_filtered += meta.get("gen_filtered", 0)
+        ids = np.asarray(meta.get("ids", []), dtype=np.int64)
+        self._seen_now()[ids[ids >= 0]] = True
         params = b.pop("params")
         r = self.stream.recipe
         views = []
@@ -483,6 +591,7 @@ class TrainLoader:
         if self.step >= self.steps_per_epoch:
             self.set_epoch(self.epoch + 1)
         s.epoch, s.start_step, s.resume = self.epoch, self.step, {"pos": dict(self._pos), "rng": dict(self._rng)}
+        s.rest, s.first = (self._rest[2], self._rest[1]) if self._rest is not None else (None, 0)
         if s.num_workers > 0:
             it = DataLoader(
                 s,
@@ -499,7 +608,7 @@ class TrainLoader:
             self.step += 1
             yield out
         if self.step >= self.steps_per_epoch:
-            self.epoch, self.step, self._pos, self._rng = self.epoch + 1, 0, {}, {}
+            self._new_epoch(self.epoch + 1)
 
 
 def _dist(rank, world_size) -> tuple[int, int]:

@@ -247,7 +247,6 @@ def generate_ray(
     pending = [i for i in shard_priority(order, col.indices) or col.indices if not col.is_current(i)]
     if not pending:
         clear_stale_leases(lease_home(col.folder, lease_dir), set(col.indices), lease_timeout)
-        col.finish_update()
         _fidelity_summary(col)
         return base
     started = _connect(ray, check_ray_address(ray_address), None)
@@ -258,15 +257,15 @@ def generate_ray(
     finally:
         if started:
             ray.shutdown()
-    col.finish_update()
     _fidelity_summary(col)
     return {**base, **out}
 
 
 def _fidelity_summary(col: Any) -> None:
-    from genaug.generate.runner import write_fidelity_summary
+    from genaug.generate.runner import finish_column
 
-    write_fidelity_summary(col)  # the lease runner's own column-wide summary step
+    if col.finish_update():  # an update's manifest first; the record is tied to it
+        finish_column(col)  # the lease runner's own column-wide summary step, then the completion record
 
 
 class _Progress:

@@ -392,8 +392,8 @@ def generate(
     }
     if all(col.is_current(i) for i in col.indices):
         clear_stale_leases(lease_home(col.folder, lease_dir, in_store=True), set(col.indices), lease_timeout)
-        col.finish_update()
-        write_fidelity_summary(col)
+        if col.finish_update():  # an update's manifest first; the record is tied to it
+            finish_column(col)
         return base  # nothing to do: do not even load the model
     from genaug.core.devices import default_device
 
@@ -408,9 +408,17 @@ def generate(
         out = Runner(col, recipe, gen, lease_timeout, progress, dev, lease_dir=lease_dir, priority=priority).run()
     finally:
         gen.close()
-    col.finish_update()
-    write_fidelity_summary(col)
+    if col.finish_update():  # an update's manifest first; the record is tied to it
+        finish_column(col)
     return {**base, **out, "load_seconds": load}
+
+
+def finish_column(col: Column) -> None:
+    """After this process's last commit: the column's score summary, then its completion record (both idempotent)."""
+    from genaug.shards.complete import finish_folder
+
+    write_fidelity_summary(col)
+    finish_folder(col.folder)  # last: the record is tied to the manifest the summary rewrites
 
 
 def write_fidelity_summary(col: Column) -> None:

@@ -249,6 +249,7 @@ def ingest(
             if pool is not None:
                 pool.terminate()
                 pool.join()
+        writer.finish()  # the completion record: the stream opens the split with one read
     secs = time.perf_counter() - t0
     return {
         "shard_set": str(sset.root),

@@ -22,6 +22,7 @@ from genaug.core.locks import folder_lock
 from genaug.generate.base import generator_class
 from genaug.generate.column import source_indices
 from genaug.generate.fidelity import Scorer, settings
+from genaug.shards.complete import finish_folder
 from genaug.shards.layout import IMAGE_FIELDS, shard_name
 from genaug.shards.manifest import open_gen_split, open_split, read_manifest, write_manifest
 from genaug.shards.reader import decode_image, iter_shard_raw
@@ -204,6 +205,7 @@ def score(
         if (folder / "manifest.json").exists() and not overwrite and not todo:
             man = read_manifest(folder)
             if man.get("requested") == (encoder or "") and man.get("column_recipe_hash") == gman.get("recipe_hash"):
+                finish_folder(folder)  # a column scored before completion records existed gets one
                 return {**out, "summary": (man.get("fidelity") or {}).get("summary")}  # done already
         from genaug.core.devices import default_device
 
@@ -249,6 +251,7 @@ def score(
         man = read_manifest(folder)
         man["fidelity"] = {**fid, "summary": column_summary(folder)}
         write_manifest(folder, man)
+        finish_folder(folder)  # after the last manifest write: the record is tied to that manifest
     out["seconds"] = time.perf_counter() - t0
     out["summary"] = man["fidelity"]["summary"]
     return out

@@ -21,6 +21,12 @@ def register(app: typer.Typer) -> None:
     def verify(
         shards: str = typer.Option(..., "--shards", help="Shard set name (shards/NAME), path or URL (s3://...)."),
         no_sha: bool = typer.Option(False, "--no-sha", help="Skip the sha256 checks (faster on huge sets)."),
+        write_records: bool = typer.Option(
+            False,
+            "--write-records",
+            help="Give every folder that checks out its completion record complete.json (one read opens it for "
+            "training), renewing a stale one: for sets written before records existed.",
+        ),
         storage_option: list[str] = typer.Option(
             [],
             "--storage-option",
@@ -31,7 +37,7 @@ def register(app: typer.Typer) -> None:
         from genaug.shards.verify import verify_set
 
         apply_storage_flags(storage_option, shards)
-        reports, problems = verify_set(shards, check_sha=not no_sha)
+        reports, problems = verify_set(shards, check_sha=not no_sha, write=write_records)
         for rep in reports:
             for note in rep.notes:
                 print(f"note: {note}")

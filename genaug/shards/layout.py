@@ -22,6 +22,8 @@ DEFAULT_HOME = "shards"
 IMAGE_FIELDS = ("jpg", "jpeg", "png", "webp")
 #: split names looked for on a host that cannot be listed (https://): a split is there when its manifest.json is
 UNLISTED_SPLITS = ("train", "val", "validation", "test")
+#: the completion record of a shard folder (genaug.shards.complete): every shard's count, size and checksum
+RECORD_NAME = "complete.json"
 
 
 def is_unlisted(location: Location) -> bool:

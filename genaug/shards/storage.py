@@ -578,6 +578,57 @@ def size_of(path: Location) -> int | None:
         return None
 
 
+def list_sizes(folder: Location) -> dict[str, int]:
+    """{name: size} of the files directly in `folder`: one fresh listing (an https:// host is not listed: {})."""
+    if isinstance(folder, RemotePath):
+        if not folder.writable:
+            return {}
+        with remote_errors(folder.url):
+            try:
+                folder.fs.invalidate_cache(folder.key)
+                entries = folder.fs.ls(folder.key, detail=True, refresh=True)
+            except FileNotFoundError:
+                return {}
+        out = {}
+        for e in entries:
+            if e.get("type") != "directory":
+                out[posixpath.basename(str(e["name"]).rstrip("/"))] = int(e.get("size") or 0)
+        return out
+    try:
+        with os.scandir(folder) as it:
+            return {e.name: e.stat().st_size for e in it if e.is_file(follow_symlinks=False)}
+    except FileNotFoundError:
+        return {}
+
+
+def read_many(paths: list[Location]) -> list[bytes | None]:
+    """The bytes of each of `paths` (None for a missing one); objects of one store are fetched concurrently."""
+    remote = [p for p in paths if isinstance(p, RemotePath)]
+    got: dict[str, bytes | None] = {}
+    if remote:
+        fs = remote[0].fs
+        with remote_errors(remote[0].url):
+            found = fs.cat([p.key for p in remote], on_error="return")
+        for p in remote:
+            v = found.get(p.key)
+            if isinstance(v, FileNotFoundError):
+                got[p.url] = None
+            elif isinstance(v, BaseException):
+                raise store_error(p.url, v)
+            else:
+                got[p.url] = v
+    out: list[bytes | None] = []
+    for p in paths:
+        if isinstance(p, RemotePath):
+            out.append(got[p.url])
+        else:
+            try:
+                out.append(Path(p).read_bytes())
+            except FileNotFoundError:
+                out.append(None)
+    return out
+
+
 def bytes_io(data: bytes) -> BinaryIO:
     """A seekable in-memory file over `data` (a shard fetched whole)."""
     return io.BytesIO(data)

@@ -8,11 +8,12 @@ from dataclasses import dataclass, field
 
 from genaug.core.errors import GenaugError
 from genaug.core.jsonio import sample_json
-from genaug.shards.layout import SHARD_RE, ShardSet, check_key, is_unlisted
+from genaug.shards.complete import finish_folder, load_record, record_problem
+from genaug.shards.layout import RECORD_NAME, SHARD_RE, ShardSet, check_key, is_unlisted
 from genaug.shards.manifest import column_source_problem, read_manifest
 from genaug.shards.reader import is_image_field
 from genaug.shards.scores import fidelity_problem
-from genaug.shards.storage import Location, as_location
+from genaug.shards.storage import Location, RemotePath, as_location
 from genaug.shards.tario import read_samples
 from genaug.shards.writer import read_stats
 
@@ -31,6 +32,7 @@ class FolderReport:
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     keys: dict[str, list[str]] = field(default_factory=dict)
+    record_problems: list[str] = field(default_factory=list)  # about complete.json only (also in problems)
 
 
 def _required(kind: str, manifest: dict, sample: dict) -> list[str]:
@@ -71,10 +73,13 @@ def verify_folder(folder: Location, check_sha: bool = True) -> FolderReport:
         rep.problems.append(f"{folder / extra}: tar is not in manifest.json")
     for p in sorted((p for p in listing if ".tmp-" in p.name), key=str):
         rep.notes.append(f"{p}: temporary file (a writer is running, or one crashed: a rerun deletes it)")
+    seen: dict[str, dict] = {}
     for i, name in enumerate(names):
         tar = folder / name
         index = int(name[:6])
         stats = read_stats(folder, index)
+        if stats is not None:
+            seen[name] = stats
         if name not in on_disk and not (unlisted and tar.is_file()):
             rep.problems.append(f"{tar}: missing (not written yet, or deleted): rerun the stage that writes it")
             missing_run += 1
@@ -128,11 +133,57 @@ def verify_folder(folder: Location, check_sha: bool = True) -> FolderReport:
         rep.shards += 1
         rep.samples += len(keys)
         rep.failures += nfail
+    _check_record(folder, manifest, seen, {p.name for p in listing}, rep)
     return rep
 
 
-def verify_set(shards: str, check_sha: bool = True) -> tuple[list[FolderReport], list[str]]:
-    """Verify every split and generated column of a shard set; returns the reports and all problems."""
+def _check_record(folder: Location, manifest: dict, seen: dict[str, dict], listed: set[str], rep: FolderReport) -> None:
+    """The folder's completion record against its manifest and each shard's stats (which the tars were checked by)."""
+    path = folder / RECORD_NAME
+    fix = "run `genaug verify --write-records` to renew it (or delete it: the stream then opens shard by shard)"
+    doc = load_record(folder) if RECORD_NAME in listed or is_unlisted(folder) else None
+    if doc is None:
+        if RECORD_NAME in listed:
+            rep.record_problems.append(f"{path}: not a valid JSON document: {fix}")
+        elif not rep.problems and manifest.get("shards"):
+            rep.notes.append(
+                f"{folder}: no completion record {RECORD_NAME} (the stream opens the folder shard by shard): "
+                "`genaug verify --write-records` adds it"
+            )
+    else:
+        why = record_problem(doc, manifest)
+        if why is not None:
+            rep.record_problems.append(f"{path}: {why}: {fix}")
+        else:
+            for entry in doc["shards"]:
+                st = seen.get(entry["name"])
+                if st is None:
+                    rep.record_problems.append(f"{path}: lists {entry['name']}, which has no stats: {fix}")
+                    continue
+                bad = [k for k in ("count", "bytes", "sha256") if entry.get(k) != st.get(k)]
+                if bad:
+                    rep.record_problems.append(
+                        f"{path}: the {', '.join(bad)} of {entry['name']} differ from its stats and tar: {fix}"
+                    )
+    rep.problems.extend(rep.record_problems)
+
+
+def write_records(reports: list[FolderReport]) -> None:
+    """Write (or renew) the completion record of every folder whose only problems were about that record."""
+    for rep in reports:
+        if rep.problems != rep.record_problems or (isinstance(rep.folder, RemotePath) and not rep.folder.writable):
+            continue
+        if rep.record_problems or any(RECORD_NAME in n and "no completion record" in n for n in rep.notes):
+            if finish_folder(rep.folder) is not None:
+                rep.problems, rep.record_problems = [], []
+                rep.notes = [n for n in rep.notes if "no completion record" not in n]
+                rep.notes.append(f"{rep.folder / RECORD_NAME}: written")
+
+
+def verify_set(shards: str, check_sha: bool = True, write: bool = False) -> tuple[list[FolderReport], list[str]]:
+    """Verify every split and generated column of a shard set; returns the reports and all problems.
+
+    `write`: give every folder that checks out its completion record (renewing a stale one)."""
     sset = ShardSet.open(shards)
     reports, problems = [], []
     splits = sset.splits()
@@ -176,6 +227,8 @@ def verify_set(shards: str, check_sha: bool = True) -> tuple[list[FolderReport],
         for name, keys in rep.keys.items():
             if name in src.keys and src.keys[name] != keys:
                 rep.problems.append(f"{folder / name}: keys are not those of the source shard, in the same order")
+    if write:
+        write_records(reports)
     for rep in reports:
         problems.extend(rep.problems)
     return reports, problems

@@ -14,7 +14,7 @@ from typing import Any
 from genaug import __version__
 from genaug.core.errors import GenaugError
 from genaug.core.files import fsync_dir, tmp_suffix
-from genaug.shards.layout import shard_name, stats_name
+from genaug.shards.layout import RECORD_NAME, shard_name, stats_name
 from genaug.shards.manifest import read_manifest, write_manifest
 from genaug.shards.storage import Location, RemotePath, as_location, file_sha256, read_json, size_of, write_json
 from genaug.shards.tario import read_samples, write_samples
@@ -148,9 +148,12 @@ def cleanup_shard(folder: Location, index: int) -> list[Location]:
     """Delete the leftovers of an unfinished shard `index` (temp files, a tar without valid stats); return them.
 
     In an object store there are no temp files (a PUT is atomic); an orphan tar object (uploaded, no stats) and
-    stale stats are deleted, so nothing half-written is ever taken as done."""
+    stale stats are deleted, so nothing half-written is ever taken as done. The folder's completion record goes too
+    (the shard is about to be redone: genaug.shards.complete)."""
     folder = as_location(folder)
     removed = []
+    if not (isinstance(folder, RemotePath) and not folder.writable):
+        (folder / RECORD_NAME).unlink(missing_ok=True)
     prefixes = (shard_name(index) + ".tmp-", f"{index:06d}.json.tmp-")
     temps = [] if isinstance(folder, RemotePath) else folder.glob(f"{index:06d}.*")
     for p in temps:
@@ -165,8 +168,8 @@ def cleanup_shard(folder: Location, index: int) -> list[Location]:
     return removed
 
 
-#: files genaug writes into a shard folder: shard tars, stats, the manifest and their commit-protocol temp files
-WRITTEN_RE = re.compile(r"^(?:\d{6}\.tar|\d{6}\.json|manifest\.json)(?:\.tmp-[^/]+)?$")
+#: files genaug writes into a shard folder: shard tars, stats, the manifest, the completion record, their temp files
+WRITTEN_RE = re.compile(r"^(?:\d{6}\.tar|\d{6}\.json|manifest\.json|complete\.json)(?:\.tmp-[^/]+)?$")
 
 
 def remove_written_files(folder: Location) -> list[Location]:
@@ -223,3 +226,9 @@ class ShardWriter:
     def commit(self, index: int, samples: Sequence[dict], required_fields=(), stats: dict | None = None) -> dict:
         """Commit one shard of this folder (see commit_shard)."""
         return commit_shard(self.folder, index, samples, required_fields, stats)
+
+    def finish(self) -> dict | None:
+        """After this writer's last commit: the folder's completion record when every shard is done (or None)."""
+        from genaug.shards.complete import finish_folder
+
+        return finish_folder(self.folder)

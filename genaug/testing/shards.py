@@ -11,6 +11,7 @@ from PIL import Image
 
 from genaug import __version__
 from genaug.core.hashing import stable_hash
+from genaug.shards.complete import finish_folder
 from genaug.shards.layout import make_key, shard_name
 from genaug.shards.manifest import write_manifest
 from genaug.shards.writer import commit_shard
@@ -37,8 +38,11 @@ def write_synthetic_split(
     num_classes: int = 4,
     seed: int = 0,
     quality: int = 90,
+    record: bool = False,
 ) -> Path:
-    """Write a labeled source split of num_shards x per_shard JPEGs under root/split; return that folder."""
+    """Write a labeled source split of num_shards x per_shard JPEGs under root/split; return that folder.
+
+    `record`: finish the split as ingest does, with its completion record (genaug.shards.complete)."""
     folder = Path(root) / split
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -68,6 +72,8 @@ def write_synthetic_split(
             meta = {"source": f"synthetic/{key}", "width": size, "height": size, "class_name": classes[label]}
             samples.append({"__key__": key, "jpg": buf.getvalue(), "cls": str(label), "json": json.dumps(meta)})
         commit_shard(folder, s, samples, SOURCE_REQUIRED + ("cls",), {"failures": []})
+    if record:
+        finish_folder(folder)
     return folder
 
 

@@ -254,7 +254,9 @@ class Trainer:
         data = st["data"][r]
         self.data_epoch, self.data_batches = int(data["epoch"]), int(data["batches"])
         if data.get("loader") is not None and hasattr(self.loader, "load_state_dict"):
-            self.loader.load_state_dict(data["loader"])
+            every = [d.get("loader") for d in st["data"]]
+            # every rank's state: on another world size or worker count the stream deals the epoch's rest out again
+            self.loader.load_state_dict(every if all(e is not None for e in every) else data["loader"])
             self._skip = 0
         else:  # a deterministic stream without state: replay up to the saved position
             self._skip = self.data_batches

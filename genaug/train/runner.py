@@ -308,6 +308,16 @@ def _check_resume(recipe: dict, run_dir: Path, resume) -> Path | None:
     if ckpt is not None and saved.exists():
         old = read_yaml(saved)
         if not isinstance(old, dict) or recipe_hash(old, RESUME_FREE) != recipe_hash(_public(recipe), RESUME_FREE):
+            was = (old.get("resolved") or {}).get("world_size") if isinstance(old, dict) else None
+            now = recipe["resolved"]["world_size"]
+            if was != now and recipe_hash(old, (*RESUME_FREE, "resolved")) == recipe_hash(
+                _public(recipe), (*RESUME_FREE, "resolved")
+            ):  # the data stream could resume elastically, but the plan (global batch, lr, steps) depends on it
+                raise GenaugError(
+                    f"{run_dir} was trained on {was} processes and this run has {now}: `genaug train` resumes on the "
+                    f"same number of processes (its global batch, learning rate and steps follow from it); relaunch "
+                    f"with {was}, or choose a new --out"
+                )
             raise GenaugError(
                 f"{run_dir} holds a run of another recipe or data: resume it with the same flags, or choose a new --out"
             )
