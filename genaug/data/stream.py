@@ -5,7 +5,8 @@ Public API (what the trainer codes against):
     loader = build_train_loader(shards, split="train", gen_columns=["sd"], p=0.5, mix_views="each",
                                 views_recipe=recipe.get("views"), batch_size=256, num_workers=8, seed=0,
                                 rank=None, world_size=None, epoch=0, shuffle_buffer=1000,
-                                augment_device="cpu", device=None, pin_memory=None, read_ahead=1)
+                                augment_device="cpu", device=None, pin_memory=None, read_ahead=1,
+                                cache_dir=None, cache_limit=None)
     loader.steps_per_epoch            # batches per epoch on every rank (fixed: uneven shards never hang DDP)
     loader.set_epoch(e)               # before each epoch (same e as the current one keeps a restored position)
     for batch in loader:              # exactly steps_per_epoch batches (fewer after a mid-epoch restore)
@@ -15,6 +16,7 @@ Public API (what the trainer codes against):
         batch["replaced"]  # BoolTensor [B, n_views]: which views came from a generated variant
     loader.state_dict() / loader.load_state_dict(sd)   # epoch, step in epoch, per-worker stream position + RNG
     loader.skipped                    # corrupt samples skipped so far (counted, never fatal)
+    loader.io                         # this epoch's bytes so far: {"bytes_fetched": ..., "bytes_from_cache": ...}
 
     eval_loader = build_eval_loader(shards, split="val", views_recipe=..., batch_size=256, num_workers=4)
     for batch in eval_loader: batch["image"] (float [B,3,S,S]), batch["label"], batch["key"]  # fixed order
@@ -36,6 +38,9 @@ seeded with (seed, epoch, rank, worker). Batches are formed in the workers; the 
 how many samples it had read and its RNG state at its last delivered batch. Restoring replays each worker's reads
 and draws up to that position without decoding (cheap), checks the RNG state matches, and goes on: the batches
 after a restore equal those of the uninterrupted run.
+
+With `cache_dir`, remote shards come through the machine's shard cache (genaug.shards.cache): that changes where
+the bytes come from, never the stream; `loader.io` counts the epoch's bytes fetched from the store and from it.
 """
 
 from __future__ import annotations
@@ -60,6 +65,7 @@ from genaug.data.decode import CorruptImage
 from genaug.data.mixing import MixPolicy
 from genaug.data.prefetch import ShardPrefetcher, fetch_now
 from genaug.data.transforms import ViewsRecipe, eval_view, make_views, parse_views
+from genaug.shards.cache import ShardCache, open_cache
 from genaug.shards.layout import IMAGE_FIELDS
 from genaug.shards.manifest import open_gen_split, open_split, read_manifest
 from genaug.shards.reader import iter_shard_raw
@@ -68,6 +74,8 @@ from genaug.shards.storage import Location, file_sha256
 from genaug.shards.writer import is_shard_done, read_stats
 
 GEN_FIELD = re.compile(r"^gen_(\d+)\.(jpg|jpeg|png|webp)$")
+#: per-epoch byte counts of the training stream (metrics.jsonl): fetched from the store, served by the shard cache
+IO_FIELDS = ("bytes_fetched", "bytes_from_cache")
 
 
 class MisalignedColumn(GenaugError):
@@ -259,9 +267,23 @@ class _TrainStream(IterableDataset):
     """Per-worker stream of ready batches (uint8 views); see the module docstring."""
 
     def __init__(
-        self, cols, policy, recipe, batch_size, num_workers, seed, rank, world_size, steps, buffer, gpu, read_ahead=1
+        self,
+        cols,
+        policy,
+        recipe,
+        batch_size,
+        num_workers,
+        seed,
+        rank,
+        world_size,
+        steps,
+        buffer,
+        gpu,
+        read_ahead=1,
+        cache: ShardCache | None = None,
     ):
         self.cols, self.policy, self.recipe, self.read_ahead = cols, policy, recipe, int(read_ahead)
+        self.cache = cache  # the machine's shard cache (remote shards only), or None
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
         self.rank, self.world_size, self.steps, self.buffer, self.gpu = rank, world_size, steps, buffer, gpu
         self.epoch = 0
@@ -273,7 +295,7 @@ class _TrainStream(IterableDataset):
         while True:
             order = mine if passes == 0 else [mine[i] for i in rng.permutation(len(mine))]
             n, buf = 0, []
-            pre = ShardPrefetcher([self.cols.source, *self.cols.gens], order, self.read_ahead)
+            pre = ShardPrefetcher([self.cols.source, *self.cols.gens], order, self.read_ahead, self.cache, counter)
             try:
                 for i, name in enumerate(order):
                     pre.start(i)
@@ -344,7 +366,7 @@ class _TrainStream(IterableDataset):
                 fallback = counter.get("gen_fallback", 0) - fb_seen
                 fb_seen += fallback
                 out = self._collate(batch, logical, pos, rng.bit_generator.state, skipped, fallback)
-                for name in ("gen_seen", "gen_filtered"):  # counts since the last batch of this worker
+                for name in ("gen_seen", "gen_filtered", *IO_FIELDS):  # counts since the last batch of this worker
                     out["_meta"][name] = counter.pop(name, 0)
                 yield out
                 batch, skipped = [], 0
@@ -403,6 +425,7 @@ class TrainLoader:
         self.gen_fallback = 0  # samples read from shards whose generated column failed its checksum
         self.gen_seen = 0  # samples with generated variants served so far
         self.gen_filtered = 0  # of those, samples none of whose variants passed --gen-min-score (source only)
+        self.io = dict.fromkeys(IO_FIELDS, 0)  # bytes of the current epoch so far (reset when an epoch starts)
         self._pos: dict[int, int] = {}
         self._rng: dict[int, dict] = {}
 
@@ -413,6 +436,7 @@ class TrainLoader:
         """Select the epoch to iterate next; the current epoch keeps a restored mid-epoch position."""
         if epoch != self.epoch:
             self.epoch, self.step, self._pos, self._rng = int(epoch), 0, {}, {}
+            self.io = dict.fromkeys(IO_FIELDS, 0)
 
     def state_dict(self) -> dict:
         """Epoch, step within it, per-worker stream positions and RNG states, settings that must match."""
@@ -465,6 +489,8 @@ class TrainLoader:
         self.gen_fallback += meta.get("gen_fallback", 0)
         self.gen_seen += meta.get("gen_seen", 0)
         self.gen_filtered += meta.get("gen_filtered", 0)
+        for name in IO_FIELDS:
+            self.io[name] += meta.get(name, 0)
         params = b.pop("params")
         r = self.stream.recipe
         views = []
@@ -481,6 +507,8 @@ class TrainLoader:
         s = self.stream
         if self.step >= self.steps_per_epoch:
             self.set_epoch(self.epoch + 1)
+        if self.step == 0:  # an epoch starts: its byte counts start at 0
+            self.io = dict.fromkeys(IO_FIELDS, 0)
         s.epoch, s.start_step, s.resume = self.epoch, self.step, {"pos": dict(self._pos), "rng": dict(self._rng)}
         if s.num_workers > 0:
             it = DataLoader(
@@ -530,8 +558,12 @@ def build_train_loader(
     gen_min_score: float | None = None,
     gen_weighting: str = "uniform",
     read_ahead: int = 1,
+    cache_dir: str | Path | None = None,
+    cache_limit: str | int | None = None,
 ) -> TrainLoader:
-    """The training loader of one rank (see the module docstring; fidelity filtering and weighting in mixing)."""
+    """The training loader of one rank (see the module docstring; fidelity filtering and weighting in mixing).
+
+    `cache_dir` (and its size `cache_limit`, e.g. "500G") is the machine's shard cache of remote shards."""
     if augment_device is not None:  # gpu_augment=True defers to any device (CPU too: tests, benchmarks)
         gpu_augment = resolve_augment_device(augment_device, device)
     if pin_memory is None:  # pinned host memory only pays for a copy to a CUDA device
@@ -573,6 +605,7 @@ def build_train_loader(
         max(1, shuffle_buffer),
         gpu_augment,
         read_ahead=max(0, int(read_ahead)),
+        cache=_cache_for(cols, cache_dir, cache_limit),
     )
     stream.epoch = int(epoch)
     loader = TrainLoader(stream, device=device, pin_memory=pin_memory)
@@ -580,10 +613,29 @@ def build_train_loader(
     return loader
 
 
+def _cache_for(cols: Columns, cache_dir, cache_limit) -> ShardCache | None:
+    """The shard cache of a remote split (checked here, once, before workers start); None for local sets."""
+    from genaug.shards.cache import parse_size
+    from genaug.shards.storage import RemotePath
+
+    limit = parse_size(cache_limit, "--cache-limit (data.cache_limit)")  # a bad size is an error, remote or not
+    if not cache_dir or not isinstance(cols.source, RemotePath):
+        return None
+    return open_cache(cache_dir, limit)
+
+
 class _EvalStream(IterableDataset):
     """Samples of a split in shard order (shards split by rank, then by worker), one center-crop view each."""
 
-    def __init__(self, cols: Columns, recipe: ViewsRecipe, rank: int, world_size: int, num_workers: int) -> None:
+    def __init__(
+        self,
+        cols: Columns,
+        recipe: ViewsRecipe,
+        rank: int,
+        world_size: int,
+        num_workers: int,
+        cache: ShardCache | None = None,
+    ) -> None:
         self.cols, self.recipe, self.rank, self.world_size, self.num_workers = (
             cols,
             recipe,
@@ -592,13 +644,14 @@ class _EvalStream(IterableDataset):
             num_workers,
         )
         self.read_ahead = 1  # remote shards fetched ahead (genaug.data.prefetch)
+        self.cache = cache  # the machine's shard cache (remote shards only), or None
 
     def __iter__(self):
         info = get_worker_info()
         nw, w = (info.num_workers, info.id) if info is not None else (1, 0)
         mine = list(self.cols.shards[self.rank :: self.world_size])[w::nw]
         counter = {"bad_shards": 0}
-        pre = ShardPrefetcher([self.cols.source], mine, self.read_ahead)
+        pre = ShardPrefetcher([self.cols.source], mine, self.read_ahead, self.cache)
         try:
             yield from self._samples(mine, counter, pre)
         finally:
@@ -661,9 +714,19 @@ def build_eval_loader(
     rank: int | None = None,
     world_size: int | None = None,
     device=None,
+    cache_dir: str | Path | None = None,
+    cache_limit: str | int | None = None,
 ) -> EvalLoader:
-    """Eval/feature-extraction loader: resize + center crop (the recipe's `eval`), labels, fixed order, no mixing."""
+    """Eval/feature-extraction loader: resize + center crop (the recipe's `eval`), labels, fixed order, no mixing.
+
+    `cache_dir`/`cache_limit` (default: $GENAUG_CACHE_DIR/$GENAUG_CACHE_LIMIT, set by the CLIs' --cache-dir) is
+    the machine's shard cache of remote shards."""
+    import os
+
     rank, world_size = _dist(rank, world_size)
     cols = open_columns(shards, split, [])
     recipe = views_recipe if isinstance(views_recipe, ViewsRecipe) else parse_views(views_recipe)
-    return EvalLoader(_EvalStream(cols, recipe, rank, world_size, num_workers), batch_size, device=device)
+    if cache_dir is None:
+        cache_dir, cache_limit = os.environ.get("GENAUG_CACHE_DIR"), os.environ.get("GENAUG_CACHE_LIMIT") or None
+    cache = _cache_for(cols, cache_dir, cache_limit)
+    return EvalLoader(_EvalStream(cols, recipe, rank, world_size, num_workers, cache), batch_size, device=device)

@@ -22,6 +22,7 @@ from genaug.train.recipe import validate_train_recipe
 
 # keys of a recipe that may change between a run and its resumption (how it runs, not what it learns)
 RESUME_FREE = ("loop",)
+DATA_RESUME_FREE = ("cache_dir", "cache_limit")  # data.* keys that change where bytes come from, never the stream
 
 
 def _precision(name: str) -> str:
@@ -43,6 +44,8 @@ def _resolve(method: str, flags: dict[str, Any], overrides: dict[str, Any] | Non
         "mix_views": "data.mix_views",
         "gen_min_score": "data.gen_min_score",
         "gen_weighting": "data.gen_weighting",
+        "cache_dir": "data.cache_dir",
+        "cache_limit": "data.cache_limit",
         "image_size": "views.size",
         "backbone": "backbone.name",
         "lr": "optim.base_lr",
@@ -101,6 +104,8 @@ def train(
     mix_views: str | None = None,
     gen_min_score: float | None = None,
     gen_weighting: str | None = None,
+    cache_dir: str | Path | None = None,
+    cache_limit: str | None = None,
     seed: int | None = None,
     precision: str | None = None,
     augment_device: str | None = None,
@@ -132,6 +137,8 @@ def train(
         mix_views=mix_views,
         gen_min_score=gen_min_score,
         gen_weighting=gen_weighting,
+        cache_dir=str(cache_dir) if cache_dir is not None else None,
+        cache_limit=cache_limit,
         image_size=image_size,
         backbone=backbone,
         lr=lr,
@@ -200,6 +207,8 @@ def _loader(recipe: dict, acc):
         world_size=acc.num_processes,
         shuffle_buffer=int(data.get("shuffle_buffer", 1000)),
         read_ahead=int(data.get("read_ahead", 1)),
+        cache_dir=data.get("cache_dir"),
+        cache_limit=data.get("cache_limit"),
         gen_min_score=data.get("gen_min_score"),
         gen_weighting=data.get("gen_weighting") or "uniform",
     )
@@ -298,11 +307,19 @@ def _check_resume(recipe: dict, run_dir: Path, resume) -> Path | None:
     saved = run_dir / "recipe.yaml"
     if ckpt is not None and saved.exists():
         old = yaml.safe_load(saved.read_text(encoding="utf-8"))
-        if recipe_hash(old, RESUME_FREE) != recipe_hash(_public(recipe), RESUME_FREE):
+        if recipe_hash(_resume_view(old), RESUME_FREE) != recipe_hash(_resume_view(_public(recipe)), RESUME_FREE):
             raise GenaugError(
                 f"{run_dir} holds a run of another recipe or data: resume it with the same flags, or choose a new --out"
             )
     return ckpt
+
+
+def _resume_view(recipe: dict) -> dict:
+    """`recipe` without the data.* keys a resumed run may change (DATA_RESUME_FREE)."""
+    data = recipe.get("data") if isinstance(recipe, dict) else None
+    if not isinstance(data, dict):
+        return recipe
+    return {**recipe, "data": {k: v for k, v in data.items() if k not in DATA_RESUME_FREE}}
 
 
 def _train(recipe: dict, run_dir: Path, resume, stop_after: int | None, progress_bar: bool, probe: bool) -> dict:
