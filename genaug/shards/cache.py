@@ -276,10 +276,13 @@ class ShardCache:
             os.close(fd)
 
     # -- locks -----------------------------------------------------------------------------------------------------
+    def lock_file(self, key: str) -> Path:
+        """The lock file of `key`'s stripe (one of LOCK_STRIPES, never deleted)."""
+        return self.base / "locks" / f"{int(key[:8], 16) % LOCK_STRIPES:04d}.lock"
+
     def _lock(self, key: str) -> int | None:
         """An fd holding the lock of `key`'s stripe, or None after lock_timeout seconds; OSError when unusable."""
-        path = self.base / "locks" / f"{int(key[:8], 16) % LOCK_STRIPES:04d}.lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        fd = os.open(self.lock_file(key), os.O_RDWR | os.O_CREAT, 0o666)
         deadline, pause = time.monotonic() + self.lock_timeout, 0.01
         while True:
             try:

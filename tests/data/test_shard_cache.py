@@ -53,10 +53,32 @@ def local_set(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.fixture
-def remote(recorded_s3, local_set, monkeypatch, tmp_path):
-    """The set copied to a fresh bucket of the recording server: (local root, url, log, bucket, cache dir)."""
+@pytest.fixture(scope="module")
+def bucket_set(recorded_s3, local_set):
+    """The set copied once to a bucket of the recording server (read only by the tests): (url, bucket)."""
     boto3 = pytest.importorskip("boto3")
+    from genaug.shards.storage import set_storage_options
+    from genaug.testing.servers import AWS_TEST_ENV
+
+    endpoint, _ = recorded_s3
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in {"AWS_ENDPOINT_URL": endpoint, **AWS_TEST_ENV}.items():
+            mp.setenv(k, v)
+        for k in ("GENAUG_STORAGE_OPTIONS", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE"):
+            mp.delenv(k, raising=False)
+        set_storage_options(None)
+        bucket = f"c{uuid.uuid4().hex[:12]}"
+        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
+        fs = as_location(f"s3://{bucket}").fs
+        fs.put(str(local_set / "train"), f"{bucket}/set/train", recursive=True)
+        fs.put(str(local_set / "gen"), f"{bucket}/set/gen", recursive=True)
+    set_storage_options(None)
+    return f"s3://{bucket}/set", bucket
+
+
+@pytest.fixture
+def remote(recorded_s3, local_set, bucket_set, monkeypatch, tmp_path):
+    """The AWS variables pointing at the recording server: (local root, url, log, bucket, a fresh cache dir)."""
     from genaug.shards.storage import set_storage_options
     from genaug.testing.servers import AWS_TEST_ENV
 
@@ -66,12 +88,7 @@ def remote(recorded_s3, local_set, monkeypatch, tmp_path):
     for k in ("GENAUG_STORAGE_OPTIONS", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE", "GENAUG_FAULT"):
         monkeypatch.delenv(k, raising=False)
     set_storage_options(None)
-    bucket = f"c{uuid.uuid4().hex[:12]}"
-    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
-    fs = as_location(f"s3://{bucket}").fs
-    fs.put(str(local_set / "train"), f"{bucket}/set/train", recursive=True)
-    fs.put(str(local_set / "gen"), f"{bucket}/set/gen", recursive=True)
-    return local_set, f"s3://{bucket}/set", log, bucket, tmp_path / "cache"
+    return local_set, bucket_set[0], log, bucket_set[1], tmp_path / "cache"
 
 
 def _objects(local: Path) -> dict[str, Path]:
@@ -294,20 +311,17 @@ def test_a_lock_held_too_long_is_a_warning_and_a_direct_fetch(remote):
     local, url, log, bucket, cache = remote
     c = open_cache(cache)
     c = ShardCache(c.root, None, lock_timeout=0.3)
-    for f in (cache / LAYOUT / "locks").glob("*.lock"):
-        f.unlink()
-    fds = []
-    for n in range(4096):  # another process (or user) holds every stripe
-        fd = os.open(cache / LAYOUT / "locks" / f"{n:04d}.lock", os.O_RDWR | os.O_CREAT)
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        fds.append(fd)
+    src = as_location(url) / "train"
+    c.fetch(src / "000000.json")  # the stats are cached; the tar's lock is held by another process (or user):
+    sha = json.loads((local / "train" / "000000.json").read_text())["sha256"]
+    fd = os.open(c.lock_file(c.key(str(src / "000000.tar"), f"sha256:{sha}")), os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
     try:
         with pytest.warns(UserWarning, match="held for more than 0 s .* --cache-dir of their own"):
             data, stats = fetch_now(as_location(url) / "train", "000000.tar", c)
         assert data == (local / "train" / "000000.tar").read_bytes() and stats["count"] == 4
     finally:
-        for fd in fds:
-            os.close(fd)
+        os.close(fd)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="making a folder another user's needs root")
