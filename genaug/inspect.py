@@ -14,6 +14,7 @@ from PIL import Image, ImageDraw, ImageOps
 
 from genaug.core.errors import GenaugError
 from genaug.core.files import write_json_atomic
+from genaug.data.prefetch import shard_bytes
 from genaug.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from genaug.shards.layout import IMAGE_FIELDS, list_shards, shard_name
 from genaug.shards.manifest import open_gen_split, open_split
@@ -43,7 +44,8 @@ def open_column(shards: str | os.PathLike, gen: str | None, split: str) -> tuple
 
 
 def _read_shard(folder: Path, index: int) -> dict[str, dict]:
-    return {s["__key__"]: s for s in iter_shard_raw(folder / shard_name(index))}
+    path = folder / shard_name(index)
+    return {s["__key__"]: s for s in iter_shard_raw(path, shard_bytes(path))}  # through --cache-dir when set
 
 
 def _pick_keys(src: Path, keys: Sequence[str] | None, n: int, seed: int) -> list[str]:

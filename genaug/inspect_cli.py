@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from genaug.shards.cache import CACHE_DIR_HELP, CACHE_LIMIT_HELP
 from genaug.shards.storage import STORAGE_OPTION_HELP
 
 
@@ -39,11 +40,15 @@ def register(app: typer.Typer) -> None:
             "--storage-option",
             help=STORAGE_OPTION_HELP,
         ),
+        cache_dir: str | None = typer.Option(None, "--cache-dir", help=CACHE_DIR_HELP),
+        cache_limit: str | None = typer.Option(None, "--cache-limit", help=CACHE_LIMIT_HELP),
     ) -> None:
         from genaug.inspect import contact_sheet, views_sheet
+        from genaug.shards.cache import set_cache_env
         from genaug.shards.storage import set_storage_options
 
         set_storage_options(storage_option)
+        set_cache_env(cache_dir, cache_limit)
         key_list = [k.strip() for k in keys.split(",") if k.strip()] if keys else None
         common = dict(split=split, keys=key_list, n=n, seed=seed, tile=tile, labels=not no_labels, out=out)
         if views:

@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from genaug.data.decode import CorruptImage
+from genaug.data.prefetch import shard_bytes
 from genaug.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_view, parse_views
 from genaug.shards.layout import IMAGE_FIELDS, list_shards, shard_name
 from genaug.shards.reader import decode_image, decode_sample, is_image_field, iter_shard_raw
@@ -64,7 +65,7 @@ def _image_field(raw: dict) -> str | None:
 def iter_encoded(folder: Path, shard_ids: list[int] | None = None) -> Iterator[tuple[str, int, bytes]]:
     """(key, label, encoded image bytes) of each sample of a source split folder, in shard and row order."""
     for i in shard_ids if shard_ids is not None else list_shards(folder):
-        for raw in iter_shard_raw(folder / shard_name(i)):
+        for raw in iter_shard_raw(folder / shard_name(i), shard_bytes(folder / shard_name(i))):
             field_ = _image_field(raw)
             if field_ is None:
                 continue

@@ -110,3 +110,13 @@ class ShardPrefetcher:
         if self.pool is not None:
             self.pool.shutdown(wait=False, cancel_futures=True)
             self.pool = None
+
+
+def shard_bytes(path: Location) -> bytes | None:
+    """A remote shard's bytes through the process's shard cache (--cache-dir of eval and inspect); None otherwise.
+
+    None means: stream it as before (a local file, or no cache set)."""
+    from genaug.shards.cache import env_cache
+
+    cache = env_cache() if isinstance(path, RemotePath) else None
+    return fetch_now(path.parent, path.name, cache)[0] if cache is not None else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from genaug.shards.cache import CACHE_DIR_HELP, CACHE_LIMIT_HELP
 from genaug.shards.storage import STORAGE_OPTION_HELP
 
 MODEL_HELP = "Run folder, its backbone.safetensors, a checkpoint, or a HF CLIP image encoder folder."
@@ -22,6 +23,8 @@ _common = {
         "--storage-option",
         help=STORAGE_OPTION_HELP,
     ),
+    "cache_dir": typer.Option(None, "--cache-dir", help=CACHE_DIR_HELP),
+    "cache_limit": typer.Option(None, "--cache-limit", help=CACHE_LIMIT_HELP),
 }
 SHARDS_HELP = "Labeled shard set the features come from: name (shards/NAME), path or URL (s3://...)."
 
@@ -31,6 +34,9 @@ def _storage(args: dict) -> dict:
     from genaug.shards.storage import set_storage_options
 
     set_storage_options(args.pop("storage_option", None))
+    from genaug.shards.cache import set_cache_env
+
+    set_cache_env(args.pop("cache_dir", None), args.pop("cache_limit", None))
     return args
 
 
@@ -65,6 +71,8 @@ def register(app: typer.Typer) -> None:
         out: str | None = _common["out"],
         quiet: bool = _common["quiet"],
         storage_option: list[str] = _common["storage_option"],
+        cache_dir: str | None = _common["cache_dir"],
+        cache_limit: str | None = _common["cache_limit"],
     ) -> None:
         args = _storage(dict(locals()))
         from genaug.evaluate.run import eval_linear
@@ -89,6 +97,8 @@ def register(app: typer.Typer) -> None:
         out: str | None = _common["out"],
         quiet: bool = _common["quiet"],
         storage_option: list[str] = _common["storage_option"],
+        cache_dir: str | None = _common["cache_dir"],
+        cache_limit: str | None = _common["cache_limit"],
     ) -> None:
         args = _storage(dict(locals()))
         from genaug.evaluate.run import eval_knn
@@ -132,6 +142,8 @@ def register(app: typer.Typer) -> None:
         out: str | None = typer.Option(None, "--result", help="Result .json path or folder (default: <run>/eval/)."),
         quiet: bool = _common["quiet"],
         storage_option: list[str] = _common["storage_option"],
+        cache_dir: str | None = _common["cache_dir"],
+        cache_limit: str | None = _common["cache_limit"],
     ) -> None:
         args = _storage(dict(locals()))
         from genaug.evaluate.run import eval_ood
@@ -157,6 +169,8 @@ def register(app: typer.Typer) -> None:
         out: str | None = _common["out"],
         quiet: bool = _common["quiet"],
         storage_option: list[str] = _common["storage_option"],
+        cache_dir: str | None = _common["cache_dir"],
+        cache_limit: str | None = _common["cache_limit"],
     ) -> None:
         args = _storage(dict(locals()))
         from genaug.evaluate.run import eval_similarity

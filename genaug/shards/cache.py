@@ -383,3 +383,26 @@ def open_cache(root: str | os.PathLike | None, limit: str | int | None = None) -
     if not cache.usable:
         _DISABLED.pop(str(root), None)  # checked again: a later run in this process may use it
     return cache
+
+
+#: the variables that carry --cache-dir/--cache-limit of eval and inspect to this process's readers and children
+ENV_DIR, ENV_LIMIT = "GENAUG_CACHE_DIR", "GENAUG_CACHE_LIMIT"
+_ENV_CACHES: dict[tuple, ShardCache | None] = {}
+
+
+def set_cache_env(root: str | os.PathLike | None, limit: str | int | None = None) -> None:
+    """Make `root` (and its `limit`) the shard cache of this process's readers and of its children (None: none)."""
+    parse_size(limit)  # a bad size is an error now, naming the flag
+    for name, value in ((ENV_DIR, root), (ENV_LIMIT, limit)):
+        if value is None or str(value) == "":
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = str(value)
+
+
+def env_cache() -> ShardCache | None:
+    """The shard cache set by set_cache_env (checked once per process), or None."""
+    key = (os.getpid(), os.environ.get(ENV_DIR), os.environ.get(ENV_LIMIT))
+    if key not in _ENV_CACHES:
+        _ENV_CACHES[key] = open_cache(key[1], key[2] or None) if key[1] else None
+    return _ENV_CACHES[key]

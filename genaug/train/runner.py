@@ -159,6 +159,9 @@ def train(
         raise GenaugError(f"recipe key run must be a mapping, got {raw['run']!r}")
     raw["run"].update({"shards": str(shards), "split": split, "gen": gen_cols, "p": float(p)})
     recipe = validate_train_recipe(raw)
+    from genaug.shards.cache import parse_size
+
+    parse_size(recipe["data"].get("cache_limit"), "--cache-limit (data.cache_limit)")  # before the set is opened
     run_dir = _run_dir(out, recipe.get("name", method))
     return _train(recipe, run_dir, resume, stop_after, progress_bar, probe)
 

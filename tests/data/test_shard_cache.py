@@ -360,3 +360,37 @@ def test_train_writes_bytes_per_epoch_and_resumes_with_another_cache_dir(remote,
     with pytest.raises(GenaugError, match=r"--cache-limit \(data.cache_limit\) must be a positive size"):
         train("simclr", shards=url, out=tmp_path / "bad", steps=1, cache_dir=cache, cache_limit="big",
               overrides=tiny, **kw)  # fmt: skip
+
+
+def test_eval_reads_through_the_cache_set_by_its_flag(remote, monkeypatch):
+    from genaug.data.evaluation import iter_encoded
+    from genaug.shards.cache import ENV_DIR, ENV_LIMIT, set_cache_env
+
+    local, url, log, bucket, cache = remote
+    monkeypatch.delenv(ENV_DIR, raising=False)
+    monkeypatch.delenv(ENV_LIMIT, raising=False)
+    want = [(k, y) for k, y, _ in iter_encoded(local / "train")]
+    set_cache_env(cache, "1G")  # what `genaug eval ... --cache-dir DIR --cache-limit 1G` does
+    try:
+        assert [(k, y) for k, y, _ in iter_encoded(as_location(url) / "train")] == want
+        log.start()
+        assert [(k, y) for k, y, _ in iter_encoded(as_location(url) / "train")] == want
+        assert _served(log, log.stop(), bucket) == {}  # the second pass: every shard from the cache
+    finally:
+        set_cache_env(None)
+
+
+def test_a_bad_cache_limit_flag_is_one_line(capsys, tmp_path):
+    sys.path.insert(0, str(Path(__file__).parents[1] / "shards"))
+    from cli_errors import one_line_error
+
+    from genaug.shards.cache import ENV_DIR
+
+    for argv in (
+        ["train", "--shards", str(tmp_path), "--cache-dir", str(tmp_path / "c"), "--cache-limit", "lots"],
+        ["eval", "knn", str(tmp_path), "--shards", str(tmp_path), "--cache-limit", "-3G"],
+        ["inspect", "--shards", str(tmp_path), "--cache-limit", "0"],
+    ):
+        err = one_line_error(argv, capsys)
+        assert "--cache-limit" in err and "must be a positive size such as 500G" in err
+    assert ENV_DIR not in os.environ
