@@ -9,9 +9,10 @@ never prefetched (the page cache and the kernel's read-ahead already do it), and
 the same whatever the depth. A failed fetch is raised where the shard is read, exactly as without read-ahead.
 
 With a shard cache (genaug.shards.cache, `data.cache_dir`) a remote shard and its stats are fetched through it:
-the stats revalidated by one HEAD, the whole tar keyed and checked by the sha256 the stats recorded, so each byte
-crosses the network once per machine. Every fetch adds its bytes to the worker's counter: `bytes_fetched` (from the
-store) or `bytes_from_cache`.
+the whole tar keyed and checked by the sha256 its stats recorded, so each byte crosses the network once per machine.
+The stats are those read when the split was opened (`known`, pinned for the run: a warm epoch sends no request),
+else fetched through the cache and revalidated by one HEAD. Every fetch adds its bytes to the worker's counter:
+`bytes_fetched` (from the store) or `bytes_from_cache`.
 """
 
 from __future__ import annotations
@@ -55,14 +56,20 @@ def _remote_stats(folder: RemotePath, name: str, cache: ShardCache | None, count
 
 
 def fetch_now(
-    folder: Location, name: str, cache: ShardCache | None = None, counter: dict | None = None
+    folder: Location,
+    name: str,
+    cache: ShardCache | None = None,
+    counter: dict | None = None,
+    stats: dict | None = None,
 ) -> tuple[bytes | None, dict | None]:
     """(a remote shard's bytes, or None for a local file read as a stream instead; its stats), read now.
 
-    A remote shard comes through `cache` when one is given (local files never do); its bytes are counted."""
+    A remote shard comes through `cache` when one is given (local files never do); its bytes are counted. `stats`
+    (read when the split was opened) saves fetching them again."""
     if not isinstance(folder, RemotePath):
         return None, read_stats(folder, int(name[:6]))
-    stats = _remote_stats(folder, name, cache, counter)
+    if stats is None:
+        stats = _remote_stats(folder, name, cache, counter)
     sha = (stats or {}).get("sha256")
     if cache is not None and sha:
         data, hit = cache.fetch(folder / name, str(sha))
@@ -82,8 +89,10 @@ class ShardPrefetcher:
         depth: int,
         cache: ShardCache | None = None,
         counter: dict | None = None,
+        known: dict | None = None,
     ) -> None:
         self.cache, self.counter = cache, counter  # where remote shards come through; where their bytes are counted
+        self.known = known or {}  # str(folder / name) -> its stats, read when the split was opened
         self.folders = [f for f in folders if isinstance(f, RemotePath)]
         self.order, self.depth = list(order), max(0, int(depth))
         self.pending: dict[tuple[str, str], Future] = {}
@@ -97,12 +106,16 @@ class ShardPrefetcher:
             for folder in self.folders:
                 key = (str(folder), name)
                 if key not in self.pending:
-                    self.pending[key] = self.pool.submit(fetch_now, folder, name, self.cache, self.counter)
+                    self.pending[key] = self.pool.submit(fetch_now, folder, name, *self._how(folder, name))
 
     def fetch(self, folder: Location, name: str) -> tuple[bytes | None, dict | None]:
         """(bytes, stats) of folder/name: from its read-ahead (waiting for it if needed), else read now."""
         fut = self.pending.pop((str(folder), name), None)
-        return fut.result() if fut is not None else fetch_now(folder, name, self.cache, self.counter)
+        return fut.result() if fut is not None else fetch_now(folder, name, *self._how(folder, name))
+
+    def _how(self, folder: Location, name: str) -> tuple:
+        """The cache, counter and known stats a fetch of folder/name is made with."""
+        return self.cache, self.counter, self.known.get(str(folder / name))
 
     def close(self) -> None:
         """Drop what was fetched ahead and stop the threads (fetches under way finish in the background)."""

@@ -52,7 +52,7 @@ import random
 import re
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -70,7 +70,7 @@ from genaug.shards.layout import IMAGE_FIELDS
 from genaug.shards.manifest import open_gen_split, open_split, read_manifest
 from genaug.shards.reader import iter_shard_raw
 from genaug.shards.scores import raw_fidelity, require_scores, sample_fidelity, score_source
-from genaug.shards.storage import Location, file_sha256
+from genaug.shards.storage import Location, RemotePath, file_sha256
 from genaug.shards.writer import is_shard_done, read_stats
 
 GEN_FIELD = re.compile(r"^gen_(\d+)\.(jpg|jpeg|png|webp)$")
@@ -91,6 +91,7 @@ class Columns:
     shards: tuple[str, ...]
     counts: tuple[int, ...]
     scores: tuple[Location | None, ...] = ()  # per column: its score side column, or None (scores inline, or none)
+    stats: dict = field(default_factory=dict, compare=False)  # str(folder / shard) -> stats read at open (remote)
 
     @property
     def total(self) -> int:
@@ -107,12 +108,14 @@ def open_columns(
     """
     ss, src, man = open_split(shards, split)
     names = tuple(man.get("shards") or [])
-    counts = []
+    counts, pinned = [], {}
     for name in names:
         st = read_stats(src, int(name[:6]))
         if st is None or not (src / name).exists():
             raise GenaugError(f"source shard {src / name} is not complete: rerun ingest or `genaug verify`")
         counts.append(int(st.get("count", 0)))
+        if isinstance(src, RemotePath):
+            pinned[str(src / name)] = st
     gens, sides = [], []
     for col in gen_columns:
         gdir, gman = open_gen_split(ss, col, split, shards)
@@ -133,7 +136,7 @@ def open_columns(
         sides.append(side)
     if not names:
         raise GenaugError(f"split {src} has no shards")
-    return Columns(src, tuple(gens), names, tuple(counts), tuple(sides))
+    return Columns(src, tuple(gens), names, tuple(counts), tuple(sides), pinned)
 
 
 def _variants(raw: dict, side: dict | None = None) -> tuple[list[bytes], list[float | None]]:
@@ -295,7 +298,9 @@ class _TrainStream(IterableDataset):
         while True:
             order = mine if passes == 0 else [mine[i] for i in rng.permutation(len(mine))]
             n, buf = 0, []
-            pre = ShardPrefetcher([self.cols.source, *self.cols.gens], order, self.read_ahead, self.cache, counter)
+            folders = [self.cols.source, *self.cols.gens]
+            known = self.cols.stats if self.cache is not None else None  # with a cache: a warm epoch sends nothing
+            pre = ShardPrefetcher(folders, order, self.read_ahead, self.cache, counter, known)
             try:
                 for i, name in enumerate(order):
                     pre.start(i)
@@ -592,6 +597,9 @@ def build_train_loader(
             f"split {cols.source} has {cols.total} samples, fewer than ranks x batch size = "
             f"{world_size} x {batch_size}: lower --batch-size"
         )
+    cache = _cache_for(cols, cache_dir, cache_limit)
+    if cache is not None:
+        cols = _pin_column_stats(cols)
     stream = _TrainStream(
         cols,
         policy,
@@ -605,7 +613,7 @@ def build_train_loader(
         max(1, shuffle_buffer),
         gpu_augment,
         read_ahead=max(0, int(read_ahead)),
-        cache=_cache_for(cols, cache_dir, cache_limit),
+        cache=cache,
     )
     stream.epoch = int(epoch)
     loader = TrainLoader(stream, device=device, pin_memory=pin_memory)
@@ -613,10 +621,23 @@ def build_train_loader(
     return loader
 
 
+def _pin_column_stats(cols: Columns) -> Columns:
+    """`cols` with the stats of every generated shard read now (16 at a time), pinned for the run like the source's.
+
+    With a cache, a worker then needs no request for a shard it holds; a shard rewritten during the run no longer
+    matches its pinned sha256 and is handled as a damaged one (never wrong bytes)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    todo = [(g, name) for g in cols.gens for name in cols.shards if isinstance(g, RemotePath)]
+    with ThreadPoolExecutor(16) as pool:
+        found = list(pool.map(lambda gn: read_stats(gn[0], int(gn[1][:6])), todo))
+    pinned = {str(g / name): st for (g, name), st in zip(todo, found, strict=True) if st is not None}
+    return replace(cols, stats={**cols.stats, **pinned})
+
+
 def _cache_for(cols: Columns, cache_dir, cache_limit) -> ShardCache | None:
     """The shard cache of a remote split (checked here, once, before workers start); None for local sets."""
     from genaug.shards.cache import parse_size
-    from genaug.shards.storage import RemotePath
 
     limit = parse_size(cache_limit, "--cache-limit (data.cache_limit)")  # a bad size is an error, remote or not
     if not cache_dir or not isinstance(cols.source, RemotePath):
