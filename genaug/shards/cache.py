@@ -142,7 +142,7 @@ class ShardCache:
             return path.read_bytes(), False
         if fd is None:
             warnings.warn(
-                f"genaug: shard cache {self.root}: the lock of {path} was held for more than {self.lock_timeout:.0f} s "
+                f"genaug: shard cache {self.root}: the lock of {path} was held for more than {self.lock_timeout:g} s "
                 "(another process or user): fetching it directly; give each user a --cache-dir of their own",
                 stacklevel=2,
             )

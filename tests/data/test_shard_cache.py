@@ -320,7 +320,7 @@ def test_a_lock_held_too_long_is_a_warning_and_a_direct_fetch(remote):
     fd = os.open(c.lock_file(c.key(str(src / "000000.tar"), f"sha256:{sha}")), os.O_RDWR | os.O_CREAT)
     fcntl.flock(fd, fcntl.LOCK_EX)
     try:
-        with pytest.warns(UserWarning, match="held for more than 0 s .* --cache-dir of their own"):
+        with pytest.warns(UserWarning, match=r"held for more than 0\.3 s .* --cache-dir of their own"):
             data, stats = fetch_now(as_location(url) / "train", "000000.tar", c)
         assert data == (local / "train" / "000000.tar").read_bytes() and stats["count"] == 4
     finally:
