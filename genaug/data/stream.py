@@ -744,10 +744,12 @@ def build_eval_loader(
     the machine's shard cache of remote shards."""
     import os
 
+    from genaug.shards.cache import ENV_DIR, ENV_LIMIT
+
     rank, world_size = _dist(rank, world_size)
     cols = open_columns(shards, split, [])
     recipe = views_recipe if isinstance(views_recipe, ViewsRecipe) else parse_views(views_recipe)
     if cache_dir is None:
-        cache_dir, cache_limit = os.environ.get("GENAUG_CACHE_DIR"), os.environ.get("GENAUG_CACHE_LIMIT") or None
+        cache_dir, cache_limit = os.environ.get(ENV_DIR), os.environ.get(ENV_LIMIT) or None
     cache = _cache_for(cols, cache_dir, cache_limit)
     return EvalLoader(_EvalStream(cols, recipe, rank, world_size, num_workers, cache), batch_size, device=device)
