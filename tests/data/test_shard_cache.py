@@ -397,3 +397,21 @@ def test_a_bad_cache_limit_flag_is_one_line(capsys, tmp_path):
         err = one_line_error(argv, capsys)
         assert "--cache-limit" in err and "must be a positive size such as 500G" in err
     assert ENV_DIR not in os.environ
+
+
+def test_two_versions_of_a_shard_and_two_sets_never_share_an_entry(remote):
+    local, url, log, bucket, cache = remote
+    c = open_cache(cache)
+    fs = as_location(url).fs
+    a, b = (local / "train" / f"{i:06d}.tar" for i in (0, 1))
+    where = f"{bucket}/versions/train"
+    for tar in (a, b):  # the shard is rewritten between two reads: new tar, new stats
+        fs.pipe_file(f"{where}/000000.tar", tar.read_bytes())
+        fs.pipe_file(f"{where}/000000.json", tar.with_suffix(".json").read_bytes())
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert fetch_now(as_location(f"s3://{where}"), "000000.tar", c)[0] == tar.read_bytes()
+    fs.pipe_file(f"{bucket}/other/train/000000.tar", b.read_bytes())  # another set holding the same bytes
+    fs.pipe_file(f"{bucket}/other/train/000000.json", b.with_suffix(".json").read_bytes())
+    assert fetch_now(as_location(f"s3://{bucket}/other/train"), "000000.tar", c)[0] == b.read_bytes()
+    assert len(c.usage()[1]) == 6  # 3 tars and 3 stats: one entry per URL and version
