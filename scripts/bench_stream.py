@@ -192,6 +192,14 @@ def epoch_rate(loader) -> float:
     return n / (time.perf_counter() - t0)
 
 
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process and of its finished children (the loader's workers)."""
+    import resource
+
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def batch_bytes(b: dict) -> int:
     """Bytes of the tensors a batch hands to the training step (views, and parameter rows when deferred)."""
     n = sum(v.numel() * v.element_size() for v in b["views"])
@@ -296,6 +304,7 @@ def remote_compare(
             set_storage_options(None)  # drop filesystems made for the direct endpoint
             print(f"s3 behind a proxy: {delay_ms:g} ms per request, {mbps:g} MB/s per connection", flush=True)
         res: dict[str, list[float]] = {name: [] for name, _, _ in variants}
+        cpu: dict[str, list[float]] = {name: [] for name, _, _ in variants}  # CPU-s of this process and its workers
 
         def make(shards, ahead, cache, rep):
             return build_train_loader(
@@ -308,7 +317,9 @@ def remote_compare(
             for name, shards, ahead in variants[rep % len(variants) :] + variants[: rep % len(variants)]:  # rotated
                 cache = {"s3 cache cold": caches / f"cold{rep}", "s3 cache warm": caches / "warm"}.get(name)
                 loader = make(shards, ahead, cache, rep)
-                res[name].append(epoch_rate(loader))  # a buffer smaller than a shard: fetches fall inside the epoch
+                c0 = cpu_seconds()
+                res[name].append(epoch_rate(loader))
+                cpu[name].append(cpu_seconds() - c0)  # a buffer smaller than a shard: fetches fall inside the epoch
             print(f"  repeat {rep}: " + ", ".join(f"{k} {v[-1]:.1f}" for k, v in res.items()), flush=True)
         best = {k: max(v) for k, v in res.items()}
         where = "moto on 127.0.0.1" + (f", +{delay_ms:g} ms, {mbps:g} MB/s" if proxy else "")
@@ -320,6 +331,10 @@ def remote_compare(
         print(f"ratio read-ahead 1 / read-ahead 0: {best['s3 read-ahead 1'] / best['s3 read-ahead 0']:.2f}x")
         print(f"ratio cache cold / local disk: {best['s3 cache cold'] / best['disk']:.2f}x")
         print(f"ratio cache warm / local disk: {best['s3 cache warm'] / best['disk']:.2f}x (goal >= 0.95x)")
+        least = {k: min(v) for k, v in cpu.items()}  # a shared machine slows wall time; CPU time is steadier
+        print("CPU-s per epoch (main + workers, not the server; least of repeats): ", end="")
+        print(", ".join(f"{k} {v:.2f}" for k, v in least.items()))
+        print(f"ratio CPU-s local disk / cache warm: {least['disk'] / least['s3 cache warm']:.2f}x")
         shutil.rmtree(caches, ignore_errors=True)
     finally:
         if proxy is not None:
