@@ -13,11 +13,13 @@ from PIL import Image, ImageDraw, ImageOps
 from genaug.core.errors import GenaugError
 from genaug.core.files import write_json_atomic
 from genaug.core.jsonio import sample_json
+from genaug.data.prefetch import shard_bytes
 from genaug.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from genaug.shards.layout import IMAGE_FIELDS, list_shards, parse_key, shard_name
 from genaug.shards.manifest import open_gen_split, open_split
 from genaug.shards.reader import decode_image, iter_checked_shard
 from genaug.shards.scores import column_summary, hist_edges, iter_scores, require_scores, score_source
+from genaug.shards.storage import as_location
 
 BLANK = (200, 200, 200)
 BACKGROUND = (255, 255, 255)
@@ -41,7 +43,8 @@ def open_column(shards: str | os.PathLike, gen: str | None, split: str) -> tuple
 
 
 def _read_shard(folder: Path, index: int) -> dict[str, dict]:
-    return {s["__key__"]: s for s in iter_checked_shard(folder, index)}
+    path = as_location(folder) / shard_name(index)
+    return {s["__key__"]: s for s in iter_checked_shard(folder, index, shard_bytes(path))}  # via --cache-dir if set
 
 
 def _pick_keys(src: Path, keys: Sequence[str] | None, n: int, seed: int) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from genaug.shards.cache import CACHE_DIR_HELP, CACHE_LIMIT_HELP
 from genaug.shards.storage import STORAGE_OPTION_HELP
 
 
@@ -39,12 +40,16 @@ def register(app: typer.Typer) -> None:
             "--storage-option",
             help=STORAGE_OPTION_HELP,
         ),
+        cache_dir: str | None = typer.Option(None, "--cache-dir", help=CACHE_DIR_HELP),
+        cache_limit: str | None = typer.Option(None, "--cache-limit", help=CACHE_LIMIT_HELP),
     ) -> None:
         from genaug.core.flags import at_least
         from genaug.inspect import contact_sheet, views_sheet
+        from genaug.shards.cache import set_cache_env
         from genaug.shards.storage_flags import apply_storage_flags
 
         apply_storage_flags(storage_option, shards)
+        set_cache_env(cache_dir, cache_limit)
         for value, flag in ((n, "--n"), (pairs, "--pairs"), (tile, "--tile"), (view_size, "--view-size")):
             at_least(value, 1, flag)
         key_list = [k.strip() for k in keys.split(",") if k.strip()] if keys else None

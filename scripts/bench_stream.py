@@ -5,6 +5,8 @@ ceiling of decode + transforms from bytes in memory, on the same images, transfo
     OMP_NUM_THREADS=1 python scripts/bench_stream.py --deferred-only   # float32 path vs uint8 + deferred, on CPU
     OMP_NUM_THREADS=1 python scripts/bench_stream.py --remote   # the same set from a local S3 server vs local disk
     OMP_NUM_THREADS=1 python scripts/bench_stream.py --remote --delay-ms 50 --mbps 50   # a far store: read-ahead 0 vs 1
+    # --remote also times the shard cache (data.cache_dir): cold (an empty cache dir, filled as the epoch reads) and
+    # warm (the same dir in the next epoch), each against local disk
 
 The remote comparison: a moto S3 server on 127.0.0.1 (a subprocess, needs `pip install 'moto[server]' s3fs`, stopped
 at the end), the benchmark's shard set copied object by object into s3://, and the training stream timed from the
@@ -26,6 +28,7 @@ import argparse
 import io
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -189,6 +192,14 @@ def epoch_rate(loader) -> float:
     return n / (time.perf_counter() - t0)
 
 
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process and of its finished children (the loader's workers)."""
+    import resource
+
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def batch_bytes(b: dict) -> int:
     """Bytes of the tensors a batch hands to the training step (views, and parameter rows when deferred)."""
     n = sum(v.numel() * v.element_size() for v in b["views"])
@@ -266,7 +277,10 @@ def remote_compare(
     a worker fetches shards while it delivers batches, as it does with ImageNet's 1000-sample shards.
 
     With `delay_ms`/`mbps` the server sits behind genaug.testing.latency_proxy (a round trip per request and a
-    bandwidth cap per connection), and the stream is timed with and without shard read-ahead."""
+    bandwidth cap per connection), and the stream is timed with and without shard read-ahead.
+
+    The shard cache: "cache cold" reads the bucket through an empty cache dir (a fresh one each repeat), "cache warm"
+    reads it again through that dir (every shard a local hit, the stats revalidated by one HEAD each)."""
     import boto3
 
     from genaug.shards.storage import set_storage_options
@@ -282,28 +296,46 @@ def remote_compare(
         size = copy_set(root, url)
         print(f"copied the set to {url} ({size / 2**20:.1f} MiB) in {time.perf_counter() - t0:.1f} s", flush=True)
         variants = [("disk", root, 1), ("s3 read-ahead 0", url, 0), ("s3 read-ahead 1", url, 1)]
+        variants += [("s3 cache cold", url, 1), ("s3 cache warm", url, 1)]
+        caches = Path(tempfile.mkdtemp(prefix="genaug-bench-cache-"))  # "warm" is filled by one untimed epoch
         if delay_ms or mbps:
             proxy, far = start_latency_proxy(endpoint, delay_ms, mbps)
             os.environ["AWS_ENDPOINT_URL"] = far  # DataLoader workers inherit it
             set_storage_options(None)  # drop filesystems made for the direct endpoint
             print(f"s3 behind a proxy: {delay_ms:g} ms per request, {mbps:g} MB/s per connection", flush=True)
         res: dict[str, list[float]] = {name: [] for name, _, _ in variants}
+        cpu: dict[str, list[float]] = {name: [] for name, _, _ in variants}  # CPU-s of this process and its workers
+
+        def make(shards, ahead, cache, rep):
+            return build_train_loader(
+                shards, "train", ["bench"], p=P, views_recipe=recipe, batch_size=batch, num_workers=workers,
+                seed=rep, shuffle_buffer=16, read_ahead=ahead, cache_dir=cache,
+            )  # fmt: skip
+
+        epoch_rate(make(url, 1, caches / "warm", 0))  # fills the warm cache, untimed
         for rep in range(repeats):
-            for name, shards, ahead in variants:
-                loader = build_train_loader(
-                    shards, "train", ["bench"], p=P, views_recipe=recipe, batch_size=batch, num_workers=workers,
-                    seed=rep, shuffle_buffer=16, read_ahead=ahead,
-                )  # fmt: skip
-                res[name].append(epoch_rate(loader))  # a buffer smaller than a shard: fetches fall inside the epoch
+            for name, shards, ahead in variants[rep % len(variants) :] + variants[: rep % len(variants)]:  # rotated
+                cache = {"s3 cache cold": caches / f"cold{rep}", "s3 cache warm": caches / "warm"}.get(name)
+                loader = make(shards, ahead, cache, rep)
+                c0 = cpu_seconds()
+                res[name].append(epoch_rate(loader))
+                cpu[name].append(cpu_seconds() - c0)  # a buffer smaller than a shard: fetches fall inside the epoch
             print(f"  repeat {rep}: " + ", ".join(f"{k} {v[-1]:.1f}" for k, v in res.items()), flush=True)
         best = {k: max(v) for k, v in res.items()}
         where = "moto on 127.0.0.1" + (f", +{delay_ms:g} ms, {mbps:g} MB/s" if proxy else "")
         for name, value in best.items():
             print(f"genaug stream from {name:<18} {value:8.1f} samples/s" + ("" if name == "disk" else f" ({where})"))
         for name, value in best.items():
-            if name != "disk":
+            if name != "disk" and "cache" not in name:
                 print(f"ratio {name} / local disk: {value / best['disk']:.2f}x (goal >= 0.9x)")
         print(f"ratio read-ahead 1 / read-ahead 0: {best['s3 read-ahead 1'] / best['s3 read-ahead 0']:.2f}x")
+        print(f"ratio cache cold / local disk: {best['s3 cache cold'] / best['disk']:.2f}x")
+        print(f"ratio cache warm / local disk: {best['s3 cache warm'] / best['disk']:.2f}x (goal >= 0.95x)")
+        least = {k: min(v) for k, v in cpu.items()}  # a shared machine slows wall time; CPU time is steadier
+        print("CPU-s per epoch (main + workers, not the server; least of repeats): ", end="")
+        print(", ".join(f"{k} {v:.2f}" for k, v in least.items()))
+        print(f"ratio CPU-s local disk / cache warm: {least['disk'] / least['s3 cache warm']:.2f}x")
+        shutil.rmtree(caches, ignore_errors=True)
     finally:
         if proxy is not None:
             stop_server(proxy)

@@ -11,9 +11,11 @@ import torch
 from PIL import Image
 
 from genaug.data.decode import CorruptImage
+from genaug.data.prefetch import shard_bytes
 from genaug.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_view, parse_views
-from genaug.shards.layout import IMAGE_FIELDS, list_shards
+from genaug.shards.layout import IMAGE_FIELDS, list_shards, shard_name
 from genaug.shards.reader import decode_image, decode_sample, is_image_field, iter_checked_shard
+from genaug.shards.storage import as_location
 
 
 @dataclass
@@ -66,7 +68,7 @@ def iter_encoded(folder: Path, shard_ids: list[int] | None = None) -> Iterator[t
 
     Each shard is checked against its recorded sha256 first (a damaged or swapped shard is a GenaugError)."""
     for i in shard_ids if shard_ids is not None else list_shards(folder):
-        for raw in iter_checked_shard(folder, i):
+        for raw in iter_checked_shard(folder, i, shard_bytes(as_location(folder) / shard_name(i))):
             field_ = _image_field(raw)
             if field_ is None:
                 continue

@@ -5,7 +5,8 @@ Public API (what the trainer codes against):
     loader = build_train_loader(shards, split="train", gen_columns=["sd"], p=0.5, mix_views="each",
                                 views_recipe=recipe.get("views"), batch_size=256, num_workers=8, seed=0,
                                 rank=None, world_size=None, epoch=0, shuffle_buffer=1000,
-                                augment_device="cpu", device=None, pin_memory=None, read_ahead=1)
+                                augment_device="cpu", device=None, pin_memory=None, read_ahead=1,
+                                cache_dir=None, cache_limit=None)
     loader.steps_per_epoch            # batches per epoch on every rank (fixed: uneven shards never hang DDP)
     loader.set_epoch(e)               # before each epoch (same e as the current one keeps a restored position)
     for batch in loader:              # exactly steps_per_epoch batches (fewer after a mid-epoch restore)
@@ -16,6 +17,7 @@ Public API (what the trainer codes against):
     loader.state_dict() / loader.load_state_dict(sd)   # epoch, step in epoch, per-worker stream position + RNG
     loader.load_state_dict([sd_rank0, sd_rank1, ...])  # every rank's state: resumes on another world size too
     loader.skipped                    # corrupt samples skipped so far (counted, never fatal)
+    loader.io                         # this epoch's bytes so far: {"bytes_fetched": ..., "bytes_from_cache": ...}
 
     eval_loader = build_eval_loader(shards, split="val", views_recipe=..., batch_size=256, num_workers=4)
     for batch in eval_loader: batch["image"] (float [B,3,S,S]), batch["label"], batch["key"]  # fixed order
@@ -39,6 +41,9 @@ and draws up to that position without decoding (cheap), checks the RNG state mat
 after a restore equal those of the uninterrupted run. The loader also records which samples (shard offset + row)
 its batches consumed in the epoch; restored on another number of ranks or workers, from every rank's state, it
 deals the samples the epoch has left over the new ones (genaug.data.elastic).
+
+With `cache_dir`, remote shards come through the machine's shard cache (genaug.shards.cache): that changes where
+the bytes come from, never the stream; `loader.io` counts the epoch's bytes fetched from the store and from it.
 """
 
 from __future__ import annotations
@@ -49,7 +54,7 @@ import random
 import re
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -64,15 +69,18 @@ from genaug.data.elastic import RestPlan, offsets, pack, plan_rest, union, unpac
 from genaug.data.mixing import MixPolicy
 from genaug.data.prefetch import ShardPrefetcher, fetch_now
 from genaug.data.transforms import ViewsRecipe, eval_view, make_views, parse_views
+from genaug.shards.cache import ShardCache, open_cache
 from genaug.shards.complete import read_record
 from genaug.shards.layout import IMAGE_FIELDS
 from genaug.shards.manifest import check_column_source, open_gen_split, open_split, read_manifest
 from genaug.shards.reader import iter_shard_raw
 from genaug.shards.scores import raw_fidelity, require_scores, score_source
-from genaug.shards.storage import Location, file_sha256
+from genaug.shards.storage import Location, RemotePath, file_sha256
 from genaug.shards.writer import is_shard_done, read_stats
 
 GEN_FIELD = re.compile(r"^gen_(\d+)\.(jpg|jpeg|png|webp)$")
+#: per-epoch byte counts of the training stream (metrics.jsonl): fetched from the store, served by the shard cache
+IO_FIELDS = ("bytes_fetched", "bytes_from_cache")
 
 
 class MisalignedColumn(GenaugError):
@@ -88,6 +96,7 @@ class Columns:
     shards: tuple[str, ...]
     counts: tuple[int, ...]
     scores: tuple[Location | None, ...] = ()  # per column: its score side column, or None (scores inline, or none)
+    stats: dict = field(default_factory=dict, compare=False)  # str(folder / shard) -> stats read at open (remote)
 
     @property
     def total(self) -> int:
@@ -107,12 +116,14 @@ def open_columns(
     ss, src, man = open_split(shards, split)
     names = tuple(man.get("shards") or [])
     rec = read_record(src, man)
-    counts = []
+    counts, pinned = [], {}
     for name in names:
         st = rec.get(name) if rec is not None else read_stats(src, int(name[:6]))
         if st is None or (rec is None and not (src / name).exists()):
             raise GenaugError(f"source shard {src / name} is not complete: rerun ingest or `genaug verify`")
         counts.append(int(st.get("count", 0)))
+        if isinstance(src, RemotePath):
+            pinned[str(src / name)] = st
     gens, sides = [], []
     for col in gen_columns:
         gdir, gman = open_gen_split(ss, col, split, shards)
@@ -139,7 +150,7 @@ def open_columns(
         sides.append(side)
     if not names:
         raise GenaugError(f"split {src} has no shards")
-    return Columns(src, tuple(gens), names, tuple(counts), tuple(sides))
+    return Columns(src, tuple(gens), names, tuple(counts), tuple(sides), pinned)
 
 
 def _variants(raw: dict, side: dict | None = None) -> tuple[list[bytes], list[float | None]]:
@@ -270,9 +281,23 @@ class _TrainStream(IterableDataset):
     """Per-worker stream of ready batches (uint8 views); see the module docstring."""
 
     def __init__(
-        self, cols, policy, recipe, batch_size, num_workers, seed, rank, world_size, steps, buffer, gpu, read_ahead=1
+        self,
+        cols,
+        policy,
+        recipe,
+        batch_size,
+        num_workers,
+        seed,
+        rank,
+        world_size,
+        steps,
+        buffer,
+        gpu,
+        read_ahead=1,
+        cache: ShardCache | None = None,
     ):
         self.cols, self.policy, self.recipe, self.read_ahead = cols, policy, recipe, int(read_ahead)
+        self.cache = cache  # the machine's shard cache (remote shards only), or None
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
         self.rank, self.world_size, self.steps, self.buffer, self.gpu = rank, world_size, steps, buffer, gpu
         self.epoch = 0
@@ -289,7 +314,9 @@ class _TrainStream(IterableDataset):
         while True:
             order = mine if passes == 0 else [mine[i] for i in rng.permutation(len(mine))]
             n, buf = 0, []
-            pre = ShardPrefetcher([self.cols.source, *self.cols.gens], [m[0] for m in order], self.read_ahead)
+            folders = [self.cols.source, *self.cols.gens]
+            known = self.cols.stats if self.cache is not None else None  # with a cache: a warm epoch sends nothing
+            pre = ShardPrefetcher(folders, [m[0] for m in order], self.read_ahead, self.cache, counter, known)
             try:
                 for i, (name, rows) in enumerate(order):
                     pre.start(i)
@@ -368,7 +395,7 @@ class _TrainStream(IterableDataset):
                 fallback = counter.get("gen_fallback", 0) - fb_seen
                 fb_seen += fallback
                 out = self._collate(batch, logical, pos, rng.bit_generator.state, skipped, fallback)
-                for name in ("gen_seen", "gen_filtered"):  # counts since the last batch of this worker
+                for name in ("gen_seen", "gen_filtered", *IO_FIELDS):  # counts since the last batch of this worker
                     out["_meta"][name] = counter.pop(name, 0)
                 out["_meta"]["ids"] = ids
                 yield out
@@ -433,6 +460,7 @@ class TrainLoader:
         self.gen_fallback = 0  # samples read from shards whose generated column failed its checksum
         self.gen_seen = 0  # samples with generated variants served so far
         self.gen_filtered = 0  # of those, samples none of whose variants passed --gen-min-score (source only)
+        self.io = dict.fromkeys(IO_FIELDS, 0)  # bytes of the current epoch so far (reset when an epoch starts)
         self._pos: dict[int, int] = {}
         self._rng: dict[int, dict] = {}
         self._seen: np.ndarray | None = None  # ids of the samples this epoch's delivered batches consumed
@@ -444,6 +472,7 @@ class TrainLoader:
     def _new_epoch(self, epoch: int) -> None:
         self.epoch, self.step, self._pos, self._rng = int(epoch), 0, {}, {}
         self._seen, self._rest = None, None
+        self.io = dict.fromkeys(IO_FIELDS, 0)
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch to iterate next; the current epoch keeps a restored mid-epoch position."""
@@ -574,6 +603,8 @@ class TrainLoader:
         self.gen_filtered += meta.get("gen_filtered", 0)
         ids = np.asarray(meta.get("ids", []), dtype=np.int64)
         self._seen_now()[ids[ids >= 0]] = True
+        for name in IO_FIELDS:
+            self.io[name] += meta.get(name, 0)
         params = b.pop("params")
         r = self.stream.recipe
         views = []
@@ -590,6 +621,8 @@ class TrainLoader:
         s = self.stream
         if self.step >= self.steps_per_epoch:
             self.set_epoch(self.epoch + 1)
+        if self.step == 0:  # an epoch starts: its byte counts start at 0
+            self.io = dict.fromkeys(IO_FIELDS, 0)
         s.epoch, s.start_step, s.resume = self.epoch, self.step, {"pos": dict(self._pos), "rng": dict(self._rng)}
         s.rest, s.first = (self._rest[2], self._rest[1]) if self._rest is not None else (None, 0)
         if s.num_workers > 0:
@@ -640,8 +673,12 @@ def build_train_loader(
     gen_min_score: float | None = None,
     gen_weighting: str = "uniform",
     read_ahead: int = 1,
+    cache_dir: str | Path | None = None,
+    cache_limit: str | int | None = None,
 ) -> TrainLoader:
-    """The training loader of one rank (see the module docstring; fidelity filtering and weighting in mixing)."""
+    """The training loader of one rank (see the module docstring; fidelity filtering and weighting in mixing).
+
+    `cache_dir` (and its size `cache_limit`, e.g. "500G") is the machine's shard cache of remote shards."""
     if augment_device is not None:  # gpu_augment=True defers to any device (CPU too: tests, benchmarks)
         gpu_augment = resolve_augment_device(augment_device, device)
     if pin_memory is None:  # pinned host memory only pays for a copy to a CUDA device
@@ -670,6 +707,9 @@ def build_train_loader(
             f"split {cols.source} has {cols.total} samples, fewer than ranks x batch size = "
             f"{world_size} x {batch_size}: lower --batch-size"
         )
+    cache = _cache_for(cols, cache_dir, cache_limit)
+    if cache is not None:
+        cols = _pin_column_stats(cols)
     stream = _TrainStream(
         cols,
         policy,
@@ -683,6 +723,7 @@ def build_train_loader(
         max(1, shuffle_buffer),
         gpu_augment,
         read_ahead=max(0, int(read_ahead)),
+        cache=cache,
     )
     stream.epoch = int(epoch)
     loader = TrainLoader(stream, device=device, pin_memory=pin_memory)
@@ -690,10 +731,42 @@ def build_train_loader(
     return loader
 
 
+def _pin_column_stats(cols: Columns) -> Columns:
+    """`cols` with the stats of every generated shard read now (16 at a time), pinned for the run like the source's.
+
+    With a cache, a worker then needs no request for a shard it holds; a shard rewritten during the run no longer
+    matches its pinned sha256 and is handled as a damaged one (never wrong bytes)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    todo = [(g, name) for g in cols.gens for name in cols.shards if isinstance(g, RemotePath)]
+    with ThreadPoolExecutor(16) as pool:
+        found = list(pool.map(lambda gn: read_stats(gn[0], int(gn[1][:6])), todo))
+    pinned = {str(g / name): st for (g, name), st in zip(todo, found, strict=True) if st is not None}
+    return replace(cols, stats={**cols.stats, **pinned})
+
+
+def _cache_for(cols: Columns, cache_dir, cache_limit) -> ShardCache | None:
+    """The shard cache of a remote split (checked here, once, before workers start); None for local sets."""
+    from genaug.shards.cache import parse_size
+
+    limit = parse_size(cache_limit, "--cache-limit (data.cache_limit)")  # a bad size is an error, remote or not
+    if not cache_dir or not isinstance(cols.source, RemotePath):
+        return None
+    return open_cache(cache_dir, limit)
+
+
 class _EvalStream(IterableDataset):
     """Samples of a split in shard order (shards split by rank, then by worker), one center-crop view each."""
 
-    def __init__(self, cols: Columns, recipe: ViewsRecipe, rank: int, world_size: int, num_workers: int) -> None:
+    def __init__(
+        self,
+        cols: Columns,
+        recipe: ViewsRecipe,
+        rank: int,
+        world_size: int,
+        num_workers: int,
+        cache: ShardCache | None = None,
+    ) -> None:
         self.cols, self.recipe, self.rank, self.world_size, self.num_workers = (
             cols,
             recipe,
@@ -702,13 +775,14 @@ class _EvalStream(IterableDataset):
             num_workers,
         )
         self.read_ahead = 1  # remote shards fetched ahead (genaug.data.prefetch)
+        self.cache = cache  # the machine's shard cache (remote shards only), or None
 
     def __iter__(self):
         info = get_worker_info()
         nw, w = (info.num_workers, info.id) if info is not None else (1, 0)
         mine = list(self.cols.shards[self.rank :: self.world_size])[w::nw]
         counter = {"bad_shards": 0}
-        pre = ShardPrefetcher([self.cols.source], mine, self.read_ahead)
+        pre = ShardPrefetcher([self.cols.source], mine, self.read_ahead, self.cache)
         try:
             yield from self._samples(mine, counter, pre)
         finally:
@@ -771,9 +845,21 @@ def build_eval_loader(
     rank: int | None = None,
     world_size: int | None = None,
     device=None,
+    cache_dir: str | Path | None = None,
+    cache_limit: str | int | None = None,
 ) -> EvalLoader:
-    """Eval/feature-extraction loader: resize + center crop (the recipe's `eval`), labels, fixed order, no mixing."""
+    """Eval/feature-extraction loader: resize + center crop (the recipe's `eval`), labels, fixed order, no mixing.
+
+    `cache_dir`/`cache_limit` (default: $GENAUG_CACHE_DIR/$GENAUG_CACHE_LIMIT, set by the CLIs' --cache-dir) is
+    the machine's shard cache of remote shards."""
+    import os
+
+    from genaug.shards.cache import ENV_DIR, ENV_LIMIT
+
     rank, world_size = _dist(rank, world_size)
     cols = open_columns(shards, split, [])
     recipe = views_recipe if isinstance(views_recipe, ViewsRecipe) else parse_views(views_recipe)
-    return EvalLoader(_EvalStream(cols, recipe, rank, world_size, num_workers), batch_size, device=device)
+    if cache_dir is None:
+        cache_dir, cache_limit = os.environ.get(ENV_DIR), os.environ.get(ENV_LIMIT) or None
+    cache = _cache_for(cols, cache_dir, cache_limit)
+    return EvalLoader(_EvalStream(cols, recipe, rank, world_size, num_workers, cache), batch_size, device=device)

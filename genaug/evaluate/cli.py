@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from genaug.core.errors import GenaugError
+from genaug.shards.cache import CACHE_DIR_HELP, CACHE_LIMIT_HELP
 from genaug.shards.storage import STORAGE_OPTION_HELP
 
 MODEL_HELP = "Run folder, its backbone.safetensors, a checkpoint, or a HF CLIP image encoder folder."
@@ -25,6 +26,8 @@ _common = {
         "--storage-option",
         help=STORAGE_OPTION_HELP,
     ),
+    "cache_dir": typer.Option(None, "--cache-dir", help=CACHE_DIR_HELP),
+    "cache_limit": typer.Option(None, "--cache-limit", help=CACHE_LIMIT_HELP),
 }
 SHARDS_HELP = "Labeled shard set the features come from: name (shards/NAME), path or URL (s3://...)."
 
@@ -65,6 +68,9 @@ def _storage(args: dict) -> dict:
 
     _check_values(args)
     apply_storage_flags(args.pop("storage_option", None), args.get("shards"), args.get("in_set"), args.get("out_sets"))
+    from genaug.shards.cache import set_cache_env
+
+    set_cache_env(args.pop("cache_dir", None), args.pop("cache_limit", None))
     return args
 
 
@@ -99,6 +105,8 @@ def register(app: typer.Typer) -> None:
         out: str | None = _common["out"],
         quiet: bool = _common["quiet"],
         storage_option: list[str] = _common["storage_option"],
+        cache_dir: str | None = _common["cache_dir"],
+        cache_limit: str | None = _common["cache_limit"],
     ) -> None:
         args = _storage(dict(locals()))
         from genaug.evaluate.run import eval_linear
@@ -123,6 +131,8 @@ def register(app: typer.Typer) -> None:
         out: str | None = _common["out"],
         quiet: bool = _common["quiet"],
         storage_option: list[str] = _common["storage_option"],
+        cache_dir: str | None = _common["cache_dir"],
+        cache_limit: str | None = _common["cache_limit"],
     ) -> None:
         args = _storage(dict(locals()))
         from genaug.evaluate.run import eval_knn
@@ -166,6 +176,8 @@ def register(app: typer.Typer) -> None:
         out: str | None = typer.Option(None, "--result", help="Result .json path or folder (default: <run>/eval/)."),
         quiet: bool = _common["quiet"],
         storage_option: list[str] = _common["storage_option"],
+        cache_dir: str | None = _common["cache_dir"],
+        cache_limit: str | None = _common["cache_limit"],
     ) -> None:
         args = _storage(dict(locals()))
         from genaug.evaluate.run import eval_ood
@@ -191,6 +203,8 @@ def register(app: typer.Typer) -> None:
         out: str | None = _common["out"],
         quiet: bool = _common["quiet"],
         storage_option: list[str] = _common["storage_option"],
+        cache_dir: str | None = _common["cache_dir"],
+        cache_limit: str | None = _common["cache_limit"],
     ) -> None:
         args = _storage(dict(locals()))
         from genaug.evaluate.run import eval_similarity

@@ -66,11 +66,12 @@ def iter_shard_raw(path: Location, data: bytes | None = None) -> Iterator[dict]:
         raise GenaugError(f"shard {path} is unreadable ({type(e).__name__}: {e}): run `genaug verify`") from None
 
 
-def iter_checked_shard(folder: Location, index: int) -> Iterator[dict]:
+def iter_checked_shard(folder: Location, index: int, data: bytes | None = None) -> Iterator[dict]:
     """Raw samples of shard `index` of `folder` after its bytes are checked against the sha256 its stats recorded.
 
     The check `verify` and the training stream make, for readers that show or count samples (eval, inspect): a
-    shard without valid stats (not complete) or whose bytes changed after commit is a GenaugError naming it."""
+    shard without valid stats (not complete) or whose bytes changed after commit is a GenaugError naming it.
+    `data`: the shard's bytes when the caller already has them (e.g. through the shard cache)."""
     import hashlib
 
     from genaug.shards.layout import shard_name
@@ -83,7 +84,8 @@ def iter_checked_shard(folder: Location, index: int) -> Iterator[dict]:
     if stats is None or not isinstance(stats.get("sha256"), str):
         raise GenaugError(f"shard {path} has no valid stats file, so it is not complete: run `genaug verify`")
     try:
-        data = path.read_bytes() if isinstance(folder, RemotePath) else None
+        if data is None and isinstance(folder, RemotePath):
+            data = path.read_bytes()
         sha = hashlib.sha256(data).hexdigest() if data is not None else file_sha256(path)
     except FileNotFoundError:
         raise GenaugError(f"shard {path} is missing: run `genaug verify` on its shard set") from None

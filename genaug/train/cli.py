@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from genaug.core.errors import GenaugError
+from genaug.shards.cache import CACHE_DIR_HELP, CACHE_LIMIT_HELP
 from genaug.shards.storage import STORAGE_OPTION_HELP
 
 MODULE_NAME = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
@@ -60,6 +61,8 @@ def register(app: typer.Typer) -> None:
         gen_weighting: str = typer.Option(
             None, "--gen-weighting", help="uniform, or score: draw variant k in proportion to its fidelity score."
         ),
+        cache_dir: Path = typer.Option(None, "--cache-dir", help=CACHE_DIR_HELP),
+        cache_limit: str = typer.Option(None, "--cache-limit", help=CACHE_LIMIT_HELP),
         seed: int = typer.Option(None, "--seed", help="Seed of the run (model init, data order, mixing)."),
         precision: str = typer.Option(None, "--precision", help="auto, no, bf16 or fp16."),
         augment_device: str = typer.Option(
@@ -118,6 +121,8 @@ def register(app: typer.Typer) -> None:
             mix_views=mix_views,
             gen_min_score=gen_min_score,
             gen_weighting=gen_weighting,
+            cache_dir=cache_dir,
+            cache_limit=cache_limit,
             seed=seed,
             precision=precision,
             augment_device=augment_device,

@@ -377,6 +377,8 @@ class Trainer:
                     "gen_filtered": int(getattr(self.loader, "gen_filtered", 0)),
                     "gen_filtered_rate": int(getattr(self.loader, "gen_filtered", 0))
                     / max(1, int(getattr(self.loader, "gen_seen", 0))),
+                    # this data epoch's bytes so far on this rank: from the store, from the shard cache
+                    **{k: int(v) for k, v in (getattr(self.loader, "io", None) or {}).items()},
                 }
                 last = row
                 if logger is not None:

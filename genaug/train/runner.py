@@ -22,6 +22,7 @@ from genaug.train.recipe import validate_train_recipe
 
 # keys of a recipe that may change between a run and its resumption (how it runs, not what it learns)
 RESUME_FREE = ("loop",)
+DATA_RESUME_FREE = ("cache_dir", "cache_limit")  # data.* keys that change where bytes come from, never the stream
 
 
 def _precision(name: str) -> str:
@@ -43,6 +44,8 @@ def _resolve(method: str, flags: dict[str, Any], overrides: dict[str, Any] | Non
         "mix_views": "data.mix_views",
         "gen_min_score": "data.gen_min_score",
         "gen_weighting": "data.gen_weighting",
+        "cache_dir": "data.cache_dir",
+        "cache_limit": "data.cache_limit",
         "image_size": "views.size",
         "backbone": "backbone.name",
         "lr": "optim.base_lr",
@@ -101,6 +104,8 @@ def train(
     mix_views: str | None = None,
     gen_min_score: float | None = None,
     gen_weighting: str | None = None,
+    cache_dir: str | Path | None = None,
+    cache_limit: str | None = None,
     seed: int | None = None,
     precision: str | None = None,
     augment_device: str | None = None,
@@ -140,6 +145,8 @@ def train(
         mix_views=mix_views,
         gen_min_score=gen_min_score,
         gen_weighting=gen_weighting,
+        cache_dir=str(cache_dir) if cache_dir is not None else None,
+        cache_limit=cache_limit,
         image_size=image_size,
         backbone=backbone,
         lr=lr,
@@ -160,6 +167,9 @@ def train(
         raise GenaugError(f"recipe key run must be a mapping, got {raw['run']!r}")
     raw["run"].update({"shards": str(shards), "split": split, "gen": gen_cols, "p": float(p)})
     recipe = validate_train_recipe(raw)
+    from genaug.shards.cache import parse_size
+
+    parse_size(recipe["data"].get("cache_limit"), "--cache-limit (data.cache_limit)")  # before the set is opened
     run_dir = _run_dir(out, recipe.get("name", method))
     return _train(recipe, run_dir, resume, stop_after, progress_bar, probe)
 
@@ -208,6 +218,8 @@ def _loader(recipe: dict, acc):
         world_size=acc.num_processes,
         shuffle_buffer=int(data.get("shuffle_buffer", 1000)),
         read_ahead=int(data.get("read_ahead", 1)),
+        cache_dir=data.get("cache_dir"),
+        cache_limit=data.get("cache_limit"),
         gen_min_score=data.get("gen_min_score"),
         gen_weighting=data.get("gen_weighting") or "uniform",
     )
@@ -307,11 +319,12 @@ def _check_resume(recipe: dict, run_dir: Path, resume) -> Path | None:
     saved = run_dir / "recipe.yaml"
     if ckpt is not None and saved.exists():
         old = read_yaml(saved)
-        if not isinstance(old, dict) or recipe_hash(old, RESUME_FREE) != recipe_hash(_public(recipe), RESUME_FREE):
+        mine = _resume_view(_public(recipe))
+        if not isinstance(old, dict) or recipe_hash(_resume_view(old), RESUME_FREE) != recipe_hash(mine, RESUME_FREE):
             was = (old.get("resolved") or {}).get("world_size") if isinstance(old, dict) else None
             now = recipe["resolved"]["world_size"]
-            if was != now and recipe_hash(old, (*RESUME_FREE, "resolved")) == recipe_hash(
-                _public(recipe), (*RESUME_FREE, "resolved")
+            if was != now and recipe_hash(_resume_view(old), (*RESUME_FREE, "resolved")) == recipe_hash(
+                mine, (*RESUME_FREE, "resolved")
             ):  # the data stream could resume elastically, but the plan (global batch, lr, steps) depends on it
                 raise GenaugError(
                     f"{run_dir} was trained on {was} processes and this run has {now}: `genaug train` resumes on the "
@@ -322,6 +335,14 @@ def _check_resume(recipe: dict, run_dir: Path, resume) -> Path | None:
                 f"{run_dir} holds a run of another recipe or data: resume it with the same flags, or choose a new --out"
             )
     return ckpt
+
+
+def _resume_view(recipe: dict) -> dict:
+    """`recipe` without the data.* keys a resumed run may change (DATA_RESUME_FREE)."""
+    data = recipe.get("data") if isinstance(recipe, dict) else None
+    if not isinstance(data, dict):
+        return recipe
+    return {**recipe, "data": {k: v for k, v in data.items() if k not in DATA_RESUME_FREE}}
 
 
 def _train(recipe: dict, run_dir: Path, resume, stop_after: int | None, progress_bar: bool, probe: bool) -> dict:
