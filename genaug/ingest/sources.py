@@ -332,20 +332,20 @@ def _wds(root: Path, skipped: list[dict], label_key: str | None = None) -> Sourc
 
 
 def detect_layout(root: Path) -> str:
-    """Guess the layout: a `datasets` folder or parquet -> hf; tars -> wds; class sub-folders and no images on top ->
-    imagefolder; else flat."""
+    """Guess the layout: tars -> wds (img2dataset's parquet beside them is not the data); a `datasets` folder or
+    parquet -> hf; class sub-folders and no images on top -> imagefolder; else flat."""
     from genaug.ingest.hf import is_hf_source
 
-    if root.is_file() and root.suffix == ".tar":
-        return "wds"
-    if is_hf_source(root):
-        return "hf"
+    if root.is_file():
+        return "wds" if root.suffix == ".tar" else "hf"
     entries = list(os.scandir(root))
     has_tars = any(e.name.endswith(".tar") and e.is_file() for e in entries)
     has_images = any(is_image_name(e.name) for e in entries if not e.is_dir())
     has_dirs = any(e.is_dir() for e in entries)
     if has_tars and not has_images:
         return "wds"
+    if is_hf_source(root) and not has_images:
+        return "hf"
     if has_dirs and not has_images:
         return "imagefolder"
     return "flat"
