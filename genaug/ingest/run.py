@@ -286,7 +286,8 @@ def ingest(
     folder = sset.split_dir(split)
     if order is None:
         old = _previous_manifest(folder)
-        order = "sorted" if old is not None and "order" not in old and not overwrite else "shuffled"
+        resume_old = old is not None and "order" not in old and not overwrite and order_seed is None
+        order = "sorted" if resume_old else "shuffled"
     perm = None
     if order == "shuffled":
         seed = DEFAULT_ORDER_SEED if order_seed is None else order_seed
