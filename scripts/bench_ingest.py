@@ -73,6 +73,7 @@ def sources_bench(tmp: Path, src: Path, args) -> None:
     rows["label"] = [names.index(p.parent.name) for p in files]
     datasets.disable_progress_bars()
     datasets.Dataset.from_dict(rows, features=feats).save_to_disk(str(tmp / "hf"))
+    ingest(tars / "00000.tar", tmp / "warm-up", workers=0, progress=False)  # imports (webdataset, torch) paid here
     base = None
     print(f"images: {len(files)}; in-process ingest, short side {args.short_side}, quality {args.quality}")
     for kind, path in (("class folders", src), ("WebDataset tars", tars), ("datasets save_to_disk", tmp / "hf")):
