@@ -2,6 +2,9 @@
 
 Both produce JPEGs of the same size (short side --short-side) at the same quality from the same source files.
 Prints images/s of each and the ratio. Example: python scripts/bench_ingest.py --n 400 --workers 2
+
+`--sources`: the same images as class folders, as WebDataset tars and as a Hugging Face `datasets` save_to_disk
+folder, each ingested in-process in sorted and in shuffled order; ratios against class folders in sorted order.
 """
 
 from __future__ import annotations
@@ -45,6 +48,44 @@ def plain_loop(src: Path, out: Path, short_side: int, quality: int) -> int:
     return n
 
 
+def sources_bench(tmp: Path, src: Path, args) -> None:
+    """Ingest the same images from three source kinds, in both orders; print images/s and ratios."""
+    import io
+    import tarfile
+
+    import datasets
+
+    files = sorted(src.rglob("*.JPEG"))
+    names = sorted({p.parent.name for p in files})
+    tars = tmp / "tars"
+    tars.mkdir()
+    per_tar = 100
+    for t in range(0, len(files), per_tar):
+        with tarfile.open(tars / f"{t // per_tar:05d}.tar", "w") as tf:
+            for p in files[t : t + per_tar]:
+                for field, data in (("jpg", p.read_bytes()), ("cls", str(names.index(p.parent.name)))):
+                    data = data.encode() if isinstance(data, str) else data
+                    info = tarfile.TarInfo(f"{p.stem}.{field}")
+                    info.size = len(data)
+                    tf.addfile(info, io.BytesIO(data))
+    feats = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=names)})
+    rows = {"image": [{"bytes": p.read_bytes(), "path": None} for p in files]}
+    rows["label"] = [names.index(p.parent.name) for p in files]
+    datasets.disable_progress_bars()
+    datasets.Dataset.from_dict(rows, features=feats).save_to_disk(str(tmp / "hf"))
+    ingest(tars / "00000.tar", tmp / "warm-up", workers=0, progress=False)  # imports (webdataset, torch) paid here
+    base = None
+    print(f"images: {len(files)}; in-process ingest, short side {args.short_side}, quality {args.quality}")
+    for kind, path in (("class folders", src), ("WebDataset tars", tars), ("datasets save_to_disk", tmp / "hf")):
+        for order in ("sorted", "shuffled"):
+            t = time.perf_counter()
+            s = ingest(path, tmp / f"o-{kind[:3]}-{order}", per_shard=100, short_side=args.short_side,
+                       quality=args.quality, workers=0, progress=False, order=order)  # fmt: skip
+            rate = s["images_written"] / (time.perf_counter() - t)
+            base = base or rate
+            print(f"{kind:22s} {order:8s}: {rate:8.1f} images/s   ratio {rate / base:5.2f}x")
+
+
 def main() -> None:
     """Run both and print images/s and ratios."""
     ap = argparse.ArgumentParser(description=__doc__)
@@ -54,11 +95,15 @@ def main() -> None:
     ap.add_argument("--quality", type=int, default=95)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--src-size", type=int, nargs=2, default=(500, 375), help="source width height")
+    ap.add_argument("--sources", action="store_true", help="compare source kinds and orders (needs genaug[hf])")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench_ingest_"))
     try:
         src = tmp / "src"
         make_source(src, args.n, args.classes, size=tuple(args.src_size))
+        if args.sources:
+            sources_bench(tmp, src, args)
+            return
         t = time.perf_counter()
         n = plain_loop(src, tmp / "plain", args.short_side, args.quality)
         base = n / (time.perf_counter() - t)

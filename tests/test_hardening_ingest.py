@@ -147,7 +147,7 @@ def test_duplicate_keys_in_an_input_tar_are_recorded_never_merged(tmp_path):
             ("c.jpg", _jpeg(14)),  # the same member name twice in a row: also a duplicate sample
         ],
     )
-    s = ingest(tars, tmp_path / "set", workers=0, progress=False)
+    s = ingest(tars, tmp_path / "set", workers=0, progress=False, order="sorted")  # the checks list input order
     folder = tmp_path / "set" / "train"
     got = _samples(folder)
     assert [x["json"]["source"] for x in got] == [f"{tars / 'in.tar'}:{k}" for k in "abc"]
@@ -179,7 +179,7 @@ def test_out_of_range_and_malformed_labels_are_failures(tmp_path):
         tars / "in.tar",
         [m for i, (k, v) in enumerate(labels.items()) for m in ((f"{k}.jpg", _jpeg(i)), (f"{k}.cls", v))],
     )
-    s = ingest(tars, tmp_path / "set", workers=0, progress=False)
+    s = ingest(tars, tmp_path / "set", workers=0, progress=False, order="sorted")  # the checks list input order
     folder = tmp_path / "set" / "train"
     assert [(x["json"]["source"].rsplit(":", 1)[1], x["cls"]) for x in _samples(folder)] == [
         ("k0", 3),
