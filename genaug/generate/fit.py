@@ -30,6 +30,7 @@ from PIL import Image
 
 from genaug.core.errors import GenaugError
 from genaug.core.files import fsync_dir, tmp_suffix
+from genaug.shards.writer import _fault
 from genaug.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 
 FIT_DEFAULTS: dict[str, Any] = {
@@ -254,6 +255,7 @@ def fit_generator(
             bar.set_postfix(loss=f"{float(loss.detach()):.4f}", refresh=False)
         if ckpt_every and (step + 1) % ckpt_every == 0 and step + 1 < total:
             _save(acc, out, step + 1, unet, opt, lr_sched, ema, log)
+        _fault("fit-step", step + 1)  # tests: GENAUG_FAULT=fit-step:<n> SIGKILLs here
     if bar is not None:
         bar.close()
     seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
