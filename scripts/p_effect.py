@@ -97,8 +97,9 @@ def main() -> None:
     rows = [json.loads(x) for x in log.read_text().splitlines()] if log.exists() else []
     if not args.table_only:
         shards, cols = prepare(args.out, args.fit_steps)
-        plan = [(s, "none", 0.0) for s in range(args.seeds)]
-        plan += [(s, g, p) for s in range(args.seeds) for g in ("img2img", "noise") for p in (0.25, 0.5)]
+        # seed by seed, so that a partial run still holds complete paired comparisons
+        plan = [(s, g, p) for s in range(args.seeds) for g, p in
+                [("none", 0.0), ("img2img", 0.5), ("noise", 0.5), ("img2img", 0.25), ("noise", 0.25)]]  # fmt: skip
         for seed, gen, p in plan:
             if any(r["seed"] == seed and r["generator"] == gen and r["p"] == p for r in rows):
                 continue
