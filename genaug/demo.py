@@ -63,6 +63,41 @@ DEMO_OVERRIDES = {
 }
 # The smallest kNN (k=20) gain over the same backbone at random init measured across seeds 0-5 was +0.014.
 DEMO_KNN_MARGIN = 0.01
+# The in-domain generator the demo fits (genaug fit-generator) at the digits' native 8 x 8: a UNet of widths 32, 64
+# for 600 steps of 64 images (about 80 s of one CPU core); cached under OUT/generator between runs.
+DEMO_FIT = {"size": 8, "channels": 3, "widths": [32, 64], "steps": 600, "batch_size": 64}
+
+
+def fit_digits_generator(shards: Path, out: Path, steps: int, progress: bool) -> dict:
+    """Fit (or find cached) the demo's digits diffusion model on the train split; fit_generator's summary."""
+    from genaug.core.hashing import stable_hash
+    from genaug.generate.fit import fit_generator
+
+    cfg = {**DEMO_FIT, "steps": steps}
+    folder = Path(out) / f"digits-{stable_hash(cfg)[:8]}"  # other settings, another folder: each stays cached
+    return fit_generator(str(shards), folder, split="train", progress=progress, **cfg)
+
+
+def generate_variants(shards: Path, out: Path, model: str, k: int, size: int, fit_steps: int, progress: bool,
+                      say) -> dict:  # fmt: skip
+    """K variants per training digit: img2img from the fitted digits model, or the `tiny` noise generator."""
+    from genaug.generate import generate
+
+    if model == "tiny":
+        say(f"2/6 generating K={k} variants per training image with the `tiny` recipe (random weights: a smoke run)")
+        return generate(model="tiny", shards=str(shards), split="train", k=k, overrides={"output.size": size},
+                        progress=progress)  # fmt: skip
+    say(f"2/6 fitting a diffusion model of the training digits ({fit_steps} steps at 8x8; cached) -> {out}")
+    fit = fit_digits_generator(shards, out, fit_steps, progress)
+    if fit["cached"]:
+        say(f"    {fit['model']}: already fitted with these settings, reused")
+    else:
+        say(f"    {fit['model']}: {fit['trained_steps']} steps in {fit['seconds']:.0f}s, last loss "
+            f"{fit['log'][-1]['loss']:.4f}")  # fmt: skip
+    say(f"    generating K={k} variants per training image with `{model}` (SDEdit: noise each digit part-way, "
+        "denoise it back)")
+    return generate(model=model, shards=str(shards), split="train", k=k, weights=fit["model"],
+                    overrides={"output.size": size}, progress=progress)  # fmt: skip
 
 
 def run_demo(
@@ -75,10 +110,11 @@ def run_demo(
     steps: int = 150,
     progress: bool = True,
     seed: int = 0,
+    model: str = "img2img-ddpm",
+    fit_steps: int = DEMO_FIT["steps"],
 ) -> dict:
-    """Ingest digits, generate K tiny-model variants, train an SSL method at p, probe it, draw contact sheets."""
+    """Ingest digits, fit a digits generator, generate K variants, train an SSL method at p, probe it, draw sheets."""
     from genaug.evaluate.run import eval_knn, eval_linear
-    from genaug.generate import generate
     from genaug.ingest.run import ingest
     from genaug.inspect import contact_sheet, views_sheet
     from genaug.shards.verify import verify_set
@@ -98,12 +134,10 @@ def run_demo(
         s = ingest(roots[split], shards, split=split, per_shard=256, workers=workers, progress=progress)
         say(f"    ingest {split}: {s['images_written']} images in {s['shards']} shards -> {s['folder']}")
         written[f"shards/{split}"] = s["folder"]
-    say(f"2/6 generating K={k} variants per training image with the `tiny` recipe (random weights: a smoke run)")
-    g = generate(
-        model="tiny", shards=str(shards), split="train", k=k, overrides={"output.size": size}, progress=progress
-    )
-    say(f"    column {g['column']}: {g['images']} images -> {g['folder']}")
-    written["gen/tiny/train"] = str(g["folder"])
+    g = generate_variants(shards, out / "generator", model, k, size, fit_steps, progress, say)
+    column = g["column"]
+    say(f"    column {column}: {g['images']} images -> {g['folder']}")
+    written[f"gen/{column}/train"] = str(g["folder"])
     _, problems = verify_set(str(shards))
     if problems:
         raise RuntimeError("demo shard set failed verification:\n" + "\n".join(problems))
@@ -114,7 +148,7 @@ def run_demo(
         method=method,
         shards=str(shards),
         p=p,
-        gen=["tiny"],
+        gen=[column],
         out=run_dir,
         steps=steps,
         batch_size=64,
@@ -143,13 +177,13 @@ def run_demo(
     say(f"    kNN (k=20) top-1 on val: {100 * k1:.1f}% trained vs {100 * k0:.1f}% at random init")
     written["eval"] = str(Path(res["run_dir"]) / "eval")
     say("5/6 contact sheet: each row is a source image, then its K generated variants")
-    sheet = contact_sheet(shards, "tiny", split="train", n=8, seed=0, tile=96, out=out / "contact-tiny.png")
+    sheet = contact_sheet(shards, column, split="train", n=8, seed=0, tile=96, out=out / f"contact-{column}.png")
     written["contact_sheet"] = str(sheet)
     say(f"    {sheet}")
     say(f"6/6 views sheet: source, then pairs of training views at p={p} (orange border = generated variant)")
     views = views_sheet(
         shards,
-        "tiny",
+        column,
         split="train",
         p=p,
         n=6,
@@ -157,7 +191,7 @@ def run_demo(
         tile=96,
         view_size=size,
         method=method,
-        out=out / f"views-tiny-p{p}.png",
+        out=out / f"views-{column}-p{p}.png",
     )
     written["views_sheet"] = str(views)
     say(f"    {views}")
@@ -187,8 +221,17 @@ def register(app: typer.Typer) -> None:
         p: float = typer.Option(0.5, "--p", help="Probability of replacing a view by a generated variant."),
         steps: int = typer.Option(150, "--steps", help="Training steps."),
         seed: int = typer.Option(0, "--seed", help="Seed of the training run (init, data order, mixing)."),
+        model: str = typer.Option(
+            "img2img-ddpm", "--model", help="img2img-ddpm: fit a digits diffusion model (cached) and make SDEdit "
+            "variants; tiny: the random-weight noise generator (a smoke run)."
+        ),
+        fit_steps: int = typer.Option(DEMO_FIT["steps"], "--fit-steps", help="Steps of the digits model's fit."),
     ) -> None:
         from genaug.core.flags import at_least
 
         at_least(size, 8, "--size")  # the views are cut from these images: smaller ones hold no crop
-        run_demo(out, size, workers, k, method, p, steps, seed=seed)
+        if model not in ("img2img-ddpm", "tiny"):
+            from genaug.core.errors import GenaugError
+
+            raise GenaugError(f"demo --model must be img2img-ddpm or tiny, got {model!r}")
+        run_demo(out, size, workers, k, method, p, steps, seed=seed, model=model, fit_steps=fit_steps)

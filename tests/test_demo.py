@@ -1,4 +1,5 @@
-"""`genaug demo`, the README's first command, end to end (K=1, its own 150 training steps)."""
+"""`genaug demo`, the README's first command, end to end: with the noise generator (K=1, its own 150 training steps),
+and with the digits diffusion model it fits (small settings), whose variants keep their class."""
 
 import json
 import subprocess
@@ -13,7 +14,7 @@ from genaug.shards.verify import verify_set
 def test_demo_runs_every_stage(tmp_path):
     out = tmp_path / "demo"
     r = subprocess.run(
-        [sys.executable, "-m", "genaug", "demo", "--out", str(out), "--k", "1"],
+        [sys.executable, "-m", "genaug", "demo", "--out", str(out), "--k", "1", "--model", "tiny"],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr[-3000:]
@@ -35,3 +36,27 @@ def test_demo_runs_every_stage(tmp_path):
     sheet = Image.open(out / "contact-tiny.png")
     assert sheet.width > 2 * 96 and sheet.height > 8 * 96  # 8 rows of source + 1 variant
     assert (out / "views-tiny-p0.5.png").exists()
+
+
+def test_demo_fits_a_digits_generator_whose_variants_keep_their_class(tmp_path):
+    """The default demo path (fit, img2img) with a short fit; then the class-consistency figure on its model."""
+    from genaug.generate.consistency import class_consistency
+    from genaug.generate.recipe import resolve_recipe
+
+    out = tmp_path / "demo"
+    r = subprocess.run(
+        [sys.executable, "-m", "genaug", "demo", "--out", str(out), "--k", "1", "--fit-steps", "400", "--steps", "4"],
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "fitting a diffusion model" in r.stdout and "img2img-ddpm" in r.stdout
+    reports, problems = verify_set(str(out / "shards" / "digits"))
+    assert problems == [] and "gen/img2img-ddpm/train" in {
+        str(rep.folder.relative_to(out / "shards" / "digits")) for rep in reports
+    }
+    assert Image.open(out / "contact-img2img-ddpm.png").height > 8 * 96
+    (model,) = (out / "generator").glob("digits-*/model")
+    strength = resolve_recipe("img2img-ddpm")["sampling"]["strength"]  # the shipped strength
+    res = class_consistency(str(model), [strength], k=2, n=100)
+    row = res["rows"][0]
+    assert row["keep"] >= 0.8 and row["near_copy"] < 0.1, res

@@ -37,6 +37,9 @@ def register(app: typer.Typer) -> None:
         batch_size: int = typer.Option(None, "--batch-size", help="Variants per model call (halved on CUDA OOM)."),
         steps: int = typer.Option(None, "--steps", help="Denoising steps."),
         guidance: float = typer.Option(None, "--guidance", help="Classifier-free guidance scale."),
+        strength: float = typer.Option(
+            None, "--strength", help="img2img recipes: how far the source is noised, in (0, 1] (recipe default)."
+        ),
         seed: int = typer.Option(None, "--seed", help="Recipe seed (variant k of key x uses seed(seed, x, k))."),
         dtype: str = typer.Option(None, "--dtype", help="fp32, fp16 or bf16."),
         compile: bool = typer.Option(None, "--compile/--no-compile", help="torch.compile the UNet."),
@@ -151,6 +154,7 @@ def register(app: typer.Typer) -> None:
             fidelity=fidelity,
             update=update,
             order=order,
+            **({"overrides": {"sampling.strength": strength}} if strength is not None else {}),
             **extra,
         )
         rate = out["images"] / out["seconds"] if out["seconds"] else 0.0

@@ -68,6 +68,7 @@ NUMERIC = (
     ("sampling.steps", "--steps", int, 1, 10000),
     ("sampling.guidance", "--guidance", float, 0.0, 1000.0),
     ("sampling.eta", "recipe sampling.eta", float, 0.0, 1.0),
+    ("sampling.strength", "--strength", float, 0.001, 1.0),
     ("sampling.truncation", "recipe sampling.truncation", float, 0.0, 100.0),
     ("sampling.oversample", "recipe sampling.oversample", int, 1, 1000),
     ("output.size", "recipe output.size", int, 1, 16384),

@@ -94,3 +94,23 @@ def test_icgan_in_every_dtype(icgan_weights):
                                                   "fp16": torch.float16}[dt]  # fmt: skip
         outs[dt] = _run(recipe, str(icgan_weights))
     _check(outs)
+
+
+@pytest.fixture(scope="module")
+def img2img_weights(tmp_path_factory) -> dict[str, Path]:
+    from genaug.testing.img2img import save_tiny_ddpm, save_tiny_sd_img2img
+
+    root = tmp_path_factory.mktemp("img2img_prec")
+    return {"img2img-sd": save_tiny_sd_img2img(root / "sd"), "img2img-ddpm": save_tiny_ddpm(root / "ddpm")}
+
+
+@pytest.mark.parametrize("model", ["img2img-sd", "img2img-ddpm"])
+def test_img2img_in_every_dtype(model, img2img_weights):
+    small = {"k": 2, "sampling.steps": 4, "output.size": 32}
+    if model == "img2img-sd":
+        small.update({"sampling.resolution": 32, "sampling.guidance": 3.0})
+    outs = {
+        dt: _run(apply_overrides(load_recipe("pipelines", model), {**small, "dtype": dt}), str(img2img_weights[model]))
+        for dt in DTYPES
+    }
+    _check(outs)

@@ -83,8 +83,9 @@ def configure_pipeline(pipe: Any, recipe: dict, device: str) -> Any:
                     "pip install 'genaug[xformers]' or set attention: sdpa"
                 ) from None
     if runtime.get("channels_last"):
-        pipe.unet.to(memory_format=torch.channels_last)
-        pipe.vae.to(memory_format=torch.channels_last)
+        for part in (pipe.unet, getattr(pipe, "vae", None)):  # an unconditional UNet folder has no VAE
+            if part is not None:
+                part.to(memory_format=torch.channels_last)
     if runtime.get("compile"):
         pipe.unet = torch.compile(pipe.unet)
     return pipe
