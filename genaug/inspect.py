@@ -347,16 +347,19 @@ def trainer_draws(
 
 def run_views(run: str | os.PathLike) -> tuple[dict, str, str]:
     """The resolved `views:` section and mixing rule a training run trained with (its recipe.yaml), and its path."""
-    from genaug.ssl.artifacts import _read_recipe
+    import yaml
 
     folder = Path(run)
-    if not folder.is_dir():
+    if not (folder / "recipe.yaml").is_file():
         raise GenaugError(f"--run {folder} is not a training run folder (one holding recipe.yaml)")
-    recipe = _read_recipe(folder)
-    views = recipe.get("views")
+    try:
+        recipe = yaml.safe_load((folder / "recipe.yaml").read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise GenaugError(f"recipe {folder / 'recipe.yaml'} is not valid YAML: {e}") from None
+    views = recipe.get("views") if isinstance(recipe, dict) else None
     if not isinstance(views, dict) or not views:
         raise GenaugError(f"{folder / 'recipe.yaml'} has no views: section: is it a genaug training run?")
-    mix = str((recipe.get("data") or {}).get("mix_views") or "each")
+    mix = str((recipe.get("data") or {}).get("mix_views") or "each")  # recipe is a mapping: it has views
     return dict(views), mix, str(folder / "recipe.yaml")
 
 

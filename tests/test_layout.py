@@ -20,6 +20,7 @@ ALLOWED = {
     "train": {"core", "shards", "data", "ssl"},
     "evaluate": {"core", "shards", "data", "ssl"},
     "inspect": {"core", "shards", "data"},
+    "export": {"core", "ssl"},  # a trained backbone as a timm or torchvision file
     "testing": {"core", "shards", "data", "ssl", "ingest", "generate", "train"},  # builds tiny sets, models, runs
 }
 TOP = {"cli", "demo", "__main__", "__init__"}  # the CLI and the demo put every stage together
