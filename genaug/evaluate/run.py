@@ -17,6 +17,7 @@ from genaug.evaluate.bootstrap import DEFAULT_BOOT, DEFAULT_CI, accuracy_interva
 from genaug.evaluate.encoders import Builder, LoadedEncoder, load_encoder
 from genaug.evaluate.features import FeatureSet, Preprocess, cached_features, split_folder
 from genaug.evaluate.report import make_doc, run_info, summary_table, write_result
+from genaug.shards.storage import is_url
 
 
 @dataclass
@@ -180,13 +181,20 @@ def _same(value, default) -> bool:
     return value == default
 
 
+# arguments that change how a result is computed, not what it is
+NOT_RESULT = ("extract_batch_size", "workers", "device", "out", "quiet", "builder", "model", "a")  # model: encoder id
+
+
 def setting_id(src: Source, args: dict) -> str:
     """A short hash of what a result depends on (the weights, the data and every result-changing argument): the
     result file's name carries it, so results of other settings never overwrite each other."""
-    key = {n: args.get(n) for n in RESULT_FLAGS if n in args}
-    if isinstance(key.get("shards"), str) and Path(key["shards"]).exists():
-        key["shards"] = str(Path(key["shards"]).resolve())
-    key["ks"] = list(key["ks"]) if key.get("ks") is not None else None
+    key = {}
+    for name, value in args.items():
+        if name in NOT_RESULT:
+            continue
+        if isinstance(value, (str, os.PathLike)) and not is_url(str(value)) and Path(value).exists():
+            value = str(Path(value).resolve())  # a relative and an absolute path to one set are one setting
+        key[name] = list(value) if isinstance(value, (list, tuple)) else value
     key["encoder"] = src.encoder.encoder_id if src.encoder is not None else str(src.path.resolve())
     return stable_hash(key)[:10]
 
@@ -342,7 +350,9 @@ def eval_ood(
     quiet: bool = False,
     builder: Builder | None = None,
 ) -> dict:
-    """AUROC, AUPR-in/out and FPR@95 of each applicable score, for in-distribution `in_set` vs each out set."""
+    """AUROC, AUPR-in/out and FPR@95 of each applicable score, for in-distribution `in_set` vs each out set
+    (eval/ood-<split>-<out sets>-<setting id>.json)."""
+    args = dict(locals())
     from genaug.evaluate.linear import ProbeConfig, train_probe
     from genaug.evaluate.ood import Score, evaluate_scores, feature_scores
 
@@ -401,7 +411,8 @@ def eval_ood(
         preprocess=_pre(tr, fin),
     )  # fmt: skip
     tag = "-".join(n for n, _ in outs)
-    return _finish(make_doc("ood", summary, details, ctx), src.home, f"ood-{split}-{tag}", out, quiet)
+    sid = ctx["setting_id"] = setting_id(src, args)
+    return _finish(make_doc("ood", summary, details, ctx), src.home, f"ood-{split}-{tag}-{sid}", out, quiet)
 
 
 def eval_similarity(
@@ -421,7 +432,9 @@ def eval_similarity(
     quiet: bool = False,
     builder: Builder | None = None,
 ) -> dict:
-    """Linear CKA and orthogonal Procrustes distance between two encoders on the same images, with bootstrap CIs."""
+    """Linear CKA and orthogonal Procrustes distance between two encoders on the same images, with bootstrap CIs
+    (eval/similarity-<split>-<other>-<setting id>.json)."""
+    args = dict(locals())
     from genaug.evaluate.similarity import compare
 
     if shards is not None:  # the split exists (a URL: is reachable) before the models are loaded
@@ -435,8 +448,10 @@ def eval_similarity(
     res = compare(fa.subset(common).features, fb.subset(common).features, n_boot, ci, seed)
     summary = {f"sim/{sb.label}/cka": res["cka"]["value"], f"sim/{sb.label}/opd": res["opd"]["value"]}
     settings = {"n_boot": n_boot, "ci": ci, "seed": seed, "centred": True, "opd": "Ding et al. 2021, in [0, 2]"}
-    ctx = _context(sa, shards, split=split, other=str(sb.path), settings=settings)
-    return _finish(make_doc("similarity", summary, res, ctx), sa.home, f"similarity-{split}-{sb.label}", out, quiet)
+    sid = setting_id(sa, {**args, "b": sb.encoder.encoder_id if sb.encoder is not None else str(sb.path)})
+    ctx = _context(sa, shards, split=split, other=str(sb.path), settings=settings, setting_id=sid)
+    name = f"similarity-{split}-{sb.label}-{sid}"
+    return _finish(make_doc("similarity", summary, res, ctx), sa.home, name, out, quiet)
 
 
 def eval_report(

@@ -76,3 +76,11 @@ def test_accuracy_interval_is_the_percentile_bootstrap():
     small_blocks = accuracy_interval(hits, n_boot=500, seed=3, block=1000)  # blocks change memory, not draws
     assert small_blocks == accuracy_interval(hits, n_boot=500, seed=3)
     assert accuracy_interval(np.ones(50)) == [1.0, 1.0] and accuracy_interval(hits, n_boot=0) is None
+
+
+def test_ood_and_similarity_results_are_per_setting_too(feats, capsys):
+    base = ["eval", "ood", "--train-features", str(feats["train"]), "--in-features", str(feats["val"])]
+    base += ["--out-features", str(feats["val"]), "--fast", "--score", "knn"]
+    a, _ = _run([*base, "--knn-k", "5"], capsys)
+    b, _ = _run([*base, "--knn-k", "9"], capsys)
+    assert a["path"] != b["path"] and json.loads(open(a["path"]).read())["settings"]["knn_k"] == 5
