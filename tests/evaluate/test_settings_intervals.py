@@ -78,7 +78,7 @@ def test_accuracy_interval_is_the_percentile_bootstrap():
     assert accuracy_interval(np.ones(50)) == [1.0, 1.0] and accuracy_interval(hits, n_boot=0) is None
 
 
-def test_ood_and_similarity_results_are_per_setting_too(feats, capsys):
+def test_ood_results_are_per_setting_too(feats, capsys):
     base = ["eval", "ood", "--train-features", str(feats["train"]), "--in-features", str(feats["val"])]
     base += ["--out-features", str(feats["val"]), "--fast", "--score", "knn"]
     a, _ = _run([*base, "--knn-k", "5"], capsys)
