@@ -138,3 +138,25 @@ def test_unknown_timm_model_is_one_line(shard_set, capsys):
     assert main(["train", "--shards", str(shard_set), "--backbone", "timm:resnet19"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("genaug: error: unknown timm model 'resnet19'") and "did you mean" in err
+
+
+@pytest.mark.parametrize(("name", "size", "fmt"), [("resnet18", 72, "timm"), ("resnet18", 72, "torchvision")])
+def test_genaug_standard_stem_resnet_loads_in_both_libraries(tmp_path, name, size, fmt):
+    """genaug's resnet18 with the standard stem uses torchvision's key names, which timm's ResNets share."""
+    from genaug.export import target_for
+
+    module, _ = backbone_from_recipe({"backbone": {"name": name}, "data": {"image_size": size}})
+    module.eval()
+    file = tmp_path / "b.safetensors"
+    save_file({k: v.contiguous() for k, v in module.state_dict().items()}, str(file))
+    target = target_for(module, {"backbone": {"name": name}}, fmt)
+    if fmt == "timm":
+        model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=str(file), num_classes=0))
+    else:
+        model = torchvision.models.resnet18()
+        model.fc = nn.Identity()
+        model.load_state_dict(load_file(str(file)), strict=True)
+    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.allclose(model.eval()(x), module(x), atol=1e-5, rtol=1e-4)
+    assert target.arch == name and not target.cifar_stem
