@@ -54,7 +54,14 @@ def register(app: typer.Typer) -> None:
         common = dict(split=split, keys=key_list, n=n, seed=seed, tile=tile, labels=not no_labels, out=out)
         if views:
             path = views_sheet(
-                shards, gen, p=p, pairs=pairs, view_size=view_size, method=method, mix_views=mix_views, run=run,
+                shards,
+                gen,
+                p=p,
+                pairs=pairs,
+                view_size=view_size,
+                method=method,
+                mix_views=mix_views,
+                run=run,
                 **common,
             )
         else:
