@@ -42,6 +42,7 @@ STAGE_MODULES = (
     "genaug.inspect_cli",
     "genaug.shards.cli",
     "genaug.demo",
+    "genaug.export",
 )
 
 for _name in STAGE_MODULES:

@@ -98,6 +98,10 @@ def generate_variants(shards: Path, out: Path, model: str, k: int, size: int, fi
         "denoise it back)")
     return generate(model=model, shards=str(shards), split="train", k=k, weights=fit["model"],
                     overrides={"output.size": size}, progress=progress)  # fmt: skip
+# The demo's probes are `genaug eval linear|knn` with these settings: the command each result records (and the demo
+# prints) reruns it into the same eval/<kind>-val-<setting id>.json with the same figure.
+DEMO_LINEAR = {"epochs": 50, "batchnorm": True}  # SGD, 50 epochs, BatchNorm without affine before the linear layer
+DEMO_KNN = {"ks": [20]}
 
 
 def run_demo(
@@ -161,21 +165,24 @@ def run_demo(
     )
     written["run"] = str(res["run_dir"])
     say("4/6 linear probe on frozen features (SGD, 50 epochs, BatchNorm without affine before the linear layer)")
-    probe = dict(shards=str(shards), train_split="train", val_split="val", epochs=50, batchnorm=True)
-    lin = eval_linear(str(res["run_dir"]), image_size=size, quiet=True, **probe)
+    run_dir = str(res["run_dir"])
+    lin = eval_linear(run_dir, shards=str(shards), quiet=True, **DEMO_LINEAR)
     top1 = lin["summary"]["linear/top1"]
-    base = random_init_run(Path(res["run_dir"]), out / "runs" / f"{method}-random-init")
-    lin0 = eval_linear(str(base), image_size=size, quiet=True, **probe)
+    base = str(random_init_run(Path(run_dir), out / "runs" / f"{method}-random-init"))
+    lin0 = eval_linear(base, shards=str(shards), quiet=True, **DEMO_LINEAR)
     top0 = lin0["summary"]["linear/top1"]
     say(
-        f"    linear probe top-1 on val: {100 * top1:.1f}% trained vs {100 * top0:.1f}% for the same backbone at "
-        "random init (10 classes: chance is 10%)"
+        f"    linear probe top-1 on val: {_pct(lin, 'linear/top1')} trained vs {_pct(lin0, 'linear/top1')} for the "
+        "same backbone at random init (10 classes: chance is 10%; [95% bootstrap interval over val images])"
     )
-    knn = dict(shards=str(shards), train_split="train", val_split="val", ks=[20], image_size=size, quiet=True)
-    k1 = eval_knn(str(res["run_dir"]), **knn)["summary"]["knn/k20/top1"]
-    k0 = eval_knn(str(base), **knn)["summary"]["knn/k20/top1"]
-    say(f"    kNN (k=20) top-1 on val: {100 * k1:.1f}% trained vs {100 * k0:.1f}% at random init")
-    written["eval"] = str(Path(res["run_dir"]) / "eval")
+    say(f"    rerun: {lin['command']}")
+    knn, knn0 = (eval_knn(r, shards=str(shards), quiet=True, **DEMO_KNN) for r in (run_dir, base))
+    k1, k0 = knn["summary"]["knn/k20/top1"], knn0["summary"]["knn/k20/top1"]
+    trained, random_init = _pct(knn, "knn/k20/top1"), _pct(knn0, "knn/k20/top1")
+    say(f"    kNN (k=20) top-1 on val: {trained} trained vs {random_init} at random init")
+    say(f"    rerun: {knn['command']}")
+    written["eval"] = str(Path(run_dir) / "eval")
+    written["linear_result"], written["knn_result"] = lin["path"], knn["path"]
     say("5/6 contact sheet: each row is a source image, then its K generated variants")
     sheet = contact_sheet(shards, column, split="train", n=8, seed=0, tile=96, out=out / f"contact-{column}.png")
     written["contact_sheet"] = str(sheet)
@@ -191,6 +198,7 @@ def run_demo(
         tile=96,
         view_size=size,
         method=method,
+        run=res["run_dir"],  # the views and mixing rule the run trained with (DEMO_OVERRIDES included)
         out=out / f"views-{column}-p{p}.png",
     )
     written["views_sheet"] = str(views)
@@ -202,6 +210,13 @@ def run_demo(
     written["random_init_top1"] = top0
     written["knn_top1"], written["random_init_knn_top1"] = k1, k0
     return written
+
+
+def _pct(doc: dict, metric: str) -> str:
+    """A result's metric in percent with its bootstrap interval: 96.1% [94.2, 97.8]."""
+    value = 100 * doc["summary"][metric]
+    iv = (doc.get("intervals") or {}).get(metric)
+    return f"{value:.1f}%" + (f" [{100 * iv[0]:.1f}, {100 * iv[1]:.1f}]" if iv else "")
 
 
 def register(app: typer.Typer) -> None:

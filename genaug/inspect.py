@@ -157,6 +157,17 @@ def load_scores(shards: str | os.PathLike, gen: str, split: str, why: str | None
     return {key: doc for key, doc in iter_scores(found[1]) if doc is not None}
 
 
+def random_scorer(shards: str | os.PathLike, gen: str, split: str) -> bool:
+    """True when a column's fidelity scores come from an encoder with random weights (recorded at scoring)."""
+    from genaug.shards.manifest import read_manifest
+
+    ss, _, _ = open_split(shards, split)
+    found = score_source(ss, gen, split)
+    if found is None:
+        return False
+    return bool((read_manifest(found[1]).get("fidelity") or {}).get("random_weights"))
+
+
 def sort_by_score(docs: dict[str, dict], n: int) -> list[tuple[str, str]]:
     """(key, "worst" | "best") of n sources: the n//2 whose worst variant scores lowest, then the highest-scoring."""
     ranked = sorted(docs, key=lambda x: (min(docs[x]["scores"]), x))
@@ -228,6 +239,8 @@ def contact_sheet(
         picked = sort_by_score(docs, n)
         ranks, keys = dict(picked), [x for x, _ in picked]
     rows, k = load_rows(shards, gen, split, keys, n, seed)
+    rnd = random_scorer(shards, gen, split) if docs else False
+    label = "scores of a random-weight scorer, meaningless" if rnd else "scores"
     grid, captions = [], []
     for key, src, variants, failed in rows:
         order = list(range(len(variants)))
@@ -241,7 +254,8 @@ def contact_sheet(
                 f" {name} {doc[f]}" for f, name in (("blank", "blank"), ("near_copy", "near-copy")) if doc.get(f)
             )
             scores = " ".join(f"{doc['scores'][j]:.2f}" for j in order)
-            cap += f"  {ranks.get(key, 'scores')}: {scores}{flags}"
+            cap += f"  {ranks.get(key, label)}{' (random-weight scorer)' if rnd and key in ranks else ''}: "
+            cap += f"{scores}{flags}"
         captions.append(cap)
     name = gen or "gen"
     path = Path(out) if out else Path(f"contact-{name}-{split}{'-by-score' if sort else ''}.png")
@@ -259,6 +273,7 @@ def contact_sheet(
         "failed": {r[0]: r[3] for r in rows if r[3]},
         "sort": sort,
         "fidelity": {r[0]: docs[r[0]] for r in rows if r[0] in docs},
+        "scorer_random_weights": rnd,  # true: the scores come from an encoder with random weights (tiny)
         "histogram": str(hist) if hist else None,
     }
     return _save(_compose(grid, captions, tile, pad, labels), path, doc)
@@ -332,6 +347,24 @@ def trainer_draws(
     return list(wanted or []), found
 
 
+def run_views(run: str | os.PathLike) -> tuple[dict, str, str]:
+    """The resolved `views:` section and mixing rule a training run trained with (its recipe.yaml), and its path."""
+    import yaml
+
+    folder = Path(run)
+    if not (folder / "recipe.yaml").is_file():
+        raise GenaugError(f"--run {folder} is not a training run folder (one holding recipe.yaml)")
+    try:
+        recipe = yaml.safe_load((folder / "recipe.yaml").read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise GenaugError(f"recipe {folder / 'recipe.yaml'} is not valid YAML: {e}") from None
+    views = recipe.get("views") if isinstance(recipe, dict) else None
+    if not isinstance(views, dict) or not views:
+        raise GenaugError(f"{folder / 'recipe.yaml'} has no views: section: is it a genaug training run?")
+    mix = str((recipe.get("data") or {}).get("mix_views") or "each")  # recipe is a mapping: it has views
+    return dict(views), mix, str(folder / "recipe.yaml")
+
+
 def views_sheet(
     shards: str | os.PathLike,
     gen: str | None = None,
@@ -350,21 +383,28 @@ def views_sheet(
     method: str = "simclr",
     mix_views: str = "each",
     workers: int = 0,
+    run: str | os.PathLike | None = None,
 ) -> Path:
     """PNG with one row per source image: the source, then its first two views in `pairs` epochs at probability p.
 
     By default the views are the trainer's own draws: its stream (seed, workers) with the `views:` section of
-    training recipe `method` at `view_size` and its mixing rule; generated views get an orange border. A custom
-    `make_views(source, variants, p, rng)` replaces the stream (one call per pair).
+    training recipe `method` at `view_size` and its mixing rule; generated views get an orange border. `run` (a
+    training run folder) takes the views and mixing rule the run resolved and trained with (its recipe.yaml, with
+    every override) instead. A custom `make_views(source, variants, p, rng)` replaces the stream (one call per pair).
     """
     if not 0.0 <= p <= 1.0:
         raise GenaugError(f"--p {p} must be between 0 and 1")
+    views_from = None
     if make_views is None:
         from genaug.core.recipes import load_recipe
         from genaug.data.transforms import parse_views
 
-        section = dict(load_recipe("trainers", method).get("views") or {"preset": "simclr"})
-        section["size"] = view_size
+        if run is not None:
+            section, mix_views, views_from = run_views(run)
+        else:
+            section = dict(load_recipe("trainers", method).get("views") or {"preset": "simclr"})
+            section["size"] = view_size
+            views_from = f"trainers/{method} at {view_size} px"
         if gen is None:  # the set's only generated column, as the contact sheet picks it
             gen = open_column(shards, gen, split)[1].parent.name
         rec = parse_views(section)
@@ -409,6 +449,8 @@ def views_sheet(
         "seed": seed,
         "workers": workers,
         "draws": "trainer stream (epochs 0..pairs-1)" if make_views is None else "custom make_views",
+        "views_from": views_from,
+        "mix_views": mix_views,
         "tile": tile,
         "pad": pad,
         "labels": labels,

@@ -30,6 +30,12 @@ def register(app: typer.Typer) -> None:
         view_size: int = typer.Option(224, "--view-size", help="Crop size of the views (with --views)."),
         method: str = typer.Option("simclr", "--method", help="Training recipe whose views to show (with --views)."),
         mix_views: str = typer.Option("each", "--mix-views", help="each or second (with --views)."),
+        run: str | None = typer.Option(
+            None,
+            "--run",
+            help="Training run folder whose resolved views and mixing rule to draw (its recipe.yaml, with every "
+            "override; with --views; replaces --method, --view-size and --mix-views).",
+        ),
         no_labels: bool = typer.Option(False, "--no-labels", help="Leave out the key captions."),
         sort: str | None = typer.Option(
             None, "--sort", help="score: the sources with the worst variants first, then the best (needs scores)."
@@ -56,7 +62,15 @@ def register(app: typer.Typer) -> None:
         common = dict(split=split, keys=key_list, n=n, seed=seed, tile=tile, labels=not no_labels, out=out)
         if views:
             path = views_sheet(
-                shards, gen, p=p, pairs=pairs, view_size=view_size, method=method, mix_views=mix_views, **common
+                shards,
+                gen,
+                p=p,
+                pairs=pairs,
+                view_size=view_size,
+                method=method,
+                mix_views=mix_views,
+                run=run,
+                **common,
             )
         else:
             path = contact_sheet(shards, gen, sort=sort, **common)

@@ -219,3 +219,32 @@ def test_views_are_the_trainers_own_draws(gen_set):
         assert replaced == batch["replaced"][i].tolist()
         for v in range(2):
             assert torch.equal(got[v], batch["views"][v][i])
+
+
+def test_views_sheet_draws_with_the_runs_resolved_views(gen_set, tmp_path):
+    """--run takes the views the run resolved and trained with: a run of the shipped views draws what --method draws
+    at that size; a run with overrides (no colour stage, whole-image crops) draws other views."""
+    import yaml
+
+    from genaug.core.recipes import load_recipe
+
+    shipped = {**load_recipe("trainers", "simclr")["views"], "size": 16}
+    plain = {"scale": [1.0, 1.0], "ratio": [1.0, 1.0], "flip": 0.0, "jitter": {"p": 0.0}, "grayscale": 0.0}
+    plain |= {"blur": {"p": 0.0}}
+    runs = {}
+    for name, views in (("shipped", shipped), ("override", {"size": 16, "global": [plain, plain]})):
+        runs[name] = tmp_path / name
+        runs[name].mkdir()
+        (runs[name] / "recipe.yaml").write_text(yaml.safe_dump({"method": "simclr", "views": views}))
+    kw = dict(keys=["s000000r000001"], pairs=1, tile=16, labels=False, p=0.0)
+    by_method = views_sheet(gen_set, "tiny", view_size=16, out=tmp_path / "m.png", **kw)
+    by_run = views_sheet(gen_set, "tiny", run=runs["shipped"], out=tmp_path / "r.png", **kw)
+    assert np.array_equal(np.asarray(Image.open(by_method)), np.asarray(Image.open(by_run)))
+    over = views_sheet(gen_set, "tiny", run=runs["override"], out=tmp_path / "o.png", **kw)
+    assert not np.array_equal(np.asarray(Image.open(by_method)), np.asarray(Image.open(over)))
+    arr = np.asarray(Image.open(over).convert("RGB")).astype(int)
+    a, b = (arr[y0 + 2 : y1 - 2, x0 + 2 : x1 - 2] for x0, y0, x1, y1 in (tile_box(0, c, 16, 2, False) for c in (1, 2)))
+    assert np.abs(a - b).max() <= 2  # whole-image views without colour stage: both views are the same picture
+    assert json.loads(over.with_suffix(".json").read_text())["views_from"] == str(runs["override"] / "recipe.yaml")
+    with pytest.raises(GenaugError, match="training run folder"):
+        views_sheet(gen_set, "tiny", run=tmp_path / "nope", out=tmp_path / "x.png", **kw)

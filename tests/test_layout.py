@@ -21,6 +21,7 @@ ALLOWED = {
     "evaluate": {"core", "shards", "data", "ssl"},
     "inspect": {"core", "shards", "data"},
     "score": {"core", "shards", "data", "generate"},  # scores a column in its generator's feature space
+    "export": {"core", "ssl"},  # a trained backbone as a timm or torchvision file
     "testing": {"core", "shards", "data", "ssl", "ingest", "generate", "score", "train"},  # tiny sets, models, runs
 }
 TOP = {"cli", "demo", "__main__", "__init__"}  # the CLI and the demo put every stage together

@@ -71,7 +71,7 @@ from genaug.data.prefetch import ShardPrefetcher, fetch_now
 from genaug.data.transforms import ViewsRecipe, eval_view, make_views, parse_views
 from genaug.shards.cache import ShardCache, open_cache
 from genaug.shards.complete import read_record
-from genaug.shards.layout import IMAGE_FIELDS
+from genaug.shards.layout import IMAGE_FIELDS, verify_command
 from genaug.shards.manifest import check_column_source, open_gen_split, open_split, read_manifest
 from genaug.shards.reader import iter_shard_raw
 from genaug.shards.scores import raw_fidelity, require_scores, score_source
@@ -120,7 +120,7 @@ def open_columns(
     for name in names:
         st = rec.get(name) if rec is not None else read_stats(src, int(name[:6]))
         if st is None or (rec is None and not (src / name).exists()):
-            raise GenaugError(f"source shard {src / name} is not complete: rerun ingest or `genaug verify`")
+            raise GenaugError(f"source shard {src / name} is not complete: rerun ingest, or {verify_command(src)}")
         counts.append(int(st.get("count", 0)))
         if isinstance(src, RemotePath):
             pinned[str(src / name)] = st
@@ -193,7 +193,7 @@ def _checked(folder: Location, name: str, fetch: Callable) -> tuple[bytes | None
         data, stats = fetch(folder, name)
         return data, shard_intact(folder, name, data, stats)
     except FileNotFoundError:
-        raise GenaugError(f"shard {folder / name} is missing: run `genaug verify` on its shard set") from None
+        raise GenaugError(f"shard {folder / name} is missing: run {verify_command(folder)}") from None
 
 
 def zip_shard(cols: Columns, name: str, counter: dict | None = None, fetch: Callable = fetch_now):
@@ -207,7 +207,7 @@ def zip_shard(cols: Columns, name: str, counter: dict | None = None, fetch: Call
     src_data, ok = _checked(cols.source, name, fetch)
     if not ok:
         raise GenaugError(
-            f"source shard {cols.source / name} does not match its recorded checksum: run `genaug verify`"
+            f"source shard {cols.source / name} does not match its recorded checksum: run {verify_command(cols.source)}"
         )
     gens, gen_data = [], []
     for g in cols.gens:
@@ -338,7 +338,8 @@ class _TrainStream(IterableDataset):
                 yield buf[j]
             if n == 0:
                 raise GenaugError(
-                    f"no readable sample in shards {mine[:3]}... of {self.cols.source}: run `genaug verify`"
+                    f"no readable sample in shards {mine[:3]}... of {self.cols.source}: "
+                    f"run {verify_command(self.cols.source)}"
                 )
             passes += 1
 

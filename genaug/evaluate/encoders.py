@@ -39,14 +39,9 @@ class LoadedEncoder:
 
 def default_builder(recipe: dict) -> nn.Module:
     """The backbone a trainer recipe names (its `backbone:` section and `data.image_size`), weights at init."""
-    from genaug.ssl.backbones import build_backbone
+    from genaug.ssl.backbones import backbone_from_recipe
 
-    bb = dict(recipe.get("backbone") or {})
-    image_size = int((recipe.get("data") or {}).get("image_size", (recipe.get("views") or {}).get("size", 224)))
-    module, _ = build_backbone(
-        bb.get("name", "resnet50"), image_size, bb.get("cifar_stem", "auto"), int(bb.get("width", 16))
-    )
-    return module
+    return backbone_from_recipe(recipe)[0]
 
 
 def find_recipe(folder: Path) -> dict | None:

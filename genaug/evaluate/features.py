@@ -156,7 +156,9 @@ def extract_features(
         if bar is not None:
             bar.close()
     if not keys:
-        raise GenaugError(f"split folder {folder} has no images: check `genaug verify`")
+        from genaug.shards.layout import verify_command
+
+        raise GenaugError(f"split folder {folder} has no images: check with {verify_command(folder)}")
     order = _shard_order(keys)
     fs = FeatureSet(
         torch.cat(feats).numpy()[order],

@@ -39,7 +39,7 @@ def knn_classify(
     target = torch.as_tensor(yva, device=dev)
     eff = sorted({max(1, min(int(k), len(ytr))) for k in ks})
     kmax = max(eff)
-    hits = {k: torch.zeros(2, device=dev) for k in eff}
+    hits = {k: [[], []] for k in eff}  # per val image: top-1 and top-5 hits
     for i in range(0, len(q_all), chunk):
         q = q_all[i : i + chunk]
         sim, idx = (q @ bank.T).topk(kmax, dim=1)  # sorted, largest first
@@ -49,12 +49,14 @@ def knn_classify(
             votes = torch.zeros(len(q), c, device=dev).scatter_add_(1, nl[:, :k], w[:, :k])
             top = votes.topk(min(5, c), dim=1).indices
             t = target[i : i + chunk, None]
-            hits[k][0] += (top[:, :1] == t).any(1).sum()
-            hits[k][1] += (top == t).any(1).sum()
+            hits[k][0].append((top[:, :1] == t).any(1).cpu())
+            hits[k][1].append((top == t).any(1).cpu())
     n = len(yva)
-    res = {f"k{k}": {"top1": float(h[0]) / n, "top5": float(h[1]) / n} for k, h in hits.items()}
+    per_image = {f"k{k}": {"top1": torch.cat(h[0]).numpy(), "top5": torch.cat(h[1]).numpy()} for k, h in hits.items()}
+    res = {name: {m: float(v.sum()) / n for m, v in d.items()} for name, d in per_image.items()}
     return {
         "results": res,
+        "hits": per_image,  # per val image, for bootstrap intervals (not written to JSON)
         "top1": res[f"k{eff[0]}"]["top1"],
         "num_train": int(len(ytr)),
         "num_val": int(n),

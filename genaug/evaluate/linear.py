@@ -144,15 +144,15 @@ def _fit_ridge(probe: LinearProbe, x: torch.Tensor, y: torch.Tensor, c: int, cfg
     probe.fc.bias.copy_(b.float().to(probe.fc.bias.device))
 
 
+def topk_hits(logits: torch.Tensor, labels, ks: tuple[int, ...] = (1, 5)) -> dict[str, np.ndarray]:
+    """Per-image top-k hits (k capped at the number of classes): {"top1": bool array, ...}."""
+    y = torch.as_tensor(np.asarray(labels, dtype=np.int64))
+    return {f"top{k}": (logits.topk(min(k, logits.shape[1]), dim=1).indices == y[:, None]).any(1).numpy() for k in ks}
+
+
 def topk_accuracy(logits: torch.Tensor, labels, ks: tuple[int, ...] = (1, 5)) -> dict[str, float]:
     """Top-k accuracies (k capped at the number of classes), as fractions in [0, 1]."""
-    y = torch.as_tensor(np.asarray(labels, dtype=np.int64))
-    out = {}
-    for k in ks:
-        kk = min(k, logits.shape[1])
-        hit = (logits.topk(kk, dim=1).indices == y[:, None]).any(1).float().mean()
-        out[f"top{k}"] = float(hit)
-    return out
+    return {k: float(v.mean()) for k, v in topk_hits(logits, labels, ks).items()}
 
 
 def linear_probe(train_x, train_y, val_x, val_y, config: ProbeConfig | None = None) -> tuple[dict, LinearProbe]:
@@ -162,11 +162,13 @@ def linear_probe(train_x, train_y, val_x, val_y, config: ProbeConfig | None = No
     yva = check_labels(val_y, "the validation split")
     c = int(max(ytr.max(), yva.max())) + 1
     probe = train_probe(train_x, ytr, c, cfg)
-    val = topk_accuracy(probe.logits(val_x), yva)
+    hits = topk_hits(probe.logits(val_x), yva)
+    val = {k: float(v.mean()) for k, v in hits.items()}
     train = topk_accuracy(probe.logits(train_x), ytr)
     results = {
         "top1": val["top1"],
         "top5": val["top5"],
+        "hits": hits,  # per val image, for bootstrap intervals (not written to JSON)
         "train_top1": train["top1"],
         "num_train": int(len(ytr)),
         "num_val": int(len(yva)),

@@ -84,10 +84,19 @@ def format_table(rows: list[dict], columns: list[str], verbatim: tuple[str, ...]
 def summary_table(doc: dict) -> str:
     """The table printed after one evaluation: metric and value, settings below."""
     rows = [{"metric": k, "value": v} for k, v in doc["summary"].items()]
+    columns = ["metric", "value"]
+    intervals = doc.get("intervals") or {}
+    if intervals:  # bootstrap intervals over test images (linear, kNN)
+        ci = ((doc.get("settings") or {}).get("bootstrap") or {}).get("ci", 0.95)
+        name = f"{100 * ci:g}% CI"
+        for r in rows:
+            iv = intervals.get(r["metric"])
+            r[name] = f"[{iv[0]:.4f}, {iv[1]:.4f}]" if iv else "-"
+        columns.append(name)
     settings = doc.get("settings") or {}
     tail = "\n".join(f"  {k}: {json.dumps(v)}" for k, v in settings.items())
     head = f"{doc['kind']}: {doc.get('model', '')}"
-    return f"{head}\n{format_table(rows, ['metric', 'value'])}" + (f"\nsettings:\n{tail}" if tail else "")
+    return f"{head}\n{format_table(rows, columns, ('metric', *columns[2:]))}" + (f"\nsettings:\n{tail}" if tail else "")
 
 
 def collect(runs: list[str | Path]) -> list[dict]:
@@ -96,15 +105,15 @@ def collect(runs: list[str | Path]) -> list[dict]:
     rows = []
     for r in runs:
         p = Path(r)
-        if p.is_dir():
-            files = sorted((p / EVAL_DIR).glob("*.json")) if (p / EVAL_DIR).is_dir() else []
+        if p.is_dir():  # oldest first: of two settings of one metric, the newest result fills the row
+            files = sorted((p / EVAL_DIR).glob("*.json"), key=lambda f: (f.stat().st_mtime, f.name))
             label = p.name
         elif p.suffix == ".json" and p.is_file():
             files, label = [p], p.parent.parent.name if p.parent.name == EVAL_DIR else p.stem
         else:
             raise GenaugError(f"{p} is neither a run folder nor a result .json: give folders `genaug eval` wrote to")
         if not files:
-            raise GenaugError(f"{p} has no results ({p / EVAL_DIR}/*.json): run `genaug eval linear {p}` first")
+            raise GenaugError(f"{p} has no results ({p / EVAL_DIR}/*.json): run `{_first_eval(p)}` first")
         row: dict = {c: None for c in RUN_COLUMNS}
         row["run"] = label
         for f in files:
@@ -117,6 +126,21 @@ def collect(runs: list[str | Path]) -> list[dict]:
             row.update(doc["summary"])
         rows.append(row)
     return rows
+
+
+def _first_eval(run: Path) -> str:
+    """The command that gives a run folder its first result: kNN on the shard set its recipe trained on."""
+    import shlex
+
+    import yaml
+
+    try:
+        recipe = yaml.safe_load((run / "recipe.yaml").read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        recipe = None
+    shards = (recipe.get("run") or {}).get("shards") if isinstance(recipe, dict) else None
+    where = shlex.quote(str(shards)) if shards else "SHARDS"
+    return f"genaug eval knn {shlex.quote(str(run))} --shards {where}"
 
 
 def report(runs: list[str | Path], png: Path | None = None, metrics: list[str] | None = None) -> tuple[str, list[dict]]:

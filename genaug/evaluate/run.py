@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import os
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,9 +12,12 @@ from pathlib import Path
 import numpy as np
 
 from genaug.core.errors import GenaugError
+from genaug.core.hashing import stable_hash
+from genaug.evaluate.bootstrap import DEFAULT_BOOT, DEFAULT_CI, accuracy_interval, bootstrap_settings
 from genaug.evaluate.encoders import Builder, LoadedEncoder, load_encoder
 from genaug.evaluate.features import FeatureSet, Preprocess, cached_features, split_folder
 from genaug.evaluate.report import make_doc, run_info, summary_table, write_result
+from genaug.shards.storage import is_url
 
 
 @dataclass
@@ -117,6 +122,8 @@ def _finish(doc: dict, home: Path, name: str, out: str | os.PathLike | None, qui
     if not quiet:
         print(summary_table(doc))
         print(f"results: {path}")
+        if doc.get("command"):
+            print(f"rerun: {doc['command']}")
     return doc
 
 
@@ -134,6 +141,67 @@ def _train_val_features(model, builder, shards, train_split, val_split, train_fe
     tr = get_features(src, shards, train_split, features_file=train_features, **kw)
     va = get_features(src, shards, val_split, features_file=val_features, **kw)
     return src, tr, va
+
+
+# the CLI flag of each argument that changes a linear or kNN result (the command printed with a result uses them)
+RESULT_FLAGS = {
+    "shards": "--shards", "train_split": "--train-split", "val_split": "--val-split",
+    "train_features": "--train-features", "val_features": "--val-features", "solver": "--solver",
+    "epochs": "--epochs", "batch_size": "--batch-size", "lr": "--lr", "weight_decay": "--weight-decay",
+    "batchnorm": "--batchnorm", "fast": "--fast", "seed": "--seed", "ks": "--k", "temperature": "--temperature",
+    "image_size": "--image-size", "limit": "--limit", "n_boot": "--boot", "ci": "--ci",
+}  # fmt: skip
+
+
+def result_command(kind: str, func, model: str | None, args: dict) -> str:
+    """The `genaug eval KIND ...` command that reproduces a result: the model and every result-changing argument
+    that differs from the command's default (--shards always), quoted for a POSIX shell."""
+    defaults = {n: p.default for n, p in inspect.signature(func).parameters.items()}
+    words = ["genaug", "eval", kind] + ([str(model)] if model else [])
+    for name, flag in RESULT_FLAGS.items():
+        if name not in args:
+            continue
+        value = args[name]
+        default = defaults.get(name)
+        if value is None or (name != "shards" and _same(value, default)):
+            continue
+        if isinstance(value, bool):
+            words += [flag] if value else []
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                words += [flag, str(v)]
+        else:
+            words += [flag, str(value)]
+    return " ".join(shlex.quote(w) for w in words)
+
+
+def _same(value, default) -> bool:
+    if isinstance(value, (list, tuple)) or isinstance(default, (list, tuple)):
+        return list(value or []) == list(default or [])
+    return value == default
+
+
+# arguments that change how a result is computed, not what it is
+NOT_RESULT = ("extract_batch_size", "workers", "device", "out", "quiet", "builder", "model", "a")  # model: encoder id
+
+
+def setting_id(src: Source, args: dict) -> str:
+    """A short hash of what a result depends on (the weights, the data and every result-changing argument): the
+    result file's name carries it, so results of other settings never overwrite each other."""
+    key = {}
+    for name, value in args.items():
+        if name in NOT_RESULT:
+            continue
+        if isinstance(value, (str, os.PathLike)) and not is_url(str(value)) and Path(value).exists():
+            value = str(Path(value).resolve())  # a relative and an absolute path to one set are one setting
+        key[name] = list(value) if isinstance(value, (list, tuple)) else value
+    key["encoder"] = src.encoder.encoder_id if src.encoder is not None else str(src.path.resolve())
+    return stable_hash(key)[:10]
+
+
+def _intervals(hits: dict[str, np.ndarray], n_boot: int, ci: float, seed: int) -> dict[str, list[float] | None]:
+    """{metric: [low, high]} bootstrap intervals over test images of per-image hits {metric: array}."""
+    return {name: accuracy_interval(h, n_boot, ci, seed) for name, h in hits.items()}
 
 
 def eval_linear(
@@ -159,8 +227,12 @@ def eval_linear(
     out: str | None = None,
     quiet: bool = False,
     builder: Builder | None = None,
+    n_boot: int = DEFAULT_BOOT,
+    ci: float = DEFAULT_CI,
 ) -> dict:
-    """Linear probe on frozen features: top-1/top-5 on the val split, written as JSON next to the model."""
+    """Linear probe on frozen features: top-1/top-5 on the val split with bootstrap intervals over val images,
+    written as eval/linear-<split>-<setting id>.json next to the model, with the command that reproduces it."""
+    args = dict(locals())
     from genaug.evaluate.linear import ProbeConfig, linear_probe
 
     src, tr, va = _train_val_features(
@@ -178,11 +250,16 @@ def eval_linear(
         device=device,
     )
     res, _ = linear_probe(tr.features, tr.labels, va.features, va.labels, cfg)
+    hits = res.pop("hits")
     summary = {"linear/top1": res["top1"], "linear/top5": res["top5"]}
+    intervals = _intervals({f"linear/{m}": h for m, h in hits.items()}, n_boot, ci, seed)
+    settings = {**res["settings"], "bootstrap": bootstrap_settings(n_boot, ci, seed)}
+    sid = setting_id(src, args)
     ctx = _context(
-        src, shards, train_split=train_split, val_split=val_split, settings=res["settings"], preprocess=_pre(tr, va)
-    )
-    return _finish(make_doc("linear", summary, res, ctx), src.home, f"linear-{val_split}", out, quiet)
+        src, shards, train_split=train_split, val_split=val_split, settings=settings, preprocess=_pre(tr, va),
+        intervals=intervals, setting_id=sid, command=result_command("linear", eval_linear, model, args),
+    )  # fmt: skip
+    return _finish(make_doc("linear", summary, res, ctx), src.home, f"linear-{val_split}-{sid}", out, quiet)
 
 
 def eval_knn(
@@ -202,8 +279,13 @@ def eval_knn(
     out: str | None = None,
     quiet: bool = False,
     builder: Builder | None = None,
+    n_boot: int = DEFAULT_BOOT,
+    ci: float = DEFAULT_CI,
+    seed: int = 0,
 ) -> dict:
-    """Weighted kNN (cosine, exp(sim/T)) for each k: top-1/top-5 on the val split, with the settings."""
+    """Weighted kNN (cosine, exp(sim/T)) for each k: top-1/top-5 on the val split with bootstrap intervals over val
+    images (seeded by `seed`), written as eval/knn-<split>-<setting id>.json with the command that reproduces it."""
+    args = dict(locals())
     from genaug.evaluate.knn import knn_classify
 
     src, tr, va = _train_val_features(
@@ -211,12 +293,17 @@ def eval_knn(
         dict(image_size=image_size, batch_size=extract_batch_size, workers=workers, device=device, limit=limit),
     )  # fmt: skip
     res = knn_classify(tr.features, tr.labels, va.features, va.labels, tuple(ks), temperature, device=device)
+    hits = res.pop("hits")
     summary = {f"knn/{k}/top1": v["top1"] for k, v in res["results"].items()}
     summary |= {f"knn/{k}/top5": v["top5"] for k, v in res["results"].items()}
+    intervals = _intervals({f"knn/{k}/{m}": h for k, d in hits.items() for m, h in d.items()}, n_boot, ci, seed)
+    settings = {**res["settings"], "bootstrap": bootstrap_settings(n_boot, ci, seed)}
+    sid = setting_id(src, args)
     ctx = _context(
-        src, shards, train_split=train_split, val_split=val_split, settings=res["settings"], preprocess=_pre(tr, va)
-    )
-    return _finish(make_doc("knn", summary, res, ctx), src.home, f"knn-{val_split}", out, quiet)
+        src, shards, train_split=train_split, val_split=val_split, settings=settings, preprocess=_pre(tr, va),
+        intervals=intervals, setting_id=sid, command=result_command("knn", eval_knn, model, args),
+    )  # fmt: skip
+    return _finish(make_doc("knn", summary, res, ctx), src.home, f"knn-{val_split}-{sid}", out, quiet)
 
 
 def _load_scores(path: str | os.PathLike) -> np.ndarray:
@@ -263,7 +350,9 @@ def eval_ood(
     quiet: bool = False,
     builder: Builder | None = None,
 ) -> dict:
-    """AUROC, AUPR-in/out and FPR@95 of each applicable score, for in-distribution `in_set` vs each out set."""
+    """AUROC, AUPR-in/out and FPR@95 of each applicable score, for in-distribution `in_set` vs each out set
+    (eval/ood-<split>-<out sets>-<setting id>.json)."""
+    args = dict(locals())
     from genaug.evaluate.linear import ProbeConfig, train_probe
     from genaug.evaluate.ood import Score, evaluate_scores, feature_scores
 
@@ -322,7 +411,8 @@ def eval_ood(
         preprocess=_pre(tr, fin),
     )  # fmt: skip
     tag = "-".join(n for n, _ in outs)
-    return _finish(make_doc("ood", summary, details, ctx), src.home, f"ood-{split}-{tag}", out, quiet)
+    sid = ctx["setting_id"] = setting_id(src, args)
+    return _finish(make_doc("ood", summary, details, ctx), src.home, f"ood-{split}-{tag}-{sid}", out, quiet)
 
 
 def eval_similarity(
@@ -342,7 +432,9 @@ def eval_similarity(
     quiet: bool = False,
     builder: Builder | None = None,
 ) -> dict:
-    """Linear CKA and orthogonal Procrustes distance between two encoders on the same images, with bootstrap CIs."""
+    """Linear CKA and orthogonal Procrustes distance between two encoders on the same images, with bootstrap CIs
+    (eval/similarity-<split>-<other>-<setting id>.json)."""
+    args = dict(locals())
     from genaug.evaluate.similarity import compare
 
     if shards is not None:  # the split exists (a URL: is reachable) before the models are loaded
@@ -356,8 +448,10 @@ def eval_similarity(
     res = compare(fa.subset(common).features, fb.subset(common).features, n_boot, ci, seed)
     summary = {f"sim/{sb.label}/cka": res["cka"]["value"], f"sim/{sb.label}/opd": res["opd"]["value"]}
     settings = {"n_boot": n_boot, "ci": ci, "seed": seed, "centred": True, "opd": "Ding et al. 2021, in [0, 2]"}
-    ctx = _context(sa, shards, split=split, other=str(sb.path), settings=settings)
-    return _finish(make_doc("similarity", summary, res, ctx), sa.home, f"similarity-{split}-{sb.label}", out, quiet)
+    sid = setting_id(sa, {**args, "b": sb.encoder.encoder_id if sb.encoder is not None else str(sb.path)})
+    ctx = _context(sa, shards, split=split, other=str(sb.path), settings=settings, setting_id=sid)
+    name = f"similarity-{split}-{sb.label}-{sid}"
+    return _finish(make_doc("similarity", summary, res, ctx), sa.home, name, out, quiet)
 
 
 def eval_report(

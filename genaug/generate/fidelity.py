@@ -27,6 +27,18 @@ def settings(space: str, encoder: str, **overrides: Any) -> dict:
     return {"space": space, "encoder": encoder, **DEFAULTS, **overrides}
 
 
+def random_weight_mark(recipe: dict) -> dict:
+    """{"random_weights": True} when the recipe's model is one genaug builds with random weights (a model source of
+    genaug.testing, such as `tiny`): its encoder's scores measure nothing and are marked so; else {}."""
+    from importlib.metadata import entry_points
+
+    mid = str((recipe.get("model") or {}).get("id"))
+    for ep in entry_points(group="genaug.model_sources", name=mid):
+        if ep.value.startswith("genaug.testing."):
+            return {"random_weights": True}
+    return {}
+
+
 def thumbnail(image: Image.Image, size: int = THUMB) -> np.ndarray:
     """Grey size x size thumbnail as float32 levels 0..255 (bilinear), for the pixel-level flags."""
     return np.asarray(image.convert("L").resize((size, size), Image.BILINEAR), dtype=np.float32)

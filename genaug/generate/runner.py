@@ -15,7 +15,7 @@ from genaug.core.errors import GenaugError
 from genaug.core.jsonio import sample_json
 from genaug.generate.base import Generator, generator_class, variant_seed
 from genaug.generate.column import Column, column_hash, open_column
-from genaug.generate.fidelity import fidelity_doc, pixel_flags, settings, thumbnail
+from genaug.generate.fidelity import fidelity_doc, pixel_flags, random_weight_mark, settings, thumbnail
 from genaug.generate.leases import Heartbeat, check_lease_timeout, clear_stale_leases, lease_home, try_acquire
 from genaug.generate.oom import free_memory, is_oom
 from genaug.generate.order import shard_priority
@@ -336,7 +336,8 @@ def prepare_column(
     if limit_shards is not None and limit_shards < 1:
         raise GenaugError(f"--limit-shards must be at least 1 (got {limit_shards})")
     cls = generator_class(recipe["generator"])
-    fid = settings(cls.feature_space, "generator") if fidelity and cls.feature_space else None
+    mark = random_weight_mark(recipe)  # the tiny model's CLIP is random: its scores are marked as meaningless
+    fid = settings(cls.feature_space, "generator", **mark) if fidelity and cls.feature_space else None
     col = open_column(shards, split, recipe, column, fidelity=fid, update=update)
     if limit_shards is not None:
         col.indices = col.indices[:limit_shards]

@@ -21,7 +21,7 @@ from genaug.core.jsonio import sample_json
 from genaug.core.locks import folder_lock
 from genaug.generate.base import generator_class
 from genaug.generate.column import source_indices
-from genaug.generate.fidelity import Scorer, settings
+from genaug.generate.fidelity import Scorer, random_weight_mark, settings
 from genaug.shards.complete import finish_folder
 from genaug.shards.layout import IMAGE_FIELDS, shard_name
 from genaug.shards.manifest import open_gen_split, open_split, read_manifest, write_manifest
@@ -211,7 +211,8 @@ def score(
 
         embedder = resolve_embedder(encoder, recipe, weights, device or default_device())
         try:
-            fid = settings(embedder.space, embedder.encoder)
+            own = embedder.encoder == "generator" and not weights  # the column's own model, as the recipe builds it
+            fid = settings(embedder.space, embedder.encoder, **(random_weight_mark(recipe) if own else {}))
             manifest = {
                 "kind": SCORES_KIND,
                 "column": gen,

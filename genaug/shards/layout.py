@@ -31,6 +31,17 @@ def is_unlisted(location: Location) -> bool:
     return isinstance(location, RemotePath) and not location.writable
 
 
+def verify_command(folder: Location) -> str:
+    """`genaug verify --shards ROOT` for a split, column or score folder (or a shard in one): a hint that runs."""
+    import shlex
+
+    f = as_location(folder)
+    if SHARD_RE.match(f.name):
+        f = f.parent
+    root = f.parent.parent.parent if f.parent.parent.name in ("gen", "scores") else f.parent
+    return f"`genaug verify --shards {shlex.quote(str(root))}`"
+
+
 def shard_name(index: int) -> str:
     """File name of shard number `index`: 000042.tar."""
     return f"{index:06d}.tar"

@@ -54,10 +54,17 @@ def open_gen_split(
     """The folder of generated column `gen` for `split` and its manifest; a missing one names the fix."""
     col = ss.gen_dir(gen, split)
     if not (col / "manifest.json").is_file():
+        import shlex
+
+        from genaug.core.recipes import available
+
         have = ", ".join(ss.columns()) or ("not listed on a read-only host" if is_unlisted(ss.root) else "none")
+        where = shlex.quote(str(shards or ss.root))
+        # a shipped recipe's column is named after it; any other column comes from the user's recipe and --column
+        model = f"--model {gen}" if gen in available("pipelines") else f"--model RECIPE --column {shlex.quote(gen)}"
         raise GenaugError(
             f"generated column {gen!r} has no split {split!r} in {ss.root} (columns: {have}): run "
-            f"`genaug generate --shards {shards or ss.root} --split {split}` first or fix --gen"
+            f"`genaug generate {model} --shards {where} --split {split}` first or fix --gen"
         )
     man = read_manifest(col)
     if man.get("update") is not None:

@@ -9,7 +9,7 @@ from PIL import Image
 
 from genaug.core.errors import GenaugError
 from genaug.core.jsonio import MAX_FIELD_BYTES, parse_json
-from genaug.shards.layout import IMAGE_FIELDS
+from genaug.shards.layout import IMAGE_FIELDS, verify_command
 from genaug.shards.storage import Location, as_location, bytes_io, open_read
 from genaug.shards.tario import read_samples
 
@@ -59,11 +59,11 @@ def iter_shard_raw(path: Location, data: bytes | None = None) -> Iterator[dict]:
                 sample["__shard__"] = path.name
                 yield sample
     except FileNotFoundError:
-        raise GenaugError(f"shard {path} is missing: run `genaug verify` on its shard set") from None
+        raise GenaugError(f"shard {path} is missing: run {verify_command(path)}") from None
     except Exception as e:  # tarfile raises several types on truncated or garbage input
         if isinstance(e, GenaugError):
             raise
-        raise GenaugError(f"shard {path} is unreadable ({type(e).__name__}: {e}): run `genaug verify`") from None
+        raise GenaugError(f"shard {path} is unreadable ({type(e).__name__}: {e}): run {verify_command(path)}") from None
 
 
 def iter_checked_shard(folder: Location, index: int, data: bytes | None = None) -> Iterator[dict]:

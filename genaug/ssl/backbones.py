@@ -1,4 +1,5 @@
-"""Backbones: torchvision ResNet-18/50 (optional CIFAR stem), ViT-S/B, and a tiny conv net for CPU tests."""
+"""Backbones: torchvision ResNet-18/50 (optional CIFAR stem), ViT-S/B, any timm model (`timm:NAME`), and a tiny
+conv net for CPU tests."""
 
 from __future__ import annotations
 
@@ -85,12 +86,17 @@ def _vit(name: str, image_size: int) -> tuple[nn.Module, int]:
 
 
 def build_backbone(
-    name: str, image_size: int = 224, cifar_stem: bool | str = "auto", width: int = 16
+    name: str, image_size: int = 224, cifar_stem: bool | str = "auto", width: int = 16, timm_args: dict | None = None
 ) -> tuple[nn.Module, int]:
-    """Build backbone `name` (one of BACKBONES) without classifier; return (module, feature dimension).
+    """Build backbone `name` (one of BACKBONES, or timm:NAME) without classifier; return (module, feature dimension).
 
     `cifar_stem` ("auto": when image_size <= 64) swaps the ResNet 7x7/2 stem and max-pool for a 3x3/1 conv.
+    `timm_args` are timm.create_model's keyword arguments for timm:NAME (genaug.ssl.timm_backbone).
     """
+    from genaug.ssl.timm_backbone import build_timm, is_timm
+
+    if is_timm(name):
+        return build_timm(name, image_size, timm_args)
     if cifar_stem == "auto":
         cifar_stem = image_size <= 64
     if name == "tiny":
@@ -101,5 +107,26 @@ def build_backbone(
     if name in ("vit_s", "vit_b"):
         return _vit(name, image_size)
     raise GenaugError(
-        f"unknown backbone {name!r} (recipe backbone.name or --backbone): choose one of {', '.join(BACKBONES)}"
+        f"unknown backbone {name!r} (recipe backbone.name or --backbone): choose one of {', '.join(BACKBONES)} "
+        "or timm:NAME (any timm model, pip install 'genaug[timm]')"
     )
+
+
+def backbone_from_recipe(recipe: dict, init_weights: bool = False) -> tuple[nn.Module, int]:
+    """The backbone a resolved training recipe names (`backbone:` and `data.image_size`); with `init_weights`, loaded
+    from `backbone.weights` (the run's starting point) when the recipe names one."""
+    bb = dict(recipe.get("backbone") or {})
+    data = recipe.get("data") or {}
+    image_size = int(data.get("image_size") or (recipe.get("views") or {}).get("size") or 224)
+    module, dim = build_backbone(
+        bb.get("name", "resnet50"),
+        image_size,
+        bb.get("cifar_stem", "auto"),
+        int(bb.get("width", 16)),
+        bb.get("timm_args") or {},
+    )
+    if init_weights and bb.get("weights"):
+        from genaug.ssl.timm_backbone import load_backbone_weights
+
+        load_backbone_weights(module, bb["weights"])
+    return module, dim

@@ -48,7 +48,18 @@ def register(app: typer.Typer) -> None:
         epochs: float = typer.Option(None, "--epochs", help="Epochs over the split."),
         batch_size: int = typer.Option(None, "--batch-size", help="Per-process batch size."),
         lr: float = typer.Option(None, "--lr", help="Base lr (scaled with the global batch as the recipe says)."),
-        backbone: str = typer.Option(None, "--backbone", help="tiny, resnet18, resnet18-half, resnet50, vit_s, vit_b."),
+        backbone: str = typer.Option(
+            None,
+            "--backbone",
+            help="tiny, resnet18, resnet18-half, resnet50, vit_s, vit_b, or timm:NAME (any timm model without its "
+            "classifier; pip install 'genaug[timm]'; model arguments: --set backbone.timm_args.KEY=VALUE).",
+        ),
+        backbone_weights: Path = typer.Option(
+            None,
+            "--backbone-weights",
+            help="Start the backbone from this local .safetensors or torch checkpoint (a timm or torchvision "
+            "checkpoint, or a genaug backbone.safetensors); its classifier is dropped.",
+        ),
         image_size: int = typer.Option(None, "--image-size", help="Size of the global views."),
         workers: int = typer.Option(None, "--workers", help="Data loader worker processes per rank."),
         mix_views: str = typer.Option(None, "--mix-views", help="Views that may be replaced: each or second."),
@@ -116,6 +127,7 @@ def register(app: typer.Typer) -> None:
             batch_size=batch_size,
             lr=lr,
             backbone=backbone,
+            backbone_weights=backbone_weights,
             image_size=image_size,
             workers=workers,
             mix_views=mix_views,

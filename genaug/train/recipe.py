@@ -32,9 +32,12 @@ RENAMED = {
 class Backbone:
     """The encoder being trained."""
 
-    name: Literal["tiny", "resnet18", "resnet18-half", "resnet50", "vit_s", "vit_b"] = "resnet50"
+    name: str = "resnet50"  # tiny, resnet18, resnet18-half, resnet50, vit_s, vit_b, or timm:NAME (any timm model)
     cifar_stem: bool | Literal["auto"] = "auto"  # 3x3 stem without max-pool (auto: images of 64 px or less)
     width: int = bounded(16, 1)  # the tiny conv net's width
+    timm_args: dict = field(default_factory=dict)  # timm.create_model keyword arguments of timm:NAME (e.g. patch_size)
+    weights: str | None = None  # starting weights (--backbone-weights): a local .safetensors or torch checkpoint
+    weights_sha256: str | None = None  # filled in by the trainer: the identity of `weights`
 
 
 @dataclass
@@ -185,6 +188,20 @@ def method_arguments(recipe: dict) -> dict:
     return out
 
 
+def check_backbone_name(name: str) -> None:
+    """A backbone name genaug builds (one of BACKBONES, or timm:NAME of a model timm has), or a one-line error."""
+    from genaug.ssl.backbones import BACKBONES
+    from genaug.ssl.timm_backbone import is_timm, timm_name
+
+    if is_timm(name):
+        timm_name(name)
+    elif name not in BACKBONES:
+        raise GenaugError(
+            f"recipe key backbone.name must be one of {', '.join(BACKBONES)} or timm:NAME (any timm model, "
+            f"pip install 'genaug[timm]'), got {name!r} (--backbone)"
+        )
+
+
 def validate_train_recipe(doc: dict) -> dict:
     """A training recipe checked against the schema, with every default (method_args too) filled in."""
     from genaug.data.transforms import parse_views
@@ -192,6 +209,7 @@ def validate_train_recipe(doc: dict) -> dict:
     out = validate(doc, TrainRecipe, "", RENAMED)
     out["method_args"] = method_arguments(out)
     parse_views(out["views"])  # raises naming the views key
+    check_backbone_name(out["backbone"]["name"])
     if out["data"]["batch_size"] < 1:
         raise GenaugError(f"recipe key data.batch_size must be at least 1, got {out['data']['batch_size']}")
     if out["loop"]["grad_accum"] < 1:

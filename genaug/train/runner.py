@@ -99,6 +99,7 @@ def train(
     batch_size: int | None = None,
     lr: float | None = None,
     backbone: str | None = None,
+    backbone_weights: str | Path | None = None,
     image_size: int | None = None,
     workers: int | None = None,
     mix_views: str | None = None,
@@ -124,6 +125,8 @@ def train(
     Returns {"run_dir", "step", "metrics"}; the run directory holds recipe.yaml, checkpoints, metrics.jsonl/csv,
     tb/ events, and at the end backbone.safetensors and model.safetensors. A run directory that holds a
     checkpoint is resumed (exactly); `stop_after` ends this session after that many steps (as a preemption would).
+    `backbone_weights` (a local .safetensors or torch checkpoint) is the backbone's starting point, recorded with its
+    sha256 in the recipe.
     """
     if not 0.0 <= float(p) <= 1.0:
         raise GenaugError(f"--p must lie in [0, 1], got {p}")
@@ -166,12 +169,29 @@ def train(
     if not isinstance(raw["run"], dict):
         raise GenaugError(f"recipe key run must be a mapping, got {raw['run']!r}")
     raw["run"].update({"shards": str(shards), "split": split, "gen": gen_cols, "p": float(p)})
+    if backbone_weights is not None:
+        raw.setdefault("backbone", {})["weights"] = str(backbone_weights)
     recipe = validate_train_recipe(raw)
     from genaug.shards.cache import parse_size
 
     parse_size(recipe["data"].get("cache_limit"), "--cache-limit (data.cache_limit)")  # before the set is opened
+    _record_weights(recipe)
     run_dir = _run_dir(out, recipe.get("name", method))
     return _train(recipe, run_dir, resume, stop_after, progress_bar, probe)
+
+
+def _record_weights(recipe: dict) -> None:
+    """backbone.weights as an absolute path with its sha256 (weights_sha256), so the recipe names what it started
+    from; a missing file is a one-line error naming the flag."""
+    from genaug.core.hashing import file_sha256
+
+    bb = recipe["backbone"]
+    if not bb.get("weights"):
+        return
+    path = Path(bb["weights"]).expanduser().resolve()
+    if not path.is_file():
+        raise GenaugError(f"--backbone-weights {bb['weights']} does not exist (recipe backbone.weights)")
+    bb["weights"], bb["weights_sha256"] = str(path), file_sha256(path)
 
 
 def _accelerator(recipe: dict):
@@ -361,7 +381,10 @@ def _train(recipe: dict, run_dir: Path, resume, stop_after: int | None, progress
     recipe["data"]["image_size"] = int(recipe["views"]["size"])
     use_probe = probe and (recipe.get("probe") or {}).get("enabled", True)
     num_classes = _num_classes(run["shards"], run["split"]) if use_probe else None
-    method = build_method(recipe)
+    from genaug.train.checkpoint import resolve_resume
+
+    fresh = resolve_resume(resume, run_dir) is None  # a resumed run takes its weights from the checkpoint
+    method = build_method(recipe, init_weights=fresh)
     make_opt, make_sched = _factories(recipe, method)
     cfg = _loop_config(recipe, progress_bar)
     if acc.is_main_process:

@@ -31,7 +31,7 @@ def feats(tmp_path):
 def test_knn_and_linear_from_features(feats, capsys):
     rc = main(["eval", "knn", "--train-features", str(feats["train"]), "--val-features", str(feats["val"])])
     assert rc == 0
-    doc = json.loads((feats["train"].parent / "eval" / "knn-val.json").read_text())
+    doc = json.loads(next((feats["train"].parent / "eval").glob("knn-val-*.json")).read_text())
     assert doc["summary"]["knn/k20/top1"] > 0.97 and doc["settings"]["temperature"] == 0.07
     assert doc["settings"]["ks_used"] == [20, 120]  # 200 capped at the training set's size
     printed = capsys.readouterr().out
@@ -64,7 +64,7 @@ def test_ood_and_similarity_from_features(feats, tmp_path):
     np.savetxt(u_out, np.full(120, 0.9))
     argv += ["--uncertainty-in", str(u_in), "--uncertainty-out", str(u_out), "--uncertainty-higher-is-out"]
     assert main(argv) == 0
-    doc = json.loads((feats["train"].parent / "eval" / "ood-val-far.json").read_text())
+    doc = json.loads(next((feats["train"].parent / "eval").glob("ood-val-far-*.json")).read_text())
     for score in ("mahalanobis", "knn10", "uncertainty"):
         assert doc["summary"][f"ood/far/{score}/auroc"] == 1.0, score
         assert doc["summary"][f"ood/far/{score}/fpr95"] == 0.0
@@ -74,7 +74,7 @@ def test_ood_and_similarity_from_features(feats, tmp_path):
     q, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(8, 8)))
     FeatureSet((a.features @ q * 3).astype(np.float32), a.labels, a.keys).save(tmp_path / "rot.npz")
     assert main(["eval", "similarity", str(feats["train"]), str(tmp_path / "rot.npz"), "--boot", "20", "--quiet"]) == 0
-    doc = json.loads((feats["train"].parent / "eval" / "similarity-val-rot.json").read_text())
+    doc = json.loads(next((feats["train"].parent / "eval").glob("similarity-val-rot-*.json")).read_text())
     assert doc["summary"]["sim/rot/cka"] == pytest.approx(1.0, abs=1e-5)
     assert doc["summary"]["sim/rot/opd"] == pytest.approx(0.0, abs=1e-5)
     assert doc["details"]["cka"]["ci_low"] <= 1.0 + 1e-9
@@ -88,7 +88,7 @@ def test_run_folder_round_trip_and_report(shard_set, tmp_path, capsys):
         assert main(["eval", "linear", *base, "--fast"]) == 0
         assert main(["eval", "knn", *base, "--k", "5"]) == 0
         assert len(list((run / "features").glob("*.npz"))) == 2  # train and val, reused by knn
-        doc = json.loads((run / "eval" / "linear-val.json").read_text())
+        doc = json.loads(next((run / "eval").glob("linear-val-*.json")).read_text())
         assert doc["run_info"] == {"method": "barlow", "p": 0.0, "gen_min_score": None, "gen_weighting": "uniform"}
         assert doc["encoder_id"].startswith("sha256:") and 0.0 <= doc["summary"]["linear/top1"] <= 1.0
         assert doc["preprocess"] == {
@@ -111,7 +111,7 @@ def test_run_folder_round_trip_and_report(shard_set, tmp_path, capsys):
         assert im.format == "PNG" and im.size[0] > 100
     argv = ["eval", "similarity", str(runs[0]), str(runs[1]), "--shards", str(shard_set), "--boot", "10", "--quiet"]
     assert main(argv) == 0
-    doc = json.loads((runs[0] / "eval" / "similarity-val-barlow-s1.json").read_text())
+    doc = json.loads(next((runs[0] / "eval").glob("similarity-val-barlow-s1-*.json")).read_text())
     assert 0.0 < doc["summary"]["sim/barlow-s1/cka"] < 1.0
 
 
@@ -129,6 +129,6 @@ def test_ood_with_identical_sets_is_chance(shard_set, tmp_path):
     run = train_tiny("barlow-hprob", shard_set, tmp_path / "prob")
     argv = ["eval", "ood", str(run), "--in", str(shard_set), "--out", str(shard_set)]
     assert main(argv + ["--fast", "--knn-k", "5", "--quiet"]) == 0
-    doc = json.loads((run / "eval" / "ood-val-set.json").read_text())
+    doc = json.loads(next((run / "eval").glob("ood-val-set-*.json")).read_text())
     for score in ("msp", "mahalanobis", "knn5", "uncertainty"):  # uncertainty comes from the method's own sigma
         assert doc["summary"][f"ood/set/{score}/auroc"] == 0.5, score

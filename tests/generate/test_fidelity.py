@@ -107,3 +107,23 @@ def test_sorted_sheet_and_histogram(scored, tmp_path, capsys):
     every = dict(iter_scores(scored / "scores" / "tiny" / "train"))
     assert worst == sorted(min(d["scores"]) for d in every.values())[:2]
     assert best == sorted((max(d["scores"]) for d in every.values()), reverse=True)[:2]
+
+
+def test_random_weight_scorer_is_marked_in_json_and_on_the_sheet(scored, tmp_path):
+    """The tiny model's CLIP has random weights: its scores say so, in the manifests and the sheet's JSON/captions."""
+    from genaug.generate.fidelity import random_weight_mark
+    from genaug.inspect import contact_sheet
+
+    assert read_manifest(scored / "gen" / "tiny" / "train")["fidelity"]["random_weights"] is True
+    assert read_manifest(scored / "scores" / "tiny" / "train")["fidelity"]["random_weights"] is True
+    assert random_weight_mark(resolve_recipe("sd")) == {}  # a real model's scorer is not marked
+    out = contact_sheet(scored, "tiny", n=2, tile=32, out=tmp_path / "c.png")
+    assert json.loads(out.with_suffix(".json").read_text())["scorer_random_weights"] is True
+    side = scored / "scores" / "tiny" / "train"  # a scorer with real weights: the same sheet is not marked
+    man = read_manifest(side)
+    write_manifest(side, {**man, "fidelity": {k: v for k, v in man["fidelity"].items() if k != "random_weights"}})
+    try:
+        out = contact_sheet(scored, "tiny", n=2, tile=32, out=tmp_path / "d.png")
+        assert json.loads(out.with_suffix(".json").read_text())["scorer_random_weights"] is False
+    finally:
+        write_manifest(side, man)

@@ -14,10 +14,9 @@ import importlib.util
 import os
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
 
 from genaug.core.errors import GenaugError
-from genaug.ssl.backbones import build_backbone
+from genaug.ssl.backbones import backbone_from_recipe
 from genaug.ssl.methods import contrastive, distillation, probabilistic, redundancy, simvae, swav  # noqa: F401
 from genaug.ssl.methods.base import (
     METHODS,
@@ -89,13 +88,12 @@ def get_method(name: str, module: str | None = None) -> type[SSLMethod]:
     return METHODS[name]
 
 
-def build_method(recipe: dict) -> SSLMethod:
-    """Build the method of a resolved training recipe: backbone from `backbone`, heads from `method_args`."""
-    bb: dict[str, Any] = dict(recipe.get("backbone") or {})
-    image_size = int((recipe.get("data") or {}).get("image_size", 224))
-    backbone, dim = build_backbone(
-        bb.get("name", "resnet50"), image_size, bb.get("cifar_stem", "auto"), int(bb.get("width", 16))
-    )
+def build_method(recipe: dict, init_weights: bool = False) -> SSLMethod:
+    """Build the method of a resolved training recipe: backbone from `backbone`, heads from `method_args`.
+
+    `init_weights` loads `backbone.weights` (a training run's starting point) before the heads and teachers copy it.
+    """
+    backbone, dim = backbone_from_recipe(recipe, init_weights)
     cls = get_method(recipe.get("method", recipe.get("name", "")), recipe.get("module"))
     try:
         return cls(backbone, dim, **(recipe.get("method_args") or {}))

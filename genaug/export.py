@@ -1,0 +1,215 @@
+"""`genaug export RUN --format timm|torchvision`: a trained backbone as a file timm or torchvision loads itself.
+
+The file is a safetensors state dict in the target library's own key names, without classifier weights:
+- timm: `timm.create_model(NAME, pretrained=True, pretrained_cfg_overlay=dict(file=F, num_classes=0), **kwargs)`
+  builds the model without classifier (num_classes=0) and loads the file strictly through timm's own loader. For
+  timm:NAME backbones and genaug's resnet18/resnet50 with the standard stem (timm's ResNets use torchvision's names).
+- torchvision: the architecture's constructor, `fc` (ResNet) or `heads` (ViT) replaced by nn.Identity() as genaug
+  trains it, then `load_state_dict(state, strict=True)`. To keep torchvision's 1000-class head at its random
+  initialisation instead, load with strict=False: the only missing keys are then fc.weight/fc.bias (heads.head.*).
+  For genaug's resnet18/resnet50 (CIFAR stem included: conv1 3x3/1 and no max-pool), vit_s/vit_b, and timm ResNets
+  whose layout is torchvision's (timm:resnet18/34/50/101/152).
+Before it reports success the export loads the file back with that library and compares features with genaug's
+backbone on the same input; a sidecar JSON next to the file holds the architecture, its arguments and the code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import typer
+from torch import nn
+
+from genaug.core.errors import GenaugError
+from genaug.core.files import tmp_suffix, write_json_atomic
+
+FORMATS = ("timm", "torchvision")
+TV_RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+
+
+@dataclass
+class Target:
+    """The architecture a backbone exports to: how to build it, and the code a user runs to load the file."""
+
+    library: str
+    arch: str
+    kwargs: dict = field(default_factory=dict)
+    cifar_stem: bool = False
+
+    def build(self, file: Path | None = None) -> nn.Module:
+        """The target model built by its library (and loaded from `file` as a user would), in eval mode."""
+        if self.library == "timm":
+            import timm
+
+            if file is None:
+                return timm.create_model(self.arch, num_classes=0, pretrained=False, **self.kwargs).eval()
+            overlay = dict(file=str(file), num_classes=0)
+            return timm.create_model(self.arch, pretrained=True, pretrained_cfg_overlay=overlay, **self.kwargs).eval()
+        model = self._torchvision()
+        if file is not None:
+            from safetensors.torch import load_file
+
+            model.load_state_dict(load_file(str(file)), strict=True)
+        return model.eval()
+
+    def _torchvision(self) -> nn.Module:
+        import torchvision
+
+        if self.arch == "VisionTransformer":
+            model = torchvision.models.vision_transformer.VisionTransformer(**self.kwargs)
+            model.heads = nn.Identity()
+            return model
+        model = getattr(torchvision.models, self.arch)()
+        if self.cifar_stem:
+            model.conv1 = nn.Conv2d(3, model.conv1.out_channels, 3, 1, 1, bias=False)
+            model.maxpool = nn.Identity()
+        model.fc = nn.Identity()
+        return model
+
+    def code(self, file: Path) -> str:
+        """Python that loads `file` with the target library alone."""
+        kw = "".join(f", {k}={v!r}" for k, v in self.kwargs.items())
+        if self.library == "timm":
+            return (
+                "import timm\n"
+                f"model = timm.create_model({self.arch!r}, pretrained=True, "
+                f"pretrained_cfg_overlay=dict(file={str(file)!r}, num_classes=0){kw})"
+            )
+        lines = ["import torchvision", "from safetensors.torch import load_file", "from torch import nn"]
+        if self.arch == "VisionTransformer":
+            args = ", ".join(f"{k}={v!r}" for k, v in self.kwargs.items())
+            lines += [f"model = torchvision.models.vision_transformer.VisionTransformer({args})"]
+            lines += ["model.heads = nn.Identity()  # genaug's backbone has no classifier"]
+        else:
+            lines += [f"model = torchvision.models.{self.arch}()"]
+            if self.cifar_stem:
+                lines += ["model.conv1 = nn.Conv2d(3, model.conv1.out_channels, 3, 1, 1, bias=False)  # CIFAR stem"]
+                lines += ["model.maxpool = nn.Identity()"]
+            lines += ["model.fc = nn.Identity()  # genaug's backbone has no classifier"]
+        lines += [f"model.load_state_dict(load_file({str(file)!r}))"]
+        return "\n".join(lines)
+
+
+def _vit_kwargs(module: nn.Module) -> dict:
+    """torchvision VisionTransformer arguments of genaug's vit_s/vit_b module."""
+    layer = module.encoder.layers[0]
+    return {
+        "image_size": int(module.image_size),
+        "patch_size": int(module.patch_size),
+        "num_layers": len(module.encoder.layers),
+        "num_heads": int(layer.self_attention.num_heads),
+        "hidden_dim": int(module.hidden_dim),
+        "mlp_dim": int(module.mlp_dim),
+    }
+
+
+def target_for(backbone: nn.Module, recipe: dict, fmt: str) -> Target:
+    """The architecture of library `fmt` that holds the trained backbone, or a one-line error saying which exist."""
+    name = str((recipe.get("backbone") or {}).get("name", ""))
+    timm_info = getattr(backbone, "genaug_timm", None)
+    cifar = getattr(backbone, "maxpool", None) is not None and isinstance(backbone.maxpool, nn.Identity)
+    if fmt == "timm":
+        if timm_info is not None:
+            return Target("timm", timm_info["model"], dict(timm_info["kwargs"]))
+        if name in ("resnet18", "resnet50") and not cifar:
+            return Target("timm", name)
+        why = "has a CIFAR stem, which timm's ResNets lack" if cifar else "is no timm architecture"
+        raise GenaugError(
+            f"backbone {name!r} of this run {why}: --format timm exports timm:NAME backbones and resnet18/resnet50 "
+            "with the standard stem; try --format torchvision"
+        )
+    if fmt == "torchvision":
+        if name in ("resnet18", "resnet50"):
+            return Target("torchvision", name, cifar_stem=cifar)
+        if name in ("vit_s", "vit_b"):
+            return Target("torchvision", "VisionTransformer", _vit_kwargs(backbone))
+        if timm_info is not None and timm_info["model"] in TV_RESNETS and not timm_info["kwargs"]:
+            return Target("torchvision", timm_info["model"])
+        raise GenaugError(
+            f"backbone {name!r} of this run has no torchvision architecture: --format torchvision exports resnet18, "
+            f"resnet50, vit_s, vit_b and timm:{'/'.join(TV_RESNETS)}; for timm:NAME use --format timm"
+        )
+    raise GenaugError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+
+
+def _sample_input(recipe: dict, seed: int = 0) -> torch.Tensor:
+    size = int((recipe.get("data") or {}).get("image_size") or (recipe.get("views") or {}).get("size") or 224)
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(4, 3, size, size, generator=g)
+
+
+def same_features(a: nn.Module, b: nn.Module, x: torch.Tensor) -> float:
+    """Largest absolute difference of the two modules' outputs on `x`, relative to the largest output."""
+    with torch.no_grad():
+        fa, fb = a.eval()(x).flatten(1), b.eval()(x).flatten(1)
+    if fa.shape != fb.shape:
+        return float("inf")
+    return float((fa - fb).abs().max() / fa.abs().max().clamp_min(1e-12))
+
+
+def export_backbone(run: str | os.PathLike, fmt: str, out: str | os.PathLike | None = None) -> dict:
+    """Write the trained backbone of `run` as a `fmt` (timm or torchvision) state dict; return paths and load code."""
+    from safetensors.torch import save_file
+
+    from genaug.core.hashing import file_sha256
+    from genaug.ssl.artifacts import load_method
+
+    if fmt not in FORMATS:
+        raise GenaugError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    loaded = load_method(run)
+    backbone = loaded.method.backbone.eval()
+    target = target_for(backbone, loaded.recipe, fmt)
+    folder = loaded.weights.parent
+    path = Path(out) if out is not None else folder / "export" / f"{fmt}-{target.arch}.safetensors"
+    if path.suffix != ".safetensors":
+        raise GenaugError(f"--out {path} must end in .safetensors (timm and torchvision read it by that name)")
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in backbone.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"format": fmt, "architecture": target.arch, "kwargs": json.dumps(target.kwargs), "source": str(run)}
+    tmp = path.with_name(path.stem + tmp_suffix() + path.suffix)  # timm picks the reader by the .safetensors suffix
+    save_file(state, str(tmp), metadata=meta)
+    try:
+        err = same_features(backbone, target.build(tmp), _sample_input(loaded.recipe))
+    except Exception as e:  # noqa: BLE001 - the library refused the file: nothing is left behind
+        tmp.unlink(missing_ok=True)
+        raise GenaugError(f"{fmt} cannot load the exported backbone of {run} ({type(e).__name__}: {e})") from None
+    if err > 1e-4:
+        tmp.unlink(missing_ok=True)
+        raise GenaugError(f"{fmt} {target.arch} loads the backbone of {run} but its features differ (rel. {err:.2e})")
+    os.replace(tmp, path)
+    info = {
+        "format": fmt,
+        "library": target.library,
+        "architecture": target.arch,
+        "kwargs": target.kwargs,
+        "cifar_stem": target.cifar_stem,
+        "file": str(path),
+        "sha256": file_sha256(path),
+        "source": str(loaded.weights),
+        "max_relative_feature_difference": err,
+        "load": target.code(path.resolve()),
+    }
+    write_json_atomic(path.with_suffix(".json"), info)
+    return info
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `export` command to the CLI."""
+
+    @app.command(
+        "export",
+        help="Export a trained run's backbone for timm (timm.create_model(NAME, pretrained=True, "
+        "pretrained_cfg_overlay=dict(file=F, num_classes=0))) or torchvision (load_state_dict), checked by loading "
+        "it back with that library.",
+    )
+    def export(
+        run: Path = typer.Argument(..., help="Run folder, its model.safetensors or a checkpoint-<step>.pt."),
+        fmt: str = typer.Option(..., "--format", help="timm or torchvision."),
+        out: Path = typer.Option(None, "--out", help="Output .safetensors (default <run>/export/<format>-<arch>)."),
+    ) -> None:
+        info = export_backbone(run, fmt, out)
+        typer.echo(f"wrote {info['file']} ({info['format']} {info['architecture']}); load it with:\n{info['load']}")
