@@ -36,7 +36,7 @@ STAGE_MODULES = (
     "genaug.ingest.cli",
     "genaug.generate.cli",
     "genaug.score.cli",
-    "genaug.generate.fit_cli",
+    "genaug.fit.cli",
     "genaug.train.cli",
     "genaug.evaluate.cli",
     "genaug.inspect_cli",

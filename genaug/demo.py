@@ -71,7 +71,7 @@ DEMO_FIT = {"size": 8, "channels": 3, "widths": [32, 64], "steps": 600, "batch_s
 def fit_digits_generator(shards: Path, out: Path, steps: int, progress: bool) -> dict:
     """Fit (or find cached) the demo's digits diffusion model on the train split; fit_generator's summary."""
     from genaug.core.hashing import stable_hash
-    from genaug.generate.fit import fit_generator
+    from genaug.fit.run import fit_generator
 
     cfg = {**DEMO_FIT, "steps": steps}
     folder = Path(out) / f"digits-{stable_hash(cfg)[:8]}"  # other settings, another folder: each stays cached

@@ -22,7 +22,8 @@ ALLOWED = {
     "inspect": {"core", "shards", "data"},
     "score": {"core", "shards", "data", "generate"},  # scores a column in its generator's feature space
     "export": {"core", "ssl"},  # a trained backbone as a timm or torchvision file
-    "testing": {"core", "shards", "data", "ssl", "ingest", "generate", "score", "train"},  # tiny sets, models, runs
+    "fit": {"core", "shards", "data", "train"},  # trains a diffusers UNet with the trainer's checkpoints
+    "testing": {"core", "shards", "data", "ssl", "ingest", "generate", "score", "fit", "train"},  # tiny sets, models
 }
 TOP = {"cli", "demo", "__main__", "__init__"}  # the CLI and the demo put every stage together
 
@@ -99,7 +100,12 @@ def import_graph(root: Path = ROOT) -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {}
     for mod, path in known.items():
         out = set()
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        typing_only = {id(n) for b in ast.walk(tree) if isinstance(b, ast.If) and ast.unparse(b.test).endswith(
+            "TYPE_CHECKING") for s in b.body for n in ast.walk(s)}  # fmt: skip
+        for node in ast.walk(tree):
+            if id(node) in typing_only:  # `if TYPE_CHECKING:` imports never run
+                continue
             targets = []
             if isinstance(node, ast.Import):
                 targets = [a.name for a in node.names]

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from genaug.core.errors import GenaugError
-from genaug.ingest.sources import Source, SourceItem
+from genaug.ingest.items import Source, SourceItem
 
 INSTALL_HINT = "pip install 'genaug[hf]' (or pip install datasets)"
 #: a Dataset.save_to_disk folder holds these; a DatasetDict's folder holds DICT_MARKER and one folder per split

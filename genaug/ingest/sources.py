@@ -6,12 +6,11 @@ from __future__ import annotations
 import json
 import os
 import tarfile
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from genaug.core.errors import GenaugError
+from genaug.ingest.items import Source, SourceItem
 from genaug.shards.tario import split_name
 
 if TYPE_CHECKING:
@@ -26,45 +25,6 @@ MAX_LABEL = 2**31
 _CLS_MAX_BYTES = 64
 #: a label field named by --label-key (a JSON document, a class name) is read up to this many bytes
 LABEL_MAX_BYTES = 1 << 20
-
-
-@dataclass(frozen=True)
-class SourceItem:
-    """One source image: where it is (a file, or a member of a tar), its label and class name when known."""
-
-    ref: str
-    label: int | None = None
-    class_name: str | None = None
-    tar: str | None = None
-    member: str | None = None
-    offset: int | None = None  # header offset of `member` in `tar` (names may repeat inside a tar)
-    error: str | None = None  # set when the item is known bad at scan time: it becomes a recorded failure
-    text_member: str | None = None  # the sample's `.txt` caption in `tar` (kept as the shard field `txt`)
-    text_offset: int | None = None
-    row: int | None = None  # the row of a Hugging Face dataset (layout hf)
-
-    def as_plan(self) -> list:
-        """A JSON-friendly tuple for the plan hash."""
-        return [self.ref, self.label, self.member] + ([self.error] if self.error else [])
-
-
-@dataclass
-class Source:
-    """An enumerated source: its layout, the class list (or None) and the items in a stable order.
-
-    `identity` holds what else defines the plan (a label key, a dataset's columns); it enters the plan hash only
-    when not empty, so the plans of sources that have none hash as before. `read_rows` fetches the image bytes of
-    rows of a Hugging Face dataset: (bytes, None, None), (None, file path, None) or (None, None, error) per row.
-    """
-
-    layout: str
-    root: Path
-    classes: list[str] | None
-    items: Sequence[SourceItem]
-    skipped: list[dict]
-    identity: dict = field(default_factory=dict)
-    info: dict = field(default_factory=dict)  # written into the manifest (label key, dataset columns, ...)
-    read_rows: Callable[[list[int]], list[tuple[bytes | None, str | None, str | None]]] | None = None
 
 
 def is_image_name(name: str) -> bool:

@@ -21,6 +21,7 @@ from genaug.core.errors import GenaugError
 from genaug.core.files import fsync_dir, tmp_suffix
 from genaug.core.recipes import recipe_hash
 from genaug.ssl.methods import build_method
+from genaug.ssl.strict import load_strict  # noqa: F401  (part of this module's API)
 
 SAFE_ARRAY = "__genaug_ndarray__"  # marks a numpy array stored as a tensor (to_safe / from_safe)
 CKPT_GLOB = "checkpoint-*.pt"
@@ -115,19 +116,6 @@ def _read_recipe(folder: Path) -> dict:
     if not isinstance(doc, dict):
         raise GenaugError(f"recipe {path} must be a YAML mapping")
     return doc
-
-
-def load_strict(
-    module: torch.nn.Module, state: dict, source: Path, hint: str = "another genaug version or recipe"
-) -> None:
-    """load_state_dict(strict=True), a mismatch being one line naming the file and the first differing key."""
-    try:
-        module.load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        first = str(e).split("\n\t")[1] if "\n\t" in str(e) else str(e)
-        raise GenaugError(
-            f"{source} does not fit the model its recipe builds ({first.strip()[:200]}): was it written by {hint}?"
-        ) from None
 
 
 def method_state_from_checkpoint(ck: dict, path: Path) -> dict:

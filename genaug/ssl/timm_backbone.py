@@ -121,7 +121,7 @@ def classifier_keys(module: nn.Module) -> list[str]:
 def load_backbone_weights(module: nn.Module, path: str | Path) -> None:
     """Load a local checkpoint into a backbone strictly, after timm's own filter for its model family (position
     embeddings resized, original formats converted) and with the classifier's weights dropped."""
-    from genaug.ssl.artifacts import load_strict
+    from genaug.ssl.strict import load_strict
 
     path = Path(path)
     state = read_state_file(path)

@@ -59,7 +59,7 @@ def save_tiny_sd_img2img(folder: Path, seed: int = 0) -> Path:
 
 def save_tiny_ddpm(folder: Path, seed: int = 0, size: int = 8, widths: tuple[int, ...] = (8, 16)) -> Path:
     """save_pretrained of a DDPMPipeline (random UNet2DModel of fit-generator's shape + DDPMScheduler)."""
-    from genaug.generate.fit import build_scheduler, build_unet, fit_config, save_model_folder
+    from genaug.fit.run import build_scheduler, build_unet, fit_config, save_model_folder
 
     cfg = fit_config(size=size, widths=list(widths))
     torch.manual_seed(seed)

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from genaug.cli import main as cli_main
-from genaug.generate.fit import fit_generator
+from genaug.fit.run import fit_generator
 from genaug.generate.recipe import resolve_recipe
 from genaug.shards.manifest import write_manifest
 from genaug.shards.writer import commit_shard

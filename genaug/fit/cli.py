@@ -1,4 +1,4 @@
-"""`genaug fit-generator`: the CLI face of genaug.generate.fit.fit_generator()."""
+"""`genaug fit-generator`: the CLI face of genaug.fit.run.fit_generator()."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def register(app: typer.Typer) -> None:
         ckpt_every: int = typer.Option(250, "--ckpt-every", help="Checkpoint every N steps (0: none)."),
         no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
     ) -> None:
-        from genaug.generate.fit import fit_generator
+        from genaug.fit.run import fit_generator
 
         res = fit_generator(
             shards, out, split=split, ckpt_every=ckpt_every, progress=not no_progress, size=size, channels=channels,
