@@ -472,8 +472,7 @@ class TrainLoader:
 
     def _new_epoch(self, epoch: int) -> None:
         self.epoch, self.step, self._pos, self._rng = int(epoch), 0, {}, {}
-        self._seen, self._rest = None, None
-        self.io = dict.fromkeys(IO_FIELDS, 0)
+        self._seen, self._rest = None, None  # (the byte counts start again when the next epoch's first batch does)
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch to iterate next; the current epoch keeps a restored mid-epoch position."""
