@@ -125,11 +125,11 @@ class ShardPrefetcher:
             self.pool = None
 
 
-def shard_bytes(path: Location) -> bytes | None:
-    """A remote shard's bytes through the process's shard cache (--cache-dir of eval and inspect); None otherwise.
+def shard_bytes(path: Location) -> tuple[bytes | None, dict | None]:
+    """(a remote shard's bytes, its stats) through the process's shard cache (--cache-dir of eval and inspect).
 
-    None means: stream it as before (a local file, or no cache set)."""
+    (None, None) means: read it as before (a local file, or no cache set)."""
     from genaug.shards.cache import env_cache
 
     cache = env_cache() if isinstance(path, RemotePath) else None
-    return fetch_now(path.parent, path.name, cache)[0] if cache is not None else None
+    return fetch_now(path.parent, path.name, cache) if cache is not None else (None, None)
