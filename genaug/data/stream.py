@@ -63,7 +63,7 @@ from genaug.data.transforms import ViewsRecipe, eval_view, make_views, parse_vie
 from genaug.shards.layout import IMAGE_FIELDS
 from genaug.shards.manifest import check_column_source, open_gen_split, open_split, read_manifest
 from genaug.shards.reader import iter_shard_raw
-from genaug.shards.scores import raw_fidelity, require_scores, score_source
+from genaug.shards.scores import meta_fidelity, raw_fidelity, require_scores, score_source
 from genaug.shards.storage import Location, file_sha256
 from genaug.shards.writer import is_shard_done, read_stats
 
@@ -138,7 +138,7 @@ def _variants(raw: dict, side: dict | None = None) -> tuple[list[bytes], list[fl
         if isinstance(meta, dict) and meta.get("failed"):
             return [], []
     found = sorted((int(m.group(1)), f) for f in raw if (m := GEN_FIELD.match(f)))
-    doc = raw_fidelity(side if side is not None else raw)
+    doc = raw_fidelity(side) if side is not None else meta_fidelity(meta, raw)
     scores = list(doc["scores"]) if doc is not None else []
     if len(scores) != len(found):
         scores = [None] * len(found)
