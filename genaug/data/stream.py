@@ -74,7 +74,7 @@ from genaug.shards.complete import read_record
 from genaug.shards.layout import IMAGE_FIELDS, verify_command
 from genaug.shards.manifest import check_column_source, open_gen_split, open_split, read_manifest
 from genaug.shards.reader import iter_shard_raw
-from genaug.shards.scores import raw_fidelity, require_scores, score_source
+from genaug.shards.scores import meta_fidelity, raw_fidelity, require_scores, score_source
 from genaug.shards.storage import Location, RemotePath, file_sha256
 from genaug.shards.writer import is_shard_done, read_stats
 
@@ -161,7 +161,7 @@ def _variants(raw: dict, side: dict | None = None) -> tuple[list[bytes], list[fl
         if isinstance(meta, dict) and meta.get("failed"):
             return [], []
     found = sorted((int(m.group(1)), f) for f in raw if (m := GEN_FIELD.match(f)))
-    doc = raw_fidelity(side if side is not None else raw)
+    doc = raw_fidelity(side) if side is not None else meta_fidelity(meta, raw)
     scores = list(doc["scores"]) if doc is not None else []
     if len(scores) != len(found):
         scores = [None] * len(found)

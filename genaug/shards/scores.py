@@ -67,9 +67,11 @@ def sample_fidelity(meta: object) -> dict | None:
 
 def raw_fidelity(raw: dict) -> dict | None:
     """The fidelity doc of a raw sample (its json field as bytes), or None; bad scores are ignored with a warning."""
-    if "json" not in raw:
-        return None
-    meta = sample_json(raw["json"])
+    return meta_fidelity(sample_json(raw["json"]), raw) if "json" in raw else None
+
+
+def meta_fidelity(meta: object, raw: dict) -> dict | None:
+    """The fidelity doc of raw sample `raw` whose json is already decoded as `meta`; bad scores warn (see above)."""
     problem = fidelity_problem(meta)
     if problem:  # one message per shard: Python's default warning filter shows it once per process
         warnings.warn(

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from genaug.core.errors import GenaugError
-from genaug.shards.storage import RemotePath, parse_storage_options, set_storage_options
+from genaug.shards.storage import RemotePath, is_url, parse_storage_options, set_storage_options
 
 #: fsspec options (s3fs, gcsfs, http) that are switches: true or false, nothing else
 BOOL_OPTIONS = ("anon", "use_ssl", "requester_pays", "version_aware", "skip_instance_cache", "use_listings_cache")
@@ -18,6 +18,8 @@ BOOL_OPTIONS = ("anon", "use_ssl", "requester_pays", "version_aware", "skip_inst
 def _is_remote(location: object) -> bool:
     from genaug.shards.layout import resolve_shard_set
 
+    if is_url(str(location)):  # any URL: a scheme genaug cannot open is reported where the set is opened
+        return True
     try:
         return isinstance(resolve_shard_set(location), RemotePath)  # a name under a $GENAUG_SHARDS URL counts
     except GenaugError:
