@@ -121,7 +121,7 @@ def test_two_processes_and_kill_resume_equal_one_run(model, weights, source_set)
     # 1 vs 2 processes: the same bytes
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "genaug",
            *cli_args(model, source_set, weights, f"{model}-duo")]  # fmt: skip
-    res = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=600)
+    res = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]
     assert sum(int(n) for n in re.findall(r"this process made (\d+) shards", res.stdout)) == NUM_SHARDS
     assert tars(source_set, f"{model}-duo") == tars(source_set, ref)
