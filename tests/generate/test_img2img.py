@@ -77,10 +77,20 @@ def same_pixels(a: dict, b: dict) -> None:
     assert max(np.abs(a[x] - b[x]).max() for x in a) <= 4
 
 
+def small_recipe(model: str, folder: Path) -> Path:
+    """The shipped recipe with SMALL applied, as a YAML file: the CLI runs what run() runs in-process."""
+    import yaml
+
+    from genaug.core.recipes import apply_overrides, load_recipe
+
+    path = folder / f"{model}-small.yaml"
+    path.write_text(yaml.safe_dump(apply_overrides(load_recipe("pipelines", model), SMALL[model])))
+    return path
+
+
 def cli_args(model: str, root: Path, w: dict, column: str) -> list[str]:
-    args = ["generate", "--model", model, "--shards", str(root), "--weights", str(w[model]), "--column", column,
-            "--k", str(K), "--batch-size", "4", "--no-progress"]  # fmt: skip
-    return args + (["--steps", "4", "--guidance", "3"] if model == "img2img-sd" else ["--steps", "10"])
+    return ["generate", "--model", str(small_recipe(model, root.parent)), "--shards", str(root), "--weights",
+            str(w[model]), "--column", column, "--k", str(K), "--batch-size", "4", "--no-progress"]  # fmt: skip
 
 
 @pytest.mark.parametrize("model", ["img2img-sd", "img2img-ddpm"])
