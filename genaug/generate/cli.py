@@ -23,7 +23,9 @@ def register(app: typer.Typer) -> None:
     def generate_cmd(
         shards: str = typer.Option(..., "--shards", help="Shard set name (shards/NAME), path or URL (s3://...)."),
         model: str = typer.Option(
-            "tiny", "--model", help="Generation recipe: sd, sd-unclip, icgan, tiny, or a path to a recipe YAML."
+            "tiny",
+            "--model",
+            help="Generation recipe: sd, sd-unclip, icgan, img2img-sd, img2img-ddpm, tiny, or a path to a recipe YAML.",
         ),
         split: str = typer.Option("train", "--split", help="Source split to generate for."),
         weights: str = typer.Option(

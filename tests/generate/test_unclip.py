@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import string
 from pathlib import Path
 
 import numpy as np
@@ -17,23 +16,11 @@ from genaug.generate.models.unclip import UnCLIPGenerator
 from genaug.generate.runner import generate, resolve_recipe
 from genaug.shards.manifest import read_manifest
 from genaug.shards.reader import iter_shard_raw
+from genaug.testing.img2img import write_clip_tokenizer as write_tokenizer
 from genaug.testing.shards import write_synthetic_split
 from genaug.testing.tiny import TINY_DEFAULTS, build_tiny_unclip
 
 TINY = {"dtype": "fp32", "k": 2, "sampling.steps": 2, "sampling.resolution": 32, "output.size": 24}
-
-
-def write_tokenizer(folder: Path) -> Path:
-    """A byte-level BPE CLIP tokenizer over a-z (vocab.json, merges.txt, tokenizer_config.json)."""
-    folder.mkdir(parents=True)
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for c in string.ascii_lowercase + "!":
-        vocab[c] = len(vocab)
-        vocab[c + "</w>"] = len(vocab)
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("#version: 0.2\n")
-    (folder / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 16}))
-    return folder
 
 
 @pytest.fixture(scope="module")
