@@ -45,6 +45,8 @@ def register(app: typer.Typer) -> None:
             print(p)
         for rep in reports:
             status = "ok" if not rep.problems else f"{len(rep.problems)} problem(s)"
+            if rep.record_missing:
+                status += " (no completion record complete.json: `genaug verify --write-records` adds it)"
             print(
                 f"{rep.folder}: {rep.shards} shards, {rep.samples} samples, {rep.failures} recorded failures: {status}",
                 file=sys.stderr,

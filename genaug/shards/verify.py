@@ -33,6 +33,7 @@ class FolderReport:
     notes: list[str] = field(default_factory=list)
     keys: dict[str, list[str]] = field(default_factory=dict)
     record_problems: list[str] = field(default_factory=list)  # about complete.json only (also in problems)
+    record_missing: bool = False  # complete and sound, but without a completion record (written before records)
 
 
 def _required(kind: str, manifest: dict, sample: dict) -> list[str]:
@@ -146,10 +147,7 @@ def _check_record(folder: Location, manifest: dict, seen: dict[str, dict], liste
         if RECORD_NAME in listed:
             rep.record_problems.append(f"{path}: not a valid JSON document: {fix}")
         elif not rep.problems and manifest.get("shards"):
-            rep.notes.append(
-                f"{folder}: no completion record {RECORD_NAME} (the stream opens the folder shard by shard): "
-                "`genaug verify --write-records` adds it"
-            )
+            rep.record_missing = True  # the stream opens it shard by shard; --write-records adds the record
     else:
         why = record_problem(doc, manifest)
         if why is not None:
@@ -173,10 +171,9 @@ def write_records(reports: list[FolderReport]) -> None:
     for rep in reports:
         if rep.problems != rep.record_problems or (isinstance(rep.folder, RemotePath) and not rep.folder.writable):
             continue
-        if rep.record_problems or any(RECORD_NAME in n and "no completion record" in n for n in rep.notes):
+        if rep.record_problems or rep.record_missing:
             if finish_folder(rep.folder) is not None:
-                rep.problems, rep.record_problems = [], []
-                rep.notes = [n for n in rep.notes if "no completion record" not in n]
+                rep.problems, rep.record_problems, rep.record_missing = [], [], False
                 rep.notes.append(f"{rep.folder / RECORD_NAME}: written")
 
 
