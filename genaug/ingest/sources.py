@@ -322,7 +322,7 @@ def enumerate_source(
     """Enumerate a source in a stable order; the layout is guessed when `auto`.
 
     A source that is not a path is a Hugging Face hub name when `layout` is `hf`."""
-    from genaug.ingest.hf import HFOptions, is_hf_source, scan_hf
+    from genaug.ingest.hf import HFOptions, scan_hf
 
     root = Path(source)
     hf = hf or HFOptions()
@@ -348,12 +348,7 @@ def enumerate_source(
         )
     if layout != "wds" and label_key is not None:
         raise GenaugError(f"--label-key reads labels of WebDataset tars, but {root} is read as --layout {layout}")
-    if layout == "hf":
-        if not is_hf_source(root):
-            raise GenaugError(
-                f"{root} is neither a `datasets` save_to_disk folder (dataset_info.json, state.json or "
-                "dataset_dict.json) nor parquet files (--layout hf)"
-            )
+    if layout == "hf":  # a save_to_disk folder, or parquet files at any depth (hf.py says which is missing)
         return scan_hf(str(root), hf, progress, split)
     skipped: list[dict] = []
     if layout == "wds":

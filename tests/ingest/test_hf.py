@@ -167,6 +167,10 @@ def test_string_and_int_label_columns_and_a_dataset_dict(tmp_path):
     man = json.loads((tmp_path / "b" / "val" / "manifest.json").read_text())
     assert man["classes"] is None and man["hf"]["split"] == "test"
     assert [x["cls"] for x in _samples(tmp_path / "b" / "val")] == list(range(n))
+    # parquet deeper than the top of the folder (a hub repository's data/ layout): --layout hf finds it
+    dd["train"].to_parquet(str(tmp_path / "repo" / "data" / "train-00000-of-00001.parquet"))
+    s = _ingest(tmp_path / "repo", tmp_path / "c", layout="hf", hf=_hf(label_column="name"))
+    assert s["images_written"] == n and s["classes"] == 4
 
 
 def _one_line(argv, capsys):
@@ -194,6 +198,9 @@ def test_bad_input_is_one_line_naming_the_flag(hf_sources, tmp_path, capsys):
     assert "--hf-split" in err
     err = _one_line([*base, str(root / "saved"), "--label-key", "json.label"], capsys)
     assert "--label-key" in err
+    (tmp_path / "empty").mkdir()
+    err = _one_line([*base, str(tmp_path / "empty"), "--layout", "hf"], capsys)
+    assert "holds no .parquet files and is not a `datasets` save_to_disk folder (--layout hf)" in err
 
 
 def test_missing_datasets_package_is_one_line(hf_sources, tmp_path, capsys, monkeypatch):
