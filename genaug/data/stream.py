@@ -42,9 +42,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import json
 import random
-import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -59,15 +57,18 @@ from genaug.data.color import apply_color_stage, normalize
 from genaug.data.decode import CorruptImage
 from genaug.data.mixing import MixPolicy
 from genaug.data.prefetch import ShardPrefetcher, fetch_now
+from genaug.data.ranges import ColumnsRead, read_columns, resolve_range_reads, variant_fields, variant_scores
 from genaug.data.transforms import ViewsRecipe, eval_view, make_views, parse_views
 from genaug.shards.layout import IMAGE_FIELDS
 from genaug.shards.manifest import open_gen_split, open_split, read_manifest
 from genaug.shards.reader import iter_shard_raw
-from genaug.shards.scores import raw_fidelity, require_scores, sample_fidelity, score_source
-from genaug.shards.storage import Location, file_sha256
+from genaug.shards.scores import require_scores, score_source
+from genaug.shards.storage import Location, RemotePath, file_sha256
 from genaug.shards.writer import is_shard_done, read_stats
 
-GEN_FIELD = re.compile(r"^gen_(\d+)\.(jpg|jpeg|png|webp)$")
+#: per-batch I/O counts a worker reports: bytes read from the store, image bytes the views used, bytes served by a
+#: local shard cache (none without one), and column shards read whole because their index failed
+IO_COUNTS = ("bytes_fetched", "bytes_used", "bytes_from_cache", "index_fallback")
 
 
 class MisalignedColumn(GenaugError):
@@ -130,20 +131,8 @@ def open_columns(
 
 def _variants(raw: dict, side: dict | None = None) -> tuple[list[bytes], list[float | None]]:
     """The variants of a generated sample and their fidelity scores (from `side`, a score sample, or inline)."""
-    meta = {}
-    if "json" in raw:
-        try:
-            meta = json.loads(raw["json"].decode("utf-8"))
-        except (ValueError, UnicodeDecodeError):
-            meta = {}
-        if isinstance(meta, dict) and meta.get("failed"):
-            return [], []
-    found = sorted((int(m.group(1)), f) for f in raw if (m := GEN_FIELD.match(f)))
-    doc = raw_fidelity(side) if side is not None else sample_fidelity(meta)
-    scores = list(doc["scores"]) if doc is not None else []
-    if len(scores) != len(found):
-        scores = [None] * len(found)
-    return [raw[f] for _, f in found], scores
+    fields = variant_fields(raw)
+    return [raw[f] for f in fields], variant_scores(raw, fields, side)
 
 
 def _label(raw: dict) -> int:
@@ -165,32 +154,58 @@ def shard_intact(folder: Location, name: str, data: bytes | None = None, stats: 
     return got == want
 
 
-def _checked(folder: Location, name: str, fetch: Callable) -> tuple[bytes | None, bool]:
+def _checked(folder: Location, name: str, fetch: Callable, counter: dict | None = None) -> tuple[bytes | None, bool]:
     """(the shard's bytes when remote, whether they match its recorded checksum); a missing shard is a GenaugError."""
     try:
         data, stats = fetch(folder, name)
+        if counter is not None:  # a local shard is read whole too (hashed, then streamed from the page cache)
+            got = len(data) if data is not None else int((stats or {}).get("bytes") or 0)
+            counter["bytes_fetched"] = counter.get("bytes_fetched", 0) + got
         return data, shard_intact(folder, name, data, stats)
     except FileNotFoundError:
         raise GenaugError(f"shard {folder / name} is missing: run `genaug verify` on its shard set") from None
 
 
-def zip_shard(cols: Columns, name: str, counter: dict | None = None, fetch: Callable = fetch_now):
+def zip_shard(
+    cols: Columns,
+    name: str,
+    counter: dict | None = None,
+    fetch: Callable = fetch_now,
+    read_cols: Callable[[str], ColumnsRead] | None = None,
+):
     """Samples of one source shard zipped with its generated columns: key, image, label, variants (raw bytes).
 
-    A remote shard's bytes come from `fetch(folder, name)` (a ShardPrefetcher's read-ahead, or fetched now).
+    A remote shard's bytes come from `fetch(folder, name)` (a ShardPrefetcher's read-ahead, or fetched now). With
+    `read_cols` the generated columns come from it instead (genaug.data.ranges: range reads; a variant no view
+    uses is None), and bytes fetched and index fallbacks are counted in counter["bytes_fetched"/"index_fallback"].
 
     Each shard is checked against its recorded checksum when it is opened: a damaged source shard is an error
     (the caller skips it), a damaged generated shard is left out (its samples use the source images only) with a
     warning, and every sample served that way is counted in counter["gen_fallback"]."""
-    src_data, ok = _checked(cols.source, name, fetch)
+    src_data, ok = _checked(cols.source, name, fetch, counter)
     if not ok:
         raise GenaugError(
             f"source shard {cols.source / name} does not match its recorded checksum: run `genaug verify`"
         )
     gens, gen_data = [], []
+    side_of = dict(zip(cols.gens, cols.scores or (None,) * len(cols.gens), strict=True))
+    if read_cols is not None:
+        got = read_cols(name)
+        for w in got.warnings:
+            warnings.warn(w, stacklevel=2)
+        if counter is not None:
+            counter["bytes_fetched"] = counter.get("bytes_fetched", 0) + got.fetched
+            counter["index_fallback"] = counter.get("index_fallback", 0) + got.fallbacks
+        gens = [g for g, r in zip(cols.gens, got.rows, strict=True) if r is not None]
+        its = [iter(r) for r in got.rows if r is not None]
+        side_its = [
+            _side_rows(got.sides[c], side_of[g], name) for c, g in enumerate(cols.gens) if got.rows[c] is not None
+        ]
+        yield from _zipped(cols, name, counter, src_data, gens, its, side_its)
+        return
     for g in cols.gens:
         try:
-            data, ok = _checked(g, name, fetch)
+            data, ok = _checked(g, name, fetch, counter)
         except GenaugError as e:  # gone or unreadable since the loader opened: like a damaged one
             data, ok = None, False
             warnings.warn(f"genaug: {e}", stacklevel=2)
@@ -203,12 +218,24 @@ def zip_shard(cols: Columns, name: str, counter: dict | None = None, fetch: Call
                 "used (source images only); regenerate it (`genaug verify` lists the damaged shards)",
                 stacklevel=2,
             )
+    its = [iter_shard_raw(g / name, d) for g, d in zip(gens, gen_data, strict=True)]
+    side_its = [iter_shard_raw(side_of[g] / name) if side_of[g] is not None else None for g in gens]
+    yield from _zipped(cols, name, counter, src_data, gens, its, side_its)
+
+
+def _side_rows(rows: list[dict] | None, side: Location | None, name: str):
+    """The score-column samples of shard `name`: those already read, else streamed from `side` (None: no column)."""
+    if rows is not None:
+        return iter(rows)
+    return iter_shard_raw(side / name) if side is not None else None
+
+
+def _zipped(cols: Columns, name: str, counter: dict | None, src_data, gens: list, gen_its: list, side_its: list):
+    """The source shard's samples zipped with the column samples of `gen_its`, alignment checked (see zip_shard)."""
     fallback = len(gens) < len(cols.gens)
     side_of = dict(zip(cols.gens, cols.scores or (None,) * len(cols.gens), strict=True))
-    its = [iter_shard_raw(cols.source / name, src_data)]
-    its += [iter_shard_raw(g / name, d) for g, d in zip(gens, gen_data, strict=True)]
     sides = [side_of[g] for g in gens]
-    side_its = [iter_shard_raw(d / name) if d is not None else None for d in sides]
+    its = [iter_shard_raw(cols.source / name, src_data), *gen_its]
     for rows in itertools.zip_longest(*its):
         side_rows = [next(it, None) if it is not None else None for it in side_its]
         src = rows[0]
@@ -245,9 +272,9 @@ def zip_shard(cols: Columns, name: str, counter: dict | None = None, fetch: Call
         yield {"key": src["__key__"], "image": image, "label": _label(src), "variants": variants, "scores": scores}
 
 
-def _safe_shard(cols: Columns, name: str, counter: dict, fetch: Callable = fetch_now):
+def _safe_shard(cols: Columns, name: str, counter: dict, fetch: Callable = fetch_now, read_cols=None):
     try:
-        yield from zip_shard(cols, name, counter, fetch)
+        yield from zip_shard(cols, name, counter, fetch, read_cols)
     except MisalignedColumn:
         raise
     except GenaugError as e:  # an unreadable tar: skip the rest of it, keep the epoch going
@@ -259,9 +286,23 @@ class _TrainStream(IterableDataset):
     """Per-worker stream of ready batches (uint8 views); see the module docstring."""
 
     def __init__(
-        self, cols, policy, recipe, batch_size, num_workers, seed, rank, world_size, steps, buffer, gpu, read_ahead=1
+        self,
+        cols,
+        policy,
+        recipe,
+        batch_size,
+        num_workers,
+        seed,
+        rank,
+        world_size,
+        steps,
+        buffer,
+        gpu,
+        read_ahead=1,
+        ranged=(),
     ):
         self.cols, self.policy, self.recipe, self.read_ahead = cols, policy, recipe, int(read_ahead)
+        self.ranged = tuple(ranged) or (False,) * len(cols.gens)  # per column: read by ranges (genaug.data.ranges)
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
         self.rank, self.world_size, self.steps, self.buffer, self.gpu = rank, world_size, steps, buffer, gpu
         self.epoch = 0
@@ -270,14 +311,40 @@ class _TrainStream(IterableDataset):
 
     def _raw(self, mine: list[str], rng: np.random.Generator, counter: dict):
         passes = 0
+        count = dict(zip(self.cols.shards, self.cols.counts, strict=True))
+        nv = self.recipe.n_views
         while True:
             order = mine if passes == 0 else [mine[i] for i in rng.permutation(len(mine))]
+            # the mixing uniforms and transform seeds of every sample of the pass, drawn before any shard is read,
+            # so range reads know which variants each shard's views take (genaug.data.ranges); one block per pass
+            first = dict(zip(order, np.cumsum([0] + [count[m] for m in order[:-1]]).tolist(), strict=True))
+            total = sum(count[m] for m in order)
+            draws, seeds = rng.random((total, 2 * nv)), rng.integers(2**63, size=total)
             n, buf = 0, []
-            pre = ShardPrefetcher([self.cols.source, *self.cols.gens], order, self.read_ahead)
+            read_cols = None
+            if any(self.ranged):
+
+                def read_cols(name, first=first, draws=draws):
+                    rows = draws[first[name] : first[name] + count[name]]
+                    return read_columns(self.cols, name, rows, self.policy, nv, self.ranged)
+
+            remote = read_cols is not None and any(isinstance(g, RemotePath) for g in self.cols.gens)
+            folders = [self.cols.source] if read_cols is not None else [self.cols.source, *self.cols.gens]
+            pre = ShardPrefetcher(folders, order, self.read_ahead, read_cols if remote else None)
             try:
                 for i, name in enumerate(order):
                     pre.start(i)
-                    for s in _safe_shard(self.cols, name, counter, pre.fetch):
+                    got = pre.columns if remote else read_cols
+                    for r, s in enumerate(_safe_shard(self.cols, name, counter, pre.fetch, got)):
+                        if r >= count[name]:
+                            counter["bad_shards"] += 1
+                            warnings.warn(
+                                f"genaug: shard {self.cols.source / name} holds more samples than its stats say: "
+                                "skipping the rest of it; run `genaug verify`",
+                                stacklevel=2,
+                            )
+                            break
+                        s["u"], s["tseed"] = draws[first[name] + r], int(seeds[first[name] + r])
                         n += 1
                         if len(buf) < self.buffer:
                             buf.append(s)
@@ -313,8 +380,7 @@ class _TrainStream(IterableDataset):
         stream = self._raw(mine, rng, counter)
         while quota > 0:
             s = next(stream)
-            u = rng.random(2 * nv)
-            tseed = int(rng.integers(2**63))
+            u, tseed = s["u"], s["tseed"]
             pos += 1
             if pos <= skip:
                 if pos == skip and "rng" in self.resume and logical in self.resume["rng"]:
@@ -330,6 +396,10 @@ class _TrainStream(IterableDataset):
                 if self.policy.min_score is not None and not self.policy.usable(n_var, s["scores"]):
                     counter["gen_filtered"] = counter.get("gen_filtered", 0) + 1  # none left: source image only
             sources = self.policy.decide(u, nv, n_var, s["scores"])
+            used = [s["image"], *(s["variants"][j - 1] for j in set(sources) if j > 0)]
+            if any(b is None for b in used[1:]):  # a range read left out a variant a view takes: a bug, never used
+                raise RuntimeError(f"sample {s['key']}: a variant its views use was not read")
+            counter["bytes_used"] = counter.get("bytes_used", 0) + sum(len(b) for b in used if b is not None)
             try:
                 if s["image"] is None:
                     raise CorruptImage("sample has no image field")
@@ -344,7 +414,7 @@ class _TrainStream(IterableDataset):
                 fallback = counter.get("gen_fallback", 0) - fb_seen
                 fb_seen += fallback
                 out = self._collate(batch, logical, pos, rng.bit_generator.state, skipped, fallback)
-                for name in ("gen_seen", "gen_filtered"):  # counts since the last batch of this worker
+                for name in ("gen_seen", "gen_filtered", *IO_COUNTS):  # counts since the last batch of this worker
                     out["_meta"][name] = counter.pop(name, 0)
                 yield out
                 batch, skipped = [], 0
@@ -403,6 +473,8 @@ class TrainLoader:
         self.gen_fallback = 0  # samples read from shards whose generated column failed its checksum
         self.gen_seen = 0  # samples with generated variants served so far
         self.gen_filtered = 0  # of those, samples none of whose variants passed --gen-min-score (source only)
+        self.io = dict.fromkeys(IO_COUNTS, 0)  # this epoch's I/O counts (see IO_COUNTS), summed over workers
+        self.last_io = dict(self.io)  # those of the last finished epoch
         self._pos: dict[int, int] = {}
         self._rng: dict[int, dict] = {}
 
@@ -413,6 +485,7 @@ class TrainLoader:
         """Select the epoch to iterate next; the current epoch keeps a restored mid-epoch position."""
         if epoch != self.epoch:
             self.epoch, self.step, self._pos, self._rng = int(epoch), 0, {}, {}
+            self.io = dict.fromkeys(IO_COUNTS, 0)
 
     def state_dict(self) -> dict:
         """Epoch, step within it, per-worker stream positions and RNG states, settings that must match."""
@@ -426,6 +499,7 @@ class TrainLoader:
             "gen_fallback": self.gen_fallback,
             "gen_seen": self.gen_seen,
             "gen_filtered": self.gen_filtered,
+            "io": dict(self.io),
             "seed": s.seed,
             "rank": s.rank,
             "world_size": s.world_size,
@@ -449,6 +523,7 @@ class TrainLoader:
         self.epoch, self.step, self.skipped = int(sd["epoch"]), int(sd["step"]), int(sd.get("skipped", 0))
         self.gen_fallback = int(sd.get("gen_fallback", 0))
         self.gen_seen, self.gen_filtered = int(sd.get("gen_seen", 0)), int(sd.get("gen_filtered", 0))
+        self.io = {**dict.fromkeys(IO_COUNTS, 0), **{k: int(v) for k, v in (sd.get("io") or {}).items()}}
         self._pos = {int(k): int(v) for k, v in sd.get("pos", {}).items()}
         self._rng = {int(k): v for k, v in sd.get("rng", {}).items()}
 
@@ -465,6 +540,8 @@ class TrainLoader:
         self.gen_fallback += meta.get("gen_fallback", 0)
         self.gen_seen += meta.get("gen_seen", 0)
         self.gen_filtered += meta.get("gen_filtered", 0)
+        for name in IO_COUNTS:
+            self.io[name] += int(meta.get(name, 0))
         params = b.pop("params")
         r = self.stream.recipe
         views = []
@@ -499,6 +576,8 @@ class TrainLoader:
             yield out
         if self.step >= self.steps_per_epoch:
             self.epoch, self.step, self._pos, self._rng = self.epoch + 1, 0, {}, {}
+            self.last_io = dict(self.io)  # the finished epoch's I/O counts
+            self.io = dict.fromkeys(IO_COUNTS, 0)
 
 
 def _dist(rank, world_size) -> tuple[int, int]:
@@ -530,8 +609,12 @@ def build_train_loader(
     gen_min_score: float | None = None,
     gen_weighting: str = "uniform",
     read_ahead: int = 1,
+    range_reads: str = "auto",
 ) -> TrainLoader:
-    """The training loader of one rank (see the module docstring; fidelity filtering and weighting in mixing)."""
+    """The training loader of one rank (see the module docstring; fidelity filtering and weighting in mixing).
+
+    `range_reads` (auto, on, off): read generated columns by byte ranges of the variants the views use
+    (genaug.data.ranges; auto: columns in an object store, see resolve_range_reads)."""
     if augment_device is not None:  # gpu_augment=True defers to any device (CPU too: tests, benchmarks)
         gpu_augment = resolve_augment_device(augment_device, device)
     if pin_memory is None:  # pinned host memory only pays for a copy to a CUDA device
@@ -573,6 +656,7 @@ def build_train_loader(
         max(1, shuffle_buffer),
         gpu_augment,
         read_ahead=max(0, int(read_ahead)),
+        ranged=[resolve_range_reads(range_reads, g) for g in (cols.gens or (cols.source,))][: len(cols.gens)],
     )
     stream.epoch = int(epoch)
     loader = TrainLoader(stream, device=device, pin_memory=pin_memory)
