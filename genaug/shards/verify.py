@@ -8,6 +8,7 @@ import json
 from dataclasses import dataclass, field
 
 from genaug.core.errors import GenaugError
+from genaug.shards.index import IndexMismatch, check_index, read_index
 from genaug.shards.layout import SHARD_RE, ShardSet, check_key
 from genaug.shards.manifest import read_manifest
 from genaug.shards.reader import is_image_field
@@ -84,6 +85,7 @@ def verify_folder(folder: Location, check_sha: bool = True) -> FolderReport:
         if check_sha and hashlib.sha256(data).hexdigest() != stats.get("sha256"):
             rep.problems.append(f"{tar}: sha256 differs from its stats: the file changed after commit")
             continue
+        _check_index(rep, folder, index, stats, data, kind)
         keys: list[str] = []
         try:
             for sample in read_samples(io.BytesIO(data)):
@@ -113,6 +115,24 @@ def verify_folder(folder: Location, check_sha: bool = True) -> FolderReport:
         rep.samples += len(keys)
         rep.failures += nfail
     return rep
+
+
+def _check_index(rep: FolderReport, folder: Location, index: int, stats: dict, data: bytes, kind: str) -> None:
+    """Check the member index its stats record against the tar's bytes (offsets, sizes, CRC-32 of every member)."""
+    if "index" not in stats:
+        if kind == "generated":
+            rep.notes.append(
+                f"{folder / stats.get('shard', '')}: no member index (written before indexes): the stream reads it "
+                "whole; `genaug index --shards SET --gen NAME` adds one"
+            )
+        return
+    try:
+        doc, _ = read_index(folder, index, stats)
+    except IndexMismatch as e:
+        rep.problems.append(f"{e}: rebuild it with `genaug index`")
+        return
+    for p in check_index(doc, data, stats):
+        rep.problems.append(f"{folder / stats.get('index', {}).get('name', '')}: {p}: rebuild it with `genaug index`")
 
 
 def verify_set(shards: str, check_sha: bool = True) -> tuple[list[FolderReport], list[str]]:

@@ -44,6 +44,7 @@ class Data:
     mix_views: Literal["each", "second"] = "each"
     shuffle_buffer: int = bounded(1000, 1)
     read_ahead: int = bounded(1, 0, 16)  # remote shards fetched ahead per worker while one is decoded (0: none)
+    range_reads: Literal["auto", "on", "off"] = "auto"  # fetch only the variants views use (auto: object stores)
     image_size: int | None = bounded(None, 1)  # filled in from views.size
     gen_min_score: float | None = bounded(None, -1.0, 1.0)  # draw only variants scoring at least this (fidelity)
     gen_weighting: Literal["uniform", "score"] = "uniform"  # draw variant k uniformly or in proportion to its score

@@ -200,6 +200,7 @@ def _loader(recipe: dict, acc):
         world_size=acc.num_processes,
         shuffle_buffer=int(data.get("shuffle_buffer", 1000)),
         read_ahead=int(data.get("read_ahead", 1)),
+        range_reads=str(data.get("range_reads") or "auto"),
         gen_min_score=data.get("gen_min_score"),
         gen_weighting=data.get("gen_weighting") or "uniform",
     )

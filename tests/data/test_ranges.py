@@ -185,3 +185,53 @@ def test_the_index_records_every_member_and_commits_before_the_stats(local_set):
     name, off, size, _ = doc["members"][0]
     first = next(iter_shard_raw(col / "000000.tar"))
     assert name == f"{first['__key__']}.gen_0.jpg" and data[off : off + size] == first["gen_0.jpg"]
+
+
+def test_verify_catches_an_index_that_disagrees_with_its_tar(local_set, tmp_path):
+    from genaug.shards.verify import verify_set
+
+    root = _copy(local_set, tmp_path / "set")
+    col = root / "gen" / "g" / "train"
+    assert verify_set(str(root))[1] == []
+    doc = build_index((col / "000003.tar").read_bytes(), "000003.tar")
+    doc["members"][5][3] ^= 1  # one member's checksum
+    doc["members"][7][1] += 512  # another member's offset
+    stats = read_stats(col, 3)
+    stats["index"] = write_index(col, 3, doc)  # consistent with the stats: only the tar can tell it is wrong
+    (col / "000003.json").write_text(json.dumps(stats))
+    (col / index_name(1)).write_bytes(b"{}")  # damaged after commit
+    problems = verify_set(str(root))[1]
+    said = "\n".join(problems)
+    assert len(problems) == 3, said
+    assert f"member {doc['members'][5][0]}: checksum" in said and f"member {doc['members'][7][0]}: offset" in said
+    assert f"{index_name(1)} does not match the size and sha256" in said
+
+
+def _index_killed_at(root: Path, fault: str) -> int:
+    """Run the indexing in a child process that the fault point kills with SIGKILL; its return code."""
+    import os
+    import subprocess
+    import sys
+
+    code = f"from genaug.shards.indexing import index_column; index_column({str(root)!r}, 'old')"
+    env = {**os.environ, "GENAUG_FAULT": fault}
+    return subprocess.run([sys.executable, "-c", code], env=env, timeout=300).returncode
+
+
+def test_genaug_index_adds_an_index_to_an_old_column_and_resumes_after_a_kill(local_set, tmp_path, capsys):
+    from genaug.cli import main
+    from genaug.shards.verify import verify_set
+
+    root = _copy(local_set, tmp_path / "set")
+    col = write_noise_column(root, "old", 4, with_index=False)
+    ref, _ = _run(str(root), gens=("old",), mode="off")
+    assert _index_killed_at(root, "index-sidecar-written:2") == -9
+    assert [("index" in read_stats(col, i)) for i in range(4)] == [True, True, False, False]
+    assert (col / index_name(2)).exists()  # written, not yet recorded by the stats: not taken for done
+    argv = ["index", "--shards", str(root), "--gen", "old"]
+    assert main(argv) == 0 and "2 shards indexed, 2 already indexed" in capsys.readouterr().err
+    assert main(argv) == 0 and "0 shards indexed, 4 already indexed" in capsys.readouterr().err  # nothing left
+    assert verify_set(str(root))[1] == []
+    got, loader = _run(str(root), gens=("old",), mode="on")
+    _, whole = _run(str(root), gens=("old",), mode="off")
+    assert got == ref and loader.last_io["bytes_fetched"] < whole.last_io["bytes_fetched"]
