@@ -70,14 +70,15 @@ def variant_scores(raw: dict, fields: list[str], side: dict | None) -> list[floa
 def resolve_range_reads(mode: str, folder: Location, cached: bool = False) -> bool:
     """Whether the stream reads `folder`'s column shards by ranges: `on`/`off`, or `auto` (see docs/design.md).
 
-    auto: a column in an object store is read by ranges unless a local shard cache is configured (`cached`: whole
-    shards then go through the cache, and later epochs read them locally); a local column is read whole (measured:
-    scripts/bench_stream.py, BENCHMARKS.md)."""
+    auto: a column in an object store (s3://, gs://) is read by ranges unless a local shard cache is configured
+    (`cached`: whole shards then go through the cache, and later epochs read them locally); a local column is read
+    whole (measured: scripts/bench_stream.py --remote --ranges, BENCHMARKS.md); an https:// column is read whole
+    (a static host may ignore Range requests: `on` when it serves them)."""
     if mode not in RANGE_MODES:
         raise GenaugError(f"data.range_reads must be one of {', '.join(RANGE_MODES)}, got {mode!r}")
     if mode != "auto":
         return mode == "on"
-    return isinstance(folder, RemotePath) and not cached
+    return isinstance(folder, RemotePath) and folder.writable and not cached
 
 
 @dataclass

@@ -30,7 +30,9 @@ def _noise_jpeg(rng: np.random.Generator, size: int) -> bytes:
 
 
 def write_noise_column(root: Path, name: str, k: int, failed=(), with_index=True, split="train") -> Path:
-    """A generated column in generate's sample format whose variants are textured (realistic sizes, not flat)."""
+    """A generated column in generate's sample format whose variants are textured (realistic sizes, not flat).
+
+    Samples in `failed` say so in their json but keep variant members (an older or foreign writer's leftovers)."""
     src, dst = root / split, root / "gen" / name / split
     dst.mkdir(parents=True, exist_ok=True)
     man = read_manifest(src)
@@ -43,11 +45,11 @@ def write_noise_column(root: Path, name: str, k: int, failed=(), with_index=True
         for raw in iter_shard_raw(src / sname):
             key = raw["__key__"]
             doc = {"seeds": list(range(k)), "recipe_hash": name, "failed": "boom" if key in failed else None}
-            s = {"__key__": key, "json": json.dumps(doc, sort_keys=True)}
             if key not in failed:
                 doc["black"] = []
-                s = {"__key__": key, "json": json.dumps(doc, sort_keys=True)}
-                s.update({f"gen_{j}.jpg": _noise_jpeg(rng, 128) for j in range(k)})
+            s = {"__key__": key, "json": json.dumps(doc, sort_keys=True)}
+            # a failed sample keeps its variants here: its json, not their absence, says none may be used
+            s.update({f"gen_{j}.jpg": _noise_jpeg(rng, 128) for j in range(k)})
             samples.append(s)
         commit_shard(dst, int(sname[:6]), samples, with_index=with_index)
     return dst
@@ -55,11 +57,11 @@ def write_noise_column(root: Path, name: str, k: int, failed=(), with_index=True
 
 @pytest.fixture(scope="module")
 def local_set(tmp_path_factory):
-    """Split `train` (4 shards x 8 images of 192 px); columns g (K = 10, 128 px) and h (K = 3, one failed)."""
+    """Split `train` (4 shards x 8 images of 192 px); columns g (K = 10, 128 px) and h (K = 3, 11 failed)."""
     root = tmp_path_factory.mktemp("ranges") / "set"
     write_synthetic_split(root, "train", num_shards=4, per_shard=8, size=192, seed=3, quality=95)
     write_noise_column(root, "g", 10)
-    write_noise_column(root, "h", 3, failed=("s000001r000002",))
+    write_noise_column(root, "h", 3, failed=tuple(f"s{i // 8:06d}r{i % 8:06d}" for i in range(0, 32, 3)))
     return root
 
 

@@ -99,7 +99,7 @@ def check_column(root: Path, column: str, reference: list[bytes]) -> None:
         src = [s["__key__"] for s in iter_shard_raw(root / "train" / f"{i:06d}.tar")]
         assert keys == src
     assert sorted(p.name for p in folder.iterdir()) == sorted(
-        [".leases", "manifest.json"] + [f"{i:06d}.{e}" for i in range(NUM_SHARDS) for e in ("tar", "json")]
+        [".leases", "manifest.json"] + [f"{i:06d}.{e}" for i in range(NUM_SHARDS) for e in ("tar", "json", "idx.json")]
     )
     assert not list((folder / ".leases").iterdir())
     _, problems = verify_set(str(root))
