@@ -237,3 +237,23 @@ def test_genaug_index_adds_an_index_to_an_old_column_and_resumes_after_a_kill(lo
     got, loader = _run(str(root), gens=("old",), mode="on")
     _, whole = _run(str(root), gens=("old",), mode="off")
     assert got == ref and loader.last_io["bytes_fetched"] < whole.last_io["bytes_fetched"]
+
+
+def test_genaug_index_works_on_a_bucket(local_set, s3, tmp_path):
+    from genaug.shards.indexing import index_column
+
+    root = _copy(local_set, tmp_path / "set")
+    write_noise_column(root, "old", 2, with_index=False)
+    as_location(f"s3://{s3}").fs.put(str(root / "gen" / "old"), f"{s3}/set/gen/old", recursive=True)
+    as_location(f"s3://{s3}").fs.put(str(root / "train"), f"{s3}/set/train", recursive=True)
+    url = f"s3://{s3}/set"
+    assert [len(r.indexed) for r in index_column(url, "old")] == [4]
+    assert [r.skipped for r in index_column(url, "old")] == [4]
+    col = as_location(url) / "gen" / "old" / "train"
+    from genaug.shards.verify import verify_folder
+
+    rep = verify_folder(col)
+    assert rep.problems == [] and rep.notes == [] and rep.shards == 4  # indexed (no "no member index" note), intact
+    ref, _ = _run(str(root), gens=("old",), mode="off")
+    got, loader = _run(url, gens=("old",), mode="auto")  # a bucket: ranges by default
+    assert got == ref and loader.last_io["index_fallback"] == 0 and "index" in read_stats(col, 3)
