@@ -298,7 +298,7 @@ def remote_compare(
             for name, shards, ahead in variants:
                 loader = build_train_loader(
                     shards, "train", ["bench"], p=P, views_recipe=recipe, batch_size=batch, num_workers=workers,
-                    seed=rep, shuffle_buffer=16, read_ahead=ahead,
+                    seed=rep, shuffle_buffer=16, read_ahead=ahead, range_reads="off",  # whole shards; see --ranges
                 )  # fmt: skip
                 res[name].append(epoch_rate(loader))  # a buffer smaller than a shard: fetches fall inside the epoch
             print(f"  repeat {rep}: " + ", ".join(f"{k} {v[-1]:.1f}" for k, v in res.items()), flush=True)
