@@ -257,3 +257,22 @@ def test_genaug_index_works_on_a_bucket(local_set, s3, tmp_path):
     ref, _ = _run(str(root), gens=("old",), mode="off")
     got, loader = _run(url, gens=("old",), mode="auto")  # a bucket: ranges by default
     assert got == ref and loader.last_io["index_fallback"] == 0 and "index" in read_stats(col, 3)
+
+
+def test_a_writer_killed_after_the_index_leaves_nothing_taken_for_done(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from genaug.shards.writer import cleanup_shard, is_shard_done
+
+    code = (
+        "from genaug.shards.writer import commit_shard; "
+        f"commit_shard({str(tmp_path)!r}, 0, [{{'__key__': 'a', 'json': '{{}}', 'gen_0.jpg': b'x'}}], with_index=True)"
+    )
+    env = {**os.environ, "GENAUG_FAULT": "index-written:0"}
+    assert subprocess.run([sys.executable, "-c", code], env=env, timeout=120).returncode == -9
+    assert (tmp_path / index_name(0)).exists() and not (tmp_path / "000000.json").exists()
+    assert not is_shard_done(tmp_path, 0)
+    assert {p.name for p in cleanup_shard(tmp_path, 0)} == {"000000.tar", index_name(0)}
+    assert list(tmp_path.iterdir()) == []
