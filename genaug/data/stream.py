@@ -32,12 +32,14 @@ its rank's epoch (the DataLoader's round robin), re-reading its shards (reshuffl
 yields the same number of batches. Each worker reads source and generated tars in lockstep (equal keys asserted),
 shuffles within a buffer (remote shards of a pass are fetched `read_ahead` shards ahead, genaug.data.prefetch,
 which changes timing only), and for each sample draws the mixing uniforms and a transform seed from one numpy RNG
-seeded with (seed, epoch, rank, worker): those of a whole pass in one block when the pass starts, before any of its
-shards is read, so generated columns can be read by byte ranges of the variants the views take (genaug.data.ranges,
-`range_reads`) with the same draws as whole-shard reads. Batches are formed in the workers; the loader records, for each worker,
+seeded with (seed, epoch, rank, worker). Batches are formed in the workers; the loader records, for each worker,
 how many samples it had read and its RNG state at its last delivered batch. Restoring replays each worker's reads
 and draws up to that position without decoding (cheap), checks the RNG state matches, and goes on: the batches
 after a restore equal those of the uninterrupted run.
+
+The draws of a whole pass are made in one block when the pass starts, before any of its shards is read, so the
+generated columns can be read by byte ranges of the variants the views take (genaug.data.ranges, `range_reads`)
+with the same draws, hence the same batches, as whole-shard reads.
 """
 
 from __future__ import annotations
