@@ -276,3 +276,17 @@ def test_a_writer_killed_after_the_index_leaves_nothing_taken_for_done(tmp_path)
     assert not is_shard_done(tmp_path, 0)
     assert {p.name for p in cleanup_shard(tmp_path, 0)} == {"000000.tar", index_name(0)}
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_mid_epoch_restore_with_range_reads_continues_the_same_batches(local_set):
+    full, _ = _run(str(local_set), gens=("g", "h"), mode="on")
+    kw = dict(gen_columns=["g", "h"], p=0.5, batch_size=8, num_workers=0, seed=4, range_reads="on")
+    first = build_train_loader(str(local_set), **kw)
+    it = iter(first)
+    next(it)
+    next(it)
+    state = first.state_dict()
+    again = build_train_loader(str(local_set), **kw)
+    again.load_state_dict(state)
+    rest = [(b["key"], b["replaced"].tolist(), [round(v.double().sum().item(), 4) for v in b["views"]]) for b in again]
+    assert rest == full[2:]
