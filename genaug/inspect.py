@@ -44,7 +44,7 @@ def open_column(shards: str | os.PathLike, gen: str | None, split: str) -> tuple
 
 def _read_shard(folder: Path, index: int) -> dict[str, dict]:
     path = as_location(folder) / shard_name(index)
-    return {s["__key__"]: s for s in iter_checked_shard(folder, index, shard_bytes(path))}  # via --cache-dir if set
+    return {s["__key__"]: s for s in iter_checked_shard(folder, index, *shard_bytes(path))}  # via --cache-dir if set
 
 
 def _pick_keys(src: Path, keys: Sequence[str] | None, n: int, seed: int) -> list[str]:

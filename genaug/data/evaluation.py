@@ -68,7 +68,7 @@ def iter_encoded(folder: Path, shard_ids: list[int] | None = None) -> Iterator[t
 
     Each shard is checked against its recorded sha256 first (a damaged or swapped shard is a GenaugError)."""
     for i in shard_ids if shard_ids is not None else list_shards(folder):
-        for raw in iter_checked_shard(folder, i, shard_bytes(as_location(folder) / shard_name(i))):
+        for raw in iter_checked_shard(folder, i, *shard_bytes(as_location(folder) / shard_name(i))):
             field_ = _image_field(raw)
             if field_ is None:
                 continue

@@ -66,12 +66,14 @@ def iter_shard_raw(path: Location, data: bytes | None = None) -> Iterator[dict]:
         raise GenaugError(f"shard {path} is unreadable ({type(e).__name__}: {e}): run {verify_command(path)}") from None
 
 
-def iter_checked_shard(folder: Location, index: int, data: bytes | None = None) -> Iterator[dict]:
+def iter_checked_shard(
+    folder: Location, index: int, data: bytes | None = None, stats: dict | None = None
+) -> Iterator[dict]:
     """Raw samples of shard `index` of `folder` after its bytes are checked against the sha256 its stats recorded.
 
     The check `verify` and the training stream make, for readers that show or count samples (eval, inspect): a
     shard without valid stats (not complete) or whose bytes changed after commit is a GenaugError naming it.
-    `data`: the shard's bytes when the caller already has them (e.g. through the shard cache)."""
+    `data`, `stats`: the shard's bytes and stats when the caller already has them (e.g. through the shard cache)."""
     import hashlib
 
     from genaug.shards.layout import shard_name
@@ -80,7 +82,7 @@ def iter_checked_shard(folder: Location, index: int, data: bytes | None = None) 
 
     folder = as_location(folder)
     path = folder / shard_name(index)
-    stats = read_stats(folder, index)
+    stats = stats if stats is not None else read_stats(folder, index)
     if stats is None or not isinstance(stats.get("sha256"), str):
         raise GenaugError(f"shard {path} has no valid stats file, so it is not complete: run `genaug verify`")
     try:
