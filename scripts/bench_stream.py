@@ -7,10 +7,16 @@ ceiling of decode + transforms from bytes in memory, on the same images, transfo
     OMP_NUM_THREADS=1 python scripts/bench_stream.py --remote --delay-ms 50 --mbps 50   # a far store: read-ahead 0 vs 1
     # --remote also times the shard cache (data.cache_dir): cold (an empty cache dir, filled as the epoch reads) and
     # warm (the same dir in the next epoch), each against local disk
+    OMP_NUM_THREADS=1 python scripts/bench_stream.py --remote --ranges --k 10 --delay-ms 50   # range reads vs whole
 
 The remote comparison: a moto S3 server on 127.0.0.1 (a subprocess, needs `pip install 'moto[server]' s3fs`, stopped
 at the end), the benchmark's shard set copied object by object into s3://, and the training stream timed from the
 bucket and from disk in the same run, alternating (goal: bucket / disk >= 0.9x).
+
+The range-read comparison (--remote --ranges): whole column shards vs range reads of the variants the views take
+(data.range_reads off/on), from local disk, from moto directly (+0 ms) and through the latency proxy (+--delay-ms,
+default 50), all in the same run, alternating; it prints samples/s, the bytes fetched per epoch over the image bytes
+used (the loader's own counts), and each case's ratio to local disk read whole.
 
 The deferred comparison: "float32" = colour stage in the workers, float32 views made in the main process (what a
 GPU run copies to the device); "uint8 + deferred" = workers deliver uint8 crops + parameter rows, the colour stage
@@ -84,7 +90,7 @@ def make_data(root: Path, n: int) -> tuple[list[tuple[bytes, list[bytes]]], Path
                 (folder / "gen" / f"{key}_{k}.jpg").parent.mkdir(parents=True, exist_ok=True)
                 (folder / "gen" / f"{key}_{k}.jpg").write_bytes(v)
             memory.append((raw["jpg"], variants))
-        commit_shard(gen, int(name[:6]), samples)
+        commit_shard(gen, int(name[:6]), samples, with_index=True)  # as `genaug generate` writes it
     return memory, folder
 
 
@@ -310,6 +316,7 @@ def remote_compare(
             return build_train_loader(
                 shards, "train", ["bench"], p=P, views_recipe=recipe, batch_size=batch, num_workers=workers,
                 seed=rep, shuffle_buffer=16, read_ahead=ahead, cache_dir=cache,
+                range_reads="off",  # whole shards (without a cache too); see --ranges
             )  # fmt: skip
 
         epoch_rate(make(url, 1, caches / "warm", 0))  # fills the warm cache, untimed
@@ -342,6 +349,53 @@ def remote_compare(
         stop_server(proc)
 
 
+def ranges_compare(root: Path, recipe, workers: int, batch: int, repeats: int, delay_ms: float) -> None:
+    """Samples/s and bytes fetched / bytes used of whole-shard vs range reads: disk, s3 +0 ms, s3 +delay_ms."""
+    import boto3
+
+    from genaug.shards.storage import set_storage_options
+    from genaug.testing.servers import start_latency_proxy
+
+    proc, endpoint = start_s3_server()
+    proxy = None
+    try:
+        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket="bench")
+        url = "s3://bench/set"
+        size = copy_set(root, url)
+        print(f"copied the set to {url} ({size / 2**20:.1f} MiB)", flush=True)
+        proxy, far = start_latency_proxy(endpoint, delay_ms)
+        cases = [("disk whole", root, None, "off"), ("disk ranges", root, None, "on")]
+        for tag, ep in (("+0 ms", endpoint), (f"+{delay_ms:g} ms", far)):
+            cases += [(f"s3 {tag} whole", url, ep, "off"), (f"s3 {tag} ranges", url, ep, "on")]
+        res: dict[str, list[float]] = {c[0]: [] for c in cases}
+        ratio: dict[str, float] = {}
+        for rep in range(repeats):
+            for name, shards, ep, mode in cases:
+                if ep is not None:
+                    os.environ["AWS_ENDPOINT_URL"] = ep  # DataLoader workers inherit it
+                    set_storage_options(None)
+                loader = build_train_loader(
+                    shards, "train", ["bench"], p=P, views_recipe=recipe, batch_size=batch, num_workers=workers,
+                    seed=rep, shuffle_buffer=16, read_ahead=1, range_reads=mode,
+                )  # fmt: skip
+                res[name].append(epoch_rate(loader))
+                ratio[name] = loader.last_io["bytes_fetched"] / max(1, loader.last_io["bytes_used"])
+            print(f"  repeat {rep}: " + ", ".join(f"{k} {v[-1]:.1f}" for k, v in res.items()), flush=True)
+        best = {k: max(v) for k, v in res.items()}
+        for name, value in best.items():
+            print(
+                f"{name:<20} {value:8.1f} samples/s  {value / best['disk whole']:.2f}x disk whole  "
+                f"fetched/used {ratio[name]:.2f}x"
+            )
+        print(f"ratio disk ranges / disk whole: {best['disk ranges'] / best['disk whole']:.2f}x")
+        cold = best[f"s3 +{delay_ms:g} ms ranges"] / best["disk whole"]
+        print(f"ratio s3 +{delay_ms:g} ms ranges / local disk: {cold:.2f}x (goal >= 0.9x)")
+    finally:
+        if proxy is not None:
+            stop_server(proxy)
+        stop_server(proc)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=384)
@@ -353,7 +407,10 @@ def main() -> None:
     ap.add_argument("--remote", action="store_true", help="only the stream from a local S3 server vs local disk")
     ap.add_argument("--delay-ms", type=float, default=0.0, help="--remote: round trip added per request (a proxy)")
     ap.add_argument("--mbps", type=float, default=0.0, help="--remote: MB/s cap per connection (a proxy)")
+    ap.add_argument("--ranges", action="store_true", help="--remote: range reads vs whole shards, +0 and +delay ms")
+    ap.add_argument("--k", type=int, default=K, help="variants per image of the generated column")
     a = ap.parse_args()
+    globals()["K"] = a.k
     torch.set_num_threads(1)
     recipe = parse_views({"preset": "byol", "size": 224})
     with tempfile.TemporaryDirectory() as tmp:
@@ -375,6 +432,9 @@ def main() -> None:
                 f"{a.workers} workers, batch {a.batch}",
                 flush=True,
             )
+            if a.ranges:
+                ranges_compare(Path(tmp) / "set", recipe, a.workers, a.batch, a.repeats, a.delay_ms or 50.0)
+                return None
             remote_compare(Path(tmp) / "set", recipe, a.workers, a.batch, a.repeats, a.delay_ms, a.mbps)
             return None
         print(

@@ -1,4 +1,5 @@
-"""At least 160 invalid invocations across every command and flag: each ends in one line `genaug: error:`, exit 2."""
+"""At least 160 invalid invocations across every command and flag: each ends in one line `genaug: error: ...`,
+exit 2."""
 
 from __future__ import annotations
 

@@ -13,13 +13,17 @@ the whole tar keyed and checked by the sha256 its stats recorded, so each byte c
 The stats are those read when the split was opened (`known`, pinned for the run: a warm epoch sends no request),
 else fetched through the cache and revalidated by one HEAD. Every fetch adds its bytes to the worker's counter:
 `bytes_fetched` (from the store) or `bytes_from_cache`.
+
+With range reads (genaug.data.ranges) the generated columns of a shard are one job, `columns(name)`, run ahead
+the same way: its index, the members the shard's views take, their checks (its bytes are counted where the job's
+result is used, genaug.data.stream.zip_shard, never here).
 """
 
 from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from genaug.core.errors import GenaugError
@@ -38,6 +42,12 @@ def count_bytes(counter: dict | None, n: int, from_cache: bool) -> None:
     name = "bytes_from_cache" if from_cache else "bytes_fetched"
     with _COUNT_LOCK:
         counter[name] = counter.get(name, 0) + int(n)
+
+
+def take_counts(counter: dict, names: Sequence[str]) -> dict[str, int]:
+    """Remove the counts `names` from `counter` and return them (thread-safe against count_bytes)."""
+    with _COUNT_LOCK:
+        return {name: counter.pop(name, 0) for name in names}
 
 
 def _remote_stats(folder: RemotePath, name: str, cache: ShardCache | None, counter: dict | None) -> dict | None:
@@ -90,13 +100,16 @@ class ShardPrefetcher:
         cache: ShardCache | None = None,
         counter: dict | None = None,
         known: dict | None = None,
+        columns: Callable | None = None,
     ) -> None:
         self.cache, self.counter = cache, counter  # where remote shards come through; where their bytes are counted
         self.known = known or {}  # str(folder / name) -> its stats, read when the split was opened
         self.folders = [f for f in folders if isinstance(f, RemotePath)]
         self.order, self.depth = list(order), max(0, int(depth))
+        self.job = columns  # name -> what the generated columns of that shard read (range reads), run ahead too
         self.pending: dict[tuple[str, str], Future] = {}
-        self.pool = ThreadPoolExecutor(len(self.folders)) if self.folders and self.depth > 0 else None
+        workers = len(self.folders) + (columns is not None)
+        self.pool = ThreadPoolExecutor(workers) if workers and self.depth > 0 else None
 
     def start(self, i: int) -> None:
         """Shard order[i] is about to be read: make sure it and the next `depth` shards are being fetched."""
@@ -107,6 +120,8 @@ class ShardPrefetcher:
                 key = (str(folder), name)
                 if key not in self.pending:
                     self.pending[key] = self.pool.submit(fetch_now, folder, name, *self._how(folder, name))
+            if self.job is not None and ("", name) not in self.pending:
+                self.pending[("", name)] = self.pool.submit(self.job, name)
 
     def fetch(self, folder: Location, name: str) -> tuple[bytes | None, dict | None]:
         """(bytes, stats) of folder/name: from its read-ahead (waiting for it if needed), else read now."""
@@ -116,6 +131,11 @@ class ShardPrefetcher:
     def _how(self, folder: Location, name: str) -> tuple:
         """The cache, counter and known stats a fetch of folder/name is made with."""
         return self.cache, self.counter, self.known.get(str(folder / name))
+
+    def columns(self, name: str):
+        """The generated columns of shard `name` as the `columns` job reads them: from its read-ahead, or now."""
+        fut = self.pending.pop(("", name), None)
+        return fut.result() if fut is not None else self.job(name)
 
     def close(self) -> None:
         """Drop what was fetched ahead and stop the threads (fetches under way finish in the background)."""
@@ -128,7 +148,7 @@ class ShardPrefetcher:
 def shard_bytes(path: Location) -> tuple[bytes | None, dict | None]:
     """(a remote shard's bytes, its stats) through the process's shard cache (--cache-dir of eval and inspect).
 
-    (None, None) means: read it as before (a local file, or no cache set)."""
+    (None, None) means: read it as before (a local file, or no cache set); with a cache, a warm read sends nothing."""
     from genaug.shards.cache import env_cache
 
     cache = env_cache() if isinstance(path, RemotePath) else None

@@ -6,7 +6,7 @@ Public API (what the trainer codes against):
                                 views_recipe=recipe.get("views"), batch_size=256, num_workers=8, seed=0,
                                 rank=None, world_size=None, epoch=0, shuffle_buffer=1000,
                                 augment_device="cpu", device=None, pin_memory=None, read_ahead=1,
-                                cache_dir=None, cache_limit=None)
+                                cache_dir=None, cache_limit=None, range_reads="auto")
     loader.steps_per_epoch            # batches per epoch on every rank (fixed: uneven shards never hang DDP)
     loader.set_epoch(e)               # before each epoch (same e as the current one keeps a restored position)
     for batch in loader:              # exactly steps_per_epoch batches (fewer after a mid-epoch restore)
@@ -17,7 +17,8 @@ Public API (what the trainer codes against):
     loader.state_dict() / loader.load_state_dict(sd)   # epoch, step in epoch, per-worker stream position + RNG
     loader.load_state_dict([sd_rank0, sd_rank1, ...])  # every rank's state: resumes on another world size too
     loader.skipped                    # corrupt samples skipped so far (counted, never fatal)
-    loader.io                         # this epoch's bytes so far: {"bytes_fetched": ..., "bytes_from_cache": ...}
+    loader.io                         # this epoch's I/O so far: {"bytes_fetched": ..., "bytes_used": ...} (IO_FIELDS)
+    loader.last_io                    # those of the last finished epoch
 
     eval_loader = build_eval_loader(shards, split="val", views_recipe=..., batch_size=256, num_workers=4)
     for batch in eval_loader: batch["image"] (float [B,3,S,S]), batch["label"], batch["key"]  # fixed order
@@ -42,8 +43,17 @@ after a restore equal those of the uninterrupted run. The loader also records wh
 its batches consumed in the epoch; restored on another number of ranks or workers, from every rank's state, it
 deals the samples the epoch has left over the new ones (genaug.data.elastic).
 
+The draws of a whole pass are made in one block when the pass starts, before any of its shards is read, so the
+generated columns can be read by byte ranges of the variants the views take (genaug.data.ranges, `range_reads`)
+with the same draws, hence the same batches, as whole-shard reads. In the rest of an elastically resumed epoch a
+pass draws for every row of its shards and uses those of the rows its span holds (range reads fetch only theirs).
+
 With `cache_dir`, remote shards come through the machine's shard cache (genaug.shards.cache): that changes where
-the bytes come from, never the stream; `loader.io` counts the epoch's bytes fetched from the store and from it.
+the bytes come from, never the stream. The rule between the two: with a cache, generated columns are read whole
+through it (later epochs and runs read them locally); without one, columns in an object store are read by ranges
+(`range_reads` auto; `on` reads by ranges even with a cache, past it). `loader.io` counts the epoch's bytes fetched
+from the store (local shards read whole count too), served by the cache, of the images the views used, and the
+column shards read whole because their index failed (IO_FIELDS).
 """
 
 from __future__ import annotations
@@ -51,10 +61,10 @@ from __future__ import annotations
 import hashlib
 import itertools
 import random
-import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -62,25 +72,27 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from genaug.core.errors import GenaugError
-from genaug.core.jsonio import sample_json
 from genaug.data.color import apply_color_stage, normalize
 from genaug.data.decode import CorruptImage
 from genaug.data.elastic import RestPlan, offsets, pack, plan_rest, union, unpack
 from genaug.data.mixing import MixPolicy
-from genaug.data.prefetch import ShardPrefetcher, fetch_now
+from genaug.data.prefetch import ShardPrefetcher, count_bytes, fetch_now, take_counts
+from genaug.data.ranges import ColumnsRead, read_columns, resolve_range_reads, variant_fields, variant_scores
 from genaug.data.transforms import ViewsRecipe, eval_view, make_views, parse_views
 from genaug.shards.cache import ShardCache, open_cache
 from genaug.shards.complete import read_record
 from genaug.shards.layout import IMAGE_FIELDS, verify_command
 from genaug.shards.manifest import check_column_source, open_gen_split, open_split, read_manifest
 from genaug.shards.reader import iter_shard_raw
-from genaug.shards.scores import meta_fidelity, raw_fidelity, require_scores, score_source
+from genaug.shards.scores import require_scores, score_source
 from genaug.shards.storage import Location, RemotePath, file_sha256
 from genaug.shards.writer import is_shard_done, read_stats
 
-GEN_FIELD = re.compile(r"^gen_(\d+)\.(jpg|jpeg|png|webp)$")
-#: per-epoch byte counts of the training stream (metrics.jsonl): fetched from the store, served by the shard cache
-IO_FIELDS = ("bytes_fetched", "bytes_from_cache")
+#: per-epoch I/O counts of the training stream (metrics.jsonl, loader.io), one set for range reads and the cache:
+#: bytes read from the store (tars, their ranges, stats and indexes; local shards read whole count too), image bytes
+#: the views used, bytes served by the local shard cache (none without one), and column shards read whole because
+#: their index failed
+IO_FIELDS = ("bytes_fetched", "bytes_used", "bytes_from_cache", "index_fallback")
 
 
 class MisalignedColumn(GenaugError):
@@ -155,17 +167,8 @@ def open_columns(
 
 def _variants(raw: dict, side: dict | None = None) -> tuple[list[bytes], list[float | None]]:
     """The variants of a generated sample and their fidelity scores (from `side`, a score sample, or inline)."""
-    meta = {}
-    if "json" in raw:
-        meta = sample_json(raw["json"]) or {}
-        if isinstance(meta, dict) and meta.get("failed"):
-            return [], []
-    found = sorted((int(m.group(1)), f) for f in raw if (m := GEN_FIELD.match(f)))
-    doc = raw_fidelity(side) if side is not None else meta_fidelity(meta, raw)
-    scores = list(doc["scores"]) if doc is not None else []
-    if len(scores) != len(found):
-        scores = [None] * len(found)
-    return [raw[f] for _, f in found], scores
+    fields = variant_fields(raw)
+    return [raw[f] for f in fields], variant_scores(raw, fields, side)
 
 
 def _label(raw: dict) -> int:
@@ -187,32 +190,59 @@ def shard_intact(folder: Location, name: str, data: bytes | None = None, stats: 
     return got == want
 
 
-def _checked(folder: Location, name: str, fetch: Callable) -> tuple[bytes | None, bool]:
+def _checked(folder: Location, name: str, fetch: Callable, counter: dict | None = None) -> tuple[bytes | None, bool]:
     """(the shard's bytes when remote, whether they match its recorded checksum); a missing shard is a GenaugError."""
     try:
         data, stats = fetch(folder, name)
+        if data is None:  # a local shard is read whole too (hashed, then streamed from the page cache); the bytes
+            count_bytes(counter, int((stats or {}).get("bytes") or 0), False)  # of a remote one: counted by fetch
         return data, shard_intact(folder, name, data, stats)
     except FileNotFoundError:
         raise GenaugError(f"shard {folder / name} is missing: run {verify_command(folder)}") from None
 
 
-def zip_shard(cols: Columns, name: str, counter: dict | None = None, fetch: Callable = fetch_now):
+def zip_shard(
+    cols: Columns,
+    name: str,
+    counter: dict | None = None,
+    fetch: Callable = fetch_now,
+    read_cols: Callable[[str], ColumnsRead] | None = None,
+):
     """Samples of one source shard zipped with its generated columns: key, image, label, variants (raw bytes).
 
-    A remote shard's bytes come from `fetch(folder, name)` (a ShardPrefetcher's read-ahead, or fetched now).
+    A remote shard's bytes come from `fetch(folder, name)` (a ShardPrefetcher's read-ahead, or fetched now). With
+    `read_cols` the generated columns come from it instead (genaug.data.ranges: range reads; a variant no view
+    uses is None), and bytes fetched and index fallbacks are counted in counter["bytes_fetched"/"index_fallback"].
 
     Each shard is checked against its recorded checksum when it is opened: a damaged source shard is an error
     (the caller skips it), a damaged generated shard is left out (its samples use the source images only) with a
     warning, and every sample served that way is counted in counter["gen_fallback"]."""
-    src_data, ok = _checked(cols.source, name, fetch)
+    if fetch is fetch_now:  # fetched now: its bytes counted here
+        fetch = partial(fetch_now, counter=counter)
+    src_data, ok = _checked(cols.source, name, fetch, counter)
     if not ok:
         raise GenaugError(
             f"source shard {cols.source / name} does not match its recorded checksum: run {verify_command(cols.source)}"
         )
     gens, gen_data = [], []
+    side_of = dict(zip(cols.gens, cols.scores or (None,) * len(cols.gens), strict=True))
+    if read_cols is not None:
+        got = read_cols(name)
+        for w in got.warnings:
+            warnings.warn(w, stacklevel=2)
+        count_bytes(counter, got.fetched, False)
+        if counter is not None and got.fallbacks:
+            counter["index_fallback"] = counter.get("index_fallback", 0) + got.fallbacks
+        gens = [g for g, r in zip(cols.gens, got.rows, strict=True) if r is not None]
+        its = [iter(r) for r in got.rows if r is not None]
+        side_its = [
+            _side_rows(got.sides[c], side_of[g], name) for c, g in enumerate(cols.gens) if got.rows[c] is not None
+        ]
+        yield from _zipped(cols, name, counter, src_data, gens, its, side_its)
+        return
     for g in cols.gens:
         try:
-            data, ok = _checked(g, name, fetch)
+            data, ok = _checked(g, name, fetch, counter)
         except GenaugError as e:  # gone or unreadable since the loader opened: like a damaged one
             data, ok = None, False
             warnings.warn(f"genaug: {e}", stacklevel=2)
@@ -225,12 +255,24 @@ def zip_shard(cols: Columns, name: str, counter: dict | None = None, fetch: Call
                 "used (source images only); regenerate it (`genaug verify` lists the damaged shards)",
                 stacklevel=2,
             )
+    its = [iter_shard_raw(g / name, d) for g, d in zip(gens, gen_data, strict=True)]
+    side_its = [iter_shard_raw(side_of[g] / name) if side_of[g] is not None else None for g in gens]
+    yield from _zipped(cols, name, counter, src_data, gens, its, side_its)
+
+
+def _side_rows(rows: list[dict] | None, side: Location | None, name: str):
+    """The score-column samples of shard `name`: those already read, else streamed from `side` (None: no column)."""
+    if rows is not None:
+        return iter(rows)
+    return iter_shard_raw(side / name) if side is not None else None
+
+
+def _zipped(cols: Columns, name: str, counter: dict | None, src_data, gens: list, gen_its: list, side_its: list):
+    """The source shard's samples zipped with the column samples of `gen_its`, alignment checked (see zip_shard)."""
     fallback = len(gens) < len(cols.gens)
     side_of = dict(zip(cols.gens, cols.scores or (None,) * len(cols.gens), strict=True))
-    its = [iter_shard_raw(cols.source / name, src_data)]
-    its += [iter_shard_raw(g / name, d) for g, d in zip(gens, gen_data, strict=True)]
     sides = [side_of[g] for g in gens]
-    side_its = [iter_shard_raw(d / name) if d is not None else None for d in sides]
+    its = [iter_shard_raw(cols.source / name, src_data), *gen_its]
     for rows in itertools.zip_longest(*its):
         side_rows = [next(it, None) if it is not None else None for it in side_its]
         src = rows[0]
@@ -267,9 +309,9 @@ def zip_shard(cols: Columns, name: str, counter: dict | None = None, fetch: Call
         yield {"key": src["__key__"], "image": image, "label": _label(src), "variants": variants, "scores": scores}
 
 
-def _safe_shard(cols: Columns, name: str, counter: dict, fetch: Callable = fetch_now):
+def _safe_shard(cols: Columns, name: str, counter: dict, fetch: Callable = fetch_now, read_cols=None):
     try:
-        yield from zip_shard(cols, name, counter, fetch)
+        yield from zip_shard(cols, name, counter, fetch, read_cols)
     except MisalignedColumn:
         raise
     except GenaugError as e:  # an unreadable tar: skip the rest of it, keep the epoch going
@@ -295,9 +337,11 @@ class _TrainStream(IterableDataset):
         gpu,
         read_ahead=1,
         cache: ShardCache | None = None,
+        ranged=(),
     ):
         self.cols, self.policy, self.recipe, self.read_ahead = cols, policy, recipe, int(read_ahead)
         self.cache = cache  # the machine's shard cache (remote shards only), or None
+        self.ranged = tuple(ranged) or (False,) * len(cols.gens)  # per column: read by ranges (genaug.data.ranges)
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
         self.rank, self.world_size, self.steps, self.buffer, self.gpu = rank, world_size, steps, buffer, gpu
         self.epoch = 0
@@ -310,21 +354,51 @@ class _TrainStream(IterableDataset):
         """Samples of (shard, rows to read or None for all) `mine`, shuffled in a buffer, each with its id."""
         start = dict(zip(self.cols.shards, offsets(self.cols.counts).tolist(), strict=True))
         count = dict(zip(self.cols.shards, self.cols.counts, strict=True))
+        keep_of = {name: None if rows is None else set(rows.tolist()) for name, rows in mine}  # a shard at most once
         passes = 0
+        nv = self.recipe.n_views
         while True:
             order = mine if passes == 0 else [mine[i] for i in rng.permutation(len(mine))]
+            # the mixing uniforms and transform seeds of every row of the pass's shards (those of the rows a rest span
+            # leaves out unused), drawn before any shard is read, so range reads know which variants each shard's
+            # views take (genaug.data.ranges); one block per pass
+            sizes = [count[name] for name, _ in order]
+            first = {name: int(a) for (name, _), a in zip(order, offsets(sizes).tolist(), strict=True)}
+            total = sum(sizes)
+            draws, seeds = rng.random((total, 2 * nv)), rng.integers(2**63, size=total)
             n, buf = 0, []
-            folders = [self.cols.source, *self.cols.gens]
+            read_cols = None
+            if any(self.ranged):
+
+                def read_cols(name, first=first, draws=draws, keep_of=keep_of):
+                    rows = draws[first[name] : first[name] + count[name]]
+                    return read_columns(self.cols, name, rows, self.policy, nv, self.ranged, keep_of[name])
+
+            remote = read_cols is not None and any(isinstance(g, RemotePath) for g in self.cols.gens)
+            folders = [self.cols.source] if read_cols is not None else [self.cols.source, *self.cols.gens]
             known = self.cols.stats if self.cache is not None else None  # with a cache: a warm epoch sends nothing
-            pre = ShardPrefetcher(folders, [m[0] for m in order], self.read_ahead, self.cache, counter, known)
+            names = [m[0] for m in order]
+            pre = ShardPrefetcher(
+                folders, names, self.read_ahead, self.cache, counter, known, read_cols if remote else None
+            )
             try:
-                for i, (name, rows) in enumerate(order):
+                for i, (name, _) in enumerate(order):
                     pre.start(i)
-                    keep = None if rows is None else set(rows.tolist())
-                    for row, s in enumerate(_safe_shard(self.cols, name, counter, pre.fetch)):
+                    keep = keep_of[name]
+                    got = pre.columns if remote else read_cols
+                    for row, s in enumerate(_safe_shard(self.cols, name, counter, pre.fetch, got)):
+                        if row >= count[name]:
+                            counter["bad_shards"] += 1
+                            warnings.warn(
+                                f"genaug: shard {self.cols.source / name} holds more samples than its stats say: "
+                                f"skipping the rest of it; run {verify_command(self.cols.source)}",
+                                stacklevel=2,
+                            )
+                            break
                         if keep is not None and row not in keep:
                             continue
-                        s["id"] = start[name] + row if row < count[name] else -1  # -1: more rows than counted
+                        s["id"] = start[name] + row
+                        s["u"], s["tseed"] = draws[first[name] + row], int(seeds[first[name] + row])
                         n += 1
                         if len(buf) < self.buffer:
                             buf.append(s)
@@ -338,7 +412,7 @@ class _TrainStream(IterableDataset):
                 yield buf[j]
             if n == 0:
                 raise GenaugError(
-                    f"no readable sample in shards {mine[:3]}... of {self.cols.source}: "
+                    f"no readable sample in shards {[m[0] for m in mine[:3]]}... of {self.cols.source}: "
                     f"run {verify_command(self.cols.source)}"
                 )
             passes += 1
@@ -364,8 +438,7 @@ class _TrainStream(IterableDataset):
         stream = self._raw(mine, rng, counter)
         while quota > 0:
             s = next(stream)
-            u = rng.random(2 * nv)
-            tseed = int(rng.integers(2**63))
+            u, tseed = s["u"], s["tseed"]
             pos += 1
             if pos <= skip:
                 if pos == skip and "rng" in self.resume and logical in self.resume["rng"]:
@@ -382,6 +455,10 @@ class _TrainStream(IterableDataset):
                 if self.policy.min_score is not None and not self.policy.usable(n_var, s["scores"]):
                     counter["gen_filtered"] = counter.get("gen_filtered", 0) + 1  # none left: source image only
             sources = self.policy.decide(u, nv, n_var, s["scores"])
+            used = [s["image"], *(s["variants"][j - 1] for j in set(sources) if j > 0)]
+            if any(b is None for b in used[1:]):  # a range read left out a variant a view takes: a bug, never used
+                raise RuntimeError(f"sample {s['key']}: a variant its views use was not read")
+            counter["bytes_used"] = counter.get("bytes_used", 0) + sum(len(b) for b in used if b is not None)
             try:
                 if s["image"] is None:
                     raise CorruptImage("sample has no image field")
@@ -396,8 +473,8 @@ class _TrainStream(IterableDataset):
                 fallback = counter.get("gen_fallback", 0) - fb_seen
                 fb_seen += fallback
                 out = self._collate(batch, logical, pos, rng.bit_generator.state, skipped, fallback)
-                for name in ("gen_seen", "gen_filtered", *IO_FIELDS):  # counts since the last batch of this worker
-                    out["_meta"][name] = counter.pop(name, 0)
+                for name, n in take_counts(counter, ("gen_seen", "gen_filtered", *IO_FIELDS)).items():
+                    out["_meta"][name] = n  # counts since the last batch of this worker
                 out["_meta"]["ids"] = ids
                 yield out
                 batch, skipped, ids = [], 0, []
@@ -461,7 +538,8 @@ class TrainLoader:
         self.gen_fallback = 0  # samples read from shards whose generated column failed its checksum
         self.gen_seen = 0  # samples with generated variants served so far
         self.gen_filtered = 0  # of those, samples none of whose variants passed --gen-min-score (source only)
-        self.io = dict.fromkeys(IO_FIELDS, 0)  # bytes of the current epoch so far (reset when an epoch starts)
+        self.io = dict.fromkeys(IO_FIELDS, 0)  # this epoch's I/O counts (see IO_FIELDS), summed over workers
+        self.last_io = dict(self.io)  # those of the last finished epoch
         self._pos: dict[int, int] = {}
         self._rng: dict[int, dict] = {}
         self._seen: np.ndarray | None = None  # ids of the samples this epoch's delivered batches consumed
@@ -499,6 +577,7 @@ class TrainLoader:
             "seen": pack(self._seen_now()),  # what an elastic resume deals out again (genaug.data.elastic)
             "total": s.cols.total,
             "rest": None if self._rest is None else {"consumed": self._rest[0], "first": self._rest[1]},
+            "io": dict(self.io),
             "seed": s.seed,
             "rank": s.rank,
             "world_size": s.world_size,
@@ -550,6 +629,7 @@ class TrainLoader:
         self.epoch, self.step, self.skipped = int(sd["epoch"]), int(sd["step"]), int(sd.get("skipped", 0))
         self.gen_fallback = int(sd.get("gen_fallback", 0))
         self.gen_seen, self.gen_filtered = int(sd.get("gen_seen", 0)), int(sd.get("gen_filtered", 0))
+        self.io = _io_counts(sd.get("io"))
         self._pos = {int(k): int(v) for k, v in sd.get("pos", {}).items()}
         self._rng = {int(k): v for k, v in sd.get("rng", {}).items()}
         total = s.cols.total
@@ -578,10 +658,13 @@ class TrainLoader:
         if s.rank == 0:  # the counters are per rank: rank 0 carries the old ranks' sums, so the totals stay right
             for k in ("skipped", "gen_fallback", "gen_seen", "gen_filtered"):
                 setattr(self, k, sum(int(st.get(k, 0)) for st in states))
+            olds = [_io_counts(st.get("io")) for st in states]  # and the interrupted epoch's I/O so far
+            self.io = {k: sum(io[k] for io in olds) for k in IO_FIELDS}
         if not seen.any() and step == 0:
             return  # checkpointed at an epoch boundary: a fresh epoch on the new world size
         plan = plan_rest(seen, s.cols.counts, s.seed, epoch, s.world_size, s.batch_size)
         if plan.steps == 0:
+            self.last_io = dict(self.io)
             self._new_epoch(epoch + 1)  # fewer samples left than one step of every rank: the epoch is over
             return
         self.step = self.steps_per_epoch - plan.steps
@@ -604,7 +687,7 @@ class TrainLoader:
         ids = np.asarray(meta.get("ids", []), dtype=np.int64)
         self._seen_now()[ids[ids >= 0]] = True
         for name in IO_FIELDS:
-            self.io[name] += meta.get(name, 0)
+            self.io[name] += int(meta.get(name, 0))
         params = b.pop("params")
         r = self.stream.recipe
         views = []
@@ -641,7 +724,14 @@ class TrainLoader:
             self.step += 1
             yield out
         if self.step >= self.steps_per_epoch:
+            self.last_io = dict(self.io)  # the finished epoch's I/O counts
             self._new_epoch(self.epoch + 1)
+
+
+def _io_counts(saved: dict | None) -> dict[str, int]:
+    """The I/O counts of a saved loader state (IO_FIELDS; 0 for those it lacks: saved before they existed)."""
+    saved = saved if isinstance(saved, dict) else {}
+    return {k: int(saved.get(k) or 0) for k in IO_FIELDS}
 
 
 def _dist(rank, world_size) -> tuple[int, int]:
@@ -675,10 +765,13 @@ def build_train_loader(
     read_ahead: int = 1,
     cache_dir: str | Path | None = None,
     cache_limit: str | int | None = None,
+    range_reads: str = "auto",
 ) -> TrainLoader:
     """The training loader of one rank (see the module docstring; fidelity filtering and weighting in mixing).
 
-    `cache_dir` (and its size `cache_limit`, e.g. "500G") is the machine's shard cache of remote shards."""
+    `cache_dir` (and its size `cache_limit`, e.g. "500G") is the machine's shard cache of remote shards.
+    `range_reads` (auto, on, off): read generated columns by byte ranges of the variants the views use
+    (genaug.data.ranges; auto: columns in an object store when no cache is set, see resolve_range_reads)."""
     if augment_device is not None:  # gpu_augment=True defers to any device (CPU too: tests, benchmarks)
         gpu_augment = resolve_augment_device(augment_device, device)
     if pin_memory is None:  # pinned host memory only pays for a copy to a CUDA device
@@ -724,6 +817,9 @@ def build_train_loader(
         gpu_augment,
         read_ahead=max(0, int(read_ahead)),
         cache=cache,
+        ranged=[resolve_range_reads(range_reads, g, cache is not None) for g in (cols.gens or (cols.source,))][
+            : len(cols.gens)
+        ],
     )
     stream.epoch = int(epoch)
     loader = TrainLoader(stream, device=device, pin_memory=pin_memory)

@@ -170,6 +170,6 @@ class ShardWriterThread:
         if job.fidelity is not None:
             space = next((d.get("space") for d in job.fidelity.values()), None)
             stats["fidelity"] = summarize([d for key, d in job.fidelity.items() if key not in job.failed], space)
-        doc = commit_shard(self.folder, job.index, samples, required_fields(self.k), stats)
+        doc = commit_shard(self.folder, job.index, samples, required_fields(self.k), stats, with_index=True)
         self.heartbeat.release(job.lease)
         self.on_commit(job, doc)

@@ -240,7 +240,7 @@ def score(
                 samples, docs = _score_shard(src, gdir, k, i, scorer)
                 gstats = read_stats(gdir, i) or {}
                 stats = {"fidelity": summarize(docs, fid["space"]), "column_sha256": gstats.get("sha256")}
-                commit_shard(folder, i, samples, ("json",), stats)
+                commit_shard(folder, i, samples, ("json",), stats, with_index=True)
                 out["shards"].append(i)
                 out["samples"] += len(samples)
                 if bar is not None:

@@ -1,4 +1,4 @@
-"""`genaug verify`."""
+"""`genaug verify` and `genaug index`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from genaug.shards.storage import STORAGE_OPTION_HELP
 
 
 def register(app: typer.Typer) -> None:
-    """Add the `verify` command to the CLI."""
+    """Add the `verify` and `index` commands to the CLI."""
 
     @app.command(
         "verify",
@@ -52,4 +52,36 @@ def register(app: typer.Typer) -> None:
                 file=sys.stderr,
             )
         if problems:
+            raise typer.Exit(1)
+
+    @app.command(
+        "index",
+        help="Add member indexes (offset, size, CRC-32 of every member) to a generated column written before they "
+        "existed, so training reads only the variants its views use. Resumable: a killed run is rerun as is, and "
+        "shards already indexed are skipped. Example: `genaug index --shards s3://lab/imagenet --gen sd`.",
+    )
+    def index(
+        shards: str = typer.Option(..., "--shards", help="Shard set name (shards/NAME), path or URL (s3://...)."),
+        gen: str = typer.Option(..., "--gen", help="Generated column to index."),
+        split: list[str] = typer.Option([], "--split", help="Split(s) to index (repeatable; default: all)."),
+        storage_option: list[str] = typer.Option(
+            [],
+            "--storage-option",
+            help=STORAGE_OPTION_HELP,
+        ),
+    ) -> None:
+        from genaug.shards.indexing import index_column
+        from genaug.shards.storage import set_storage_options
+
+        set_storage_options(storage_option)
+        reports = index_column(shards, gen, list(split))
+        for rep in reports:
+            for p in rep.problems:
+                print(p)
+            print(
+                f"{rep.folder}: {len(rep.indexed)} shards indexed, {rep.skipped} already indexed, "
+                f"{len(rep.problems)} problem(s)",
+                file=sys.stderr,
+            )
+        if any(rep.problems for rep in reports):
             raise typer.Exit(1)

@@ -82,7 +82,7 @@ def iter_checked_shard(
 
     folder = as_location(folder)
     path = folder / shard_name(index)
-    stats = read_stats(folder, index) if stats is None else stats
+    stats = stats if stats is not None else read_stats(folder, index)
     if stats is None or not isinstance(stats.get("sha256"), str):
         raise GenaugError(f"shard {path} has no valid stats file, so it is not complete: run `genaug verify`")
     try:

@@ -632,3 +632,20 @@ def read_many(paths: list[Location]) -> list[bytes | None]:
 def bytes_io(data: bytes) -> BinaryIO:
     """A seekable in-memory file over `data` (a shard fetched whole)."""
     return io.BytesIO(data)
+
+
+def read_ranges(path: Location, ranges: list[tuple[int, int]]) -> list[bytes]:
+    """The bytes [start, end) of each range of a file or object: local reads, or fsspec's concurrent cat_ranges."""
+    if not ranges:
+        return []
+    if isinstance(path, RemotePath):
+        with remote_errors(path.url):
+            n = len(ranges)
+            starts, ends = [a for a, _ in ranges], [b for _, b in ranges]
+            return list(path.fs.cat_ranges([path.key] * n, starts, ends, on_error="raise"))
+    out = []
+    with open(path, "rb") as f:
+        for a, b in ranges:
+            f.seek(a)
+            out.append(f.read(b - a))
+    return out

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from genaug.core.errors import GenaugError
 from genaug.core.jsonio import sample_json
 from genaug.shards.complete import finish_folder, load_record, record_problem
+from genaug.shards.index import IndexMismatch, check_index, read_index
 from genaug.shards.layout import RECORD_NAME, SHARD_RE, ShardSet, check_key, is_unlisted
 from genaug.shards.manifest import column_source_problem, read_manifest
 from genaug.shards.reader import is_image_field
@@ -102,6 +103,7 @@ def verify_folder(folder: Location, check_sha: bool = True) -> FolderReport:
         if check_sha and hashlib.sha256(data).hexdigest() != stats.get("sha256"):
             rep.problems.append(f"{tar}: sha256 differs from its stats: the file changed after commit")
             continue
+        _check_index(rep, folder, index, stats, data, kind)
         keys: list[str] = []
         try:
             for sample in read_samples(io.BytesIO(data)):
@@ -136,6 +138,24 @@ def verify_folder(folder: Location, check_sha: bool = True) -> FolderReport:
         rep.failures += nfail
     _check_record(folder, manifest, seen, {p.name for p in listing}, rep)
     return rep
+
+
+def _check_index(rep: FolderReport, folder: Location, index: int, stats: dict, data: bytes, kind: str) -> None:
+    """Check the member index its stats record against the tar's bytes (offsets, sizes, CRC-32 of every member)."""
+    if "index" not in stats:
+        if kind == "generated":
+            rep.notes.append(
+                f"{folder / stats.get('shard', '')}: no member index (written before indexes): the stream reads it "
+                "whole; `genaug index --shards SET --gen NAME` adds one"
+            )
+        return
+    try:
+        doc, _ = read_index(folder, index, stats)
+    except IndexMismatch as e:
+        rep.problems.append(f"{e}: rebuild it with `genaug index`")
+        return
+    for p in check_index(doc, data, stats):
+        rep.problems.append(f"{folder / stats.get('index', {}).get('name', '')}: {p}: rebuild it with `genaug index`")
 
 
 def _check_record(folder: Location, manifest: dict, seen: dict[str, dict], listed: set[str], rep: FolderReport) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 from genaug import __version__
 from genaug.core.errors import GenaugError
 from genaug.core.files import fsync_dir, tmp_suffix
+from genaug.shards.index import build_index, index_name, write_index
 from genaug.shards.layout import RECORD_NAME, shard_name, stats_name
 from genaug.shards.manifest import read_manifest, write_manifest
 from genaug.shards.storage import Location, RemotePath, as_location, file_sha256, read_json, size_of, write_json
@@ -50,6 +51,7 @@ def commit_shard(
     samples: Sequence[dict],
     required_fields: Callable[[dict], Iterable[str]] | Sequence[str] = (),
     stats: dict[str, Any] | None = None,
+    with_index: bool = False,
 ) -> dict:
     """Write shard `index` of `folder` by the commit protocol and return its stats.
 
@@ -58,6 +60,9 @@ def commit_shard(
     same way. In an object store the validated bytes are PUT as NNNNNN.tar (a PUT is atomic: the object appears
     whole or not at all), its size is checked, then the stats object is PUT last. Only a shard whose stats exist
     and whose checksum matches is done.
+
+    With `with_index` (generated and score columns) the member index NNNNNN.idx.json (genaug.shards.index) is built
+    from the validated bytes and stored atomically before the stats, which record its size and sha256.
     """
     folder = as_location(folder)
     final = folder / shard_name(index)
@@ -94,6 +99,9 @@ def commit_shard(
                 tmp.unlink()
     _fault("tar-renamed", index)
     doc = dict(stats or {})
+    if with_index:
+        doc["index"] = write_index(folder, index, build_index(written, final.name))
+        _fault("index-written", index)
     doc.update(
         shard=final.name,
         count=len(keys),
@@ -154,22 +162,25 @@ def cleanup_shard(folder: Location, index: int) -> list[Location]:
     removed = []
     if not (isinstance(folder, RemotePath) and not folder.writable):
         (folder / RECORD_NAME).unlink(missing_ok=True)
-    prefixes = (shard_name(index) + ".tmp-", f"{index:06d}.json.tmp-")
+    prefixes = (shard_name(index) + ".tmp-", f"{index:06d}.json.tmp-", index_name(index) + ".tmp-")
     temps = [] if isinstance(folder, RemotePath) else folder.glob(f"{index:06d}.*")
     for p in temps:
         if p.name.startswith(prefixes):
             p.unlink(missing_ok=True)
             removed.append(p)
     if not is_shard_done(folder, index, check_sha=False):
-        for p in (folder / shard_name(index), folder / stats_name(index)):
+        for p in (folder / shard_name(index), folder / stats_name(index), folder / index_name(index)):
             if p.exists():
                 p.unlink()
                 removed.append(p)
     return removed
 
 
-#: files genaug writes into a shard folder: shard tars, stats, the manifest, the completion record, their temp files
-WRITTEN_RE = re.compile(r"^(?:\d{6}\.tar|\d{6}\.json|manifest\.json|complete\.json)(?:\.tmp-[^/]+)?$")
+#: files genaug writes into a shard folder: shard tars, stats, member indexes, the manifest, the completion record,
+#: their temp files
+WRITTEN_RE = re.compile(
+    r"^(?:\d{6}\.tar|\d{6}\.json|\d{6}\.idx\.json|manifest\.json|complete\.json)(?:\.tmp-[^/]+)?$"
+)
 
 
 def remove_written_files(folder: Location) -> list[Location]:
@@ -223,9 +234,11 @@ class ShardWriter:
             todo.append(i)
         return todo
 
-    def commit(self, index: int, samples: Sequence[dict], required_fields=(), stats: dict | None = None) -> dict:
+    def commit(
+        self, index: int, samples: Sequence[dict], required_fields=(), stats: dict | None = None, with_index=False
+    ) -> dict:
         """Commit one shard of this folder (see commit_shard)."""
-        return commit_shard(self.folder, index, samples, required_fields, stats)
+        return commit_shard(self.folder, index, samples, required_fields, stats, with_index=with_index)
 
     def finish(self) -> dict | None:
         """After this writer's last commit: the folder's completion record when every shard is done (or None)."""

@@ -99,6 +99,9 @@ def invalid_invocations(root: Path) -> list[tuple[str, list[str]]]:
         ("train: --gen-min-score nan", [*tr, "--p", "0.5", "--gen", "tiny", "--gen-min-score", "nan"]),
         ("inspect: --sort unknown", ["inspect", "--shards", s, "--sort", "best"]),
         ("score: column missing", ["score", "--shards", s, "--gen", "sd"]),
+        ("index: column missing", ["index", "--shards", s, "--gen", "sd"]),
+        ("index: --split missing", ["index", "--shards", s, "--gen", "tiny", "--split", "test"]),
+        ("train: data.range_reads unknown", [*tr, "--set", "data.range_reads=maybe"]),
         ("score: --encoder path missing", ["score", "--shards", s, "--gen", "tiny", "--encoder", str(r / "no.pt")]),
         *newer_invalid_invocations(f, tr, ing, gen),
     ]

@@ -143,12 +143,17 @@ def start_static_http(
     return proc, f"{'https' if cert else 'http'}://127.0.0.1:{port}"
 
 
-def start_latency_proxy(target_url: str, delay_ms: float, mbps: float = 0.0) -> tuple[subprocess.Popen, str]:
-    """A TCP proxy (genaug.testing.latency_proxy) to `target_url` adding a round-trip delay and a bandwidth cap."""
+def start_latency_proxy(
+    target_url: str, delay_ms: float, mbps: float = 0.0, count_file: str | os.PathLike | None = None
+) -> tuple[subprocess.Popen, str]:
+    """A TCP proxy (genaug.testing.latency_proxy) to `target_url` adding a round-trip delay and a bandwidth cap.
+
+    With `count_file` the proxy keeps there the number of bytes the server sent through it."""
     host_port = target_url.split("://", 1)[-1].rstrip("/")
     port = free_port()
     argv = [sys.executable, "-m", "genaug.testing.latency_proxy", "--target", host_port, "--port", str(port)]
     argv += ["--delay-ms", str(delay_ms), "--mbps", str(mbps)]
+    argv += ["--count-file", str(count_file)] if count_file else []
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for_port(proc, port)
     return proc, f"http://127.0.0.1:{port}"

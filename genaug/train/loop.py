@@ -377,8 +377,8 @@ class Trainer:
                     "gen_filtered": int(getattr(self.loader, "gen_filtered", 0)),
                     "gen_filtered_rate": int(getattr(self.loader, "gen_filtered", 0))
                     / max(1, int(getattr(self.loader, "gen_seen", 0))),
-                    # this data epoch's bytes so far on this rank: from the store, from the shard cache
-                    **{k: int(v) for k, v in (getattr(self.loader, "io", None) or {}).items()},
+                    # this data epoch's I/O on this rank (see io_row): from the store, the shard cache, used
+                    **io_row(self.loader),
                 }
                 last = row
                 if logger is not None:
@@ -389,6 +389,9 @@ class Trainer:
                         lr=f"{lr:.3g}",
                         img_s=f"{row['images_per_s']:.0f}",
                         wait=f"{row['data_wait']:.0%}",
+                        fetched=_megabytes(row.get("bytes_fetched", 0)),
+                        used=_megabytes(row.get("bytes_used", 0)),
+                        cached=_megabytes(row.get("bytes_from_cache", 0)),
                     )
                 window = {"t0": time.perf_counter(), "wait": 0.0, "images": 0, "sums": {}, "n": 0}
                 self._window = window
@@ -400,6 +403,25 @@ class Trainer:
         if logger is not None:
             logger.close()
         return last
+
+
+def io_row(loader) -> dict:
+    """This process's I/O counts of the current epoch (the one just finished, right at its end), for metrics.jsonl.
+
+    bytes_fetched: shard bytes read from the store (tars or their ranges, indexes); bytes_used: bytes of the encoded
+    images the views were cut from; bytes_from_cache: bytes served by a local shard cache; index_fallback: column
+    shards read whole because their index disagreed (genaug.data.ranges)."""
+    io = getattr(loader, "io", None)
+    if io is None:
+        return {}
+    epoch = int(getattr(loader, "epoch", 0))
+    if getattr(loader, "step", 0) == 0 and epoch > 0 and any(getattr(loader, "last_io", {}).values()):
+        io, epoch = loader.last_io, epoch - 1
+    return {"io_epoch": epoch, **{k: int(v) for k, v in io.items()}}
+
+
+def _megabytes(n: int) -> str:
+    return f"{n / 1e6:.1f}MB"
 
 
 class _nullcontext:

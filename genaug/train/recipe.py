@@ -51,6 +51,7 @@ class Data:
     read_ahead: int = bounded(1, 0, 16)  # remote shards fetched ahead per worker while one is decoded (0: none)
     cache_dir: str | None = None  # the machine's local cache of remote shards, shared by every rank and worker
     cache_limit: str | int | None = None  # its size: 500G, 20M or bytes (least recently used evicted; None: no limit)
+    range_reads: Literal["auto", "on", "off"] = "auto"  # fetch only the variants views use (auto: object stores)
     image_size: int | None = bounded(None, 1)  # filled in from views.size
     gen_min_score: float | None = bounded(None, -1.0, 1.0)  # draw only variants scoring at least this (fidelity)
     gen_weighting: Literal["uniform", "score"] = "uniform"  # draw variant k uniformly or in proportion to its score

@@ -240,6 +240,7 @@ def _loader(recipe: dict, acc):
         read_ahead=int(data.get("read_ahead", 1)),
         cache_dir=data.get("cache_dir"),
         cache_limit=data.get("cache_limit"),
+        range_reads=str(data.get("range_reads") or "auto"),
         gen_min_score=data.get("gen_min_score"),
         gen_weighting=data.get("gen_weighting") or "uniform",
     )

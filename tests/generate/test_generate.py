@@ -137,7 +137,7 @@ def test_kill_and_resume_equals_clean_run(source_set, clean_column):
     assert tar_bytes(source_set, "resumed") == tar_bytes(source_set, "clean")
     assert sorted(p.name for p in folder.iterdir()) == sorted(
         [".leases", "complete.json", "manifest.json"]
-        + [f"{i:06d}.{e}" for i in range(NUM_SHARDS) for e in ("tar", "json")]
+        + [f"{i:06d}.{e}" for i in range(NUM_SHARDS) for e in ("tar", "json", "idx.json")]
     )
     left = [(p.name, p.read_text()) for p in (folder / ".leases").iterdir()]
     assert not left

@@ -100,7 +100,7 @@ def check_column(root: Path, column: str, reference: list[bytes]) -> None:
         assert keys == src
     assert sorted(p.name for p in folder.iterdir()) == sorted(
         [".leases", "complete.json", "manifest.json"]
-        + [f"{i:06d}.{e}" for i in range(NUM_SHARDS) for e in ("tar", "json")]
+        + [f"{i:06d}.{e}" for i in range(NUM_SHARDS) for e in ("tar", "json", "idx.json")]
     )
     assert not list((folder / ".leases").iterdir())
     _, problems = verify_set(str(root))

@@ -150,7 +150,7 @@ def test_open_cost_does_not_grow_with_the_shard_count(rec_s3, tmp_path):
     from genaug.shards.verify import verify_set
 
     reports, problems = verify_set(small_set, write=True)
-    assert problems == [] and sum("written" in n for r in reports for n in r.notes) == 3
+    assert problems == [] and sum(n.endswith(": written") for r in reports for n in r.notes) == 3
     again, _ = open_cost(rec, small_set, "train")
     assert again == small
 

@@ -179,7 +179,7 @@ def test_score_on_s3_equals_local_and_feeds_inspect(env, sets, tmp_path, capsys)
         assert doc["scores"] == pytest.approx(local[key]["scores"], abs=1e-5), key
     c = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name="us-east-1")
     names = {o["Key"] for o in c.list_objects_v2(Bucket=sets["bucket"], Prefix="set/scores/")["Contents"]}
-    expect = {f"set/scores/tiny/train/{i:06d}.{e}" for i in range(4) for e in ("json", "tar")}
+    expect = {f"set/scores/tiny/train/{i:06d}.{e}" for i in range(4) for e in ("json", "tar", "idx.json")}
     # no lock or temp objects in the bucket; the completion record score writes after its last commit
     assert names == expect | {"set/scores/tiny/train/manifest.json", "set/scores/tiny/train/complete.json"}
     assert verify_set(url)[1] == []

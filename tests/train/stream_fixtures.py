@@ -41,8 +41,13 @@ def _jpeg(colour, size: int) -> bytes:
     return buf.getvalue()
 
 
-def write_gen_column(root: Path, split: str, name: str, k: int = 2, column: int = 0, failed=(), extra=None) -> Path:
-    """Write generated column `name` aligned with root/split: flat-colour variants, `failed` keys with json only."""
+def write_gen_column(
+    root: Path, split: str, name: str, k: int = 2, column: int = 0, failed=(), extra=None, with_index: bool = True
+) -> Path:
+    """Write generated column `name` aligned with root/split: flat-colour variants, `failed` keys with json only.
+
+    Like `genaug generate`, each shard gets its member index unless `with_index` is False (a column made before
+    indexes existed)."""
     src = Path(root) / split
     dst = Path(root) / "gen" / name / split
     dst.mkdir(parents=True, exist_ok=True)
@@ -72,7 +77,7 @@ def write_gen_column(root: Path, split: str, name: str, k: int = 2, column: int 
             if extra:
                 s.update(extra)
             samples.append(s)
-        commit_shard(dst, int(sname[:6]), samples)
+        commit_shard(dst, int(sname[:6]), samples, with_index=with_index)
     return dst
 
 

@@ -187,7 +187,8 @@ def test_grad_accumulation_bf16_autocast_lr_scaling_and_generated_views(shard_se
     from stream_fixtures import write_gen_column  # the data-stream tests' generated-column writer
 
     write_gen_column(shard_set, "train", "fake", k=2)
-    kw = dict(backbone="tiny", image_size=16, workers=0, log_every=1, overrides=TINY, progress_bar=False)
+    over = {**TINY, "data.range_reads": "on"}
+    kw = dict(backbone="tiny", image_size=16, workers=0, log_every=1, overrides=over, progress_bar=False)
     res = train(
         "byol",
         shards=shard_set,
@@ -202,6 +203,8 @@ def test_grad_accumulation_bf16_autocast_lr_scaling_and_generated_views(shard_se
     )
     assert res["step"] == 2 and res["metrics"]["loss"] == res["metrics"]["loss"]  # finite, not NaN
     assert res["metrics"]["replaced"] == 1.0  # p = 1: every view came from the generated column
+    io = res["metrics"]  # this epoch's I/O so far (the variants read by ranges: data.range_reads on)
+    assert io["io_epoch"] == 0 and io["bytes_fetched"] >= io["bytes_used"] > 0 and io["bytes_from_cache"] == 0
     import yaml
 
     resolved = yaml.safe_load((tmp_path / "acc" / "recipe.yaml").read_text())["resolved"]

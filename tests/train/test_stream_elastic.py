@@ -117,6 +117,16 @@ def test_resume_inside_the_rest_is_exact_and_can_change_size_again(data, two_by_
     assert len(seen) == len(set(seen)) == SHARDS * PER_SHARD
 
 
+def test_the_rest_read_by_ranges_gives_the_batches_of_whole_reads(data, two_by_two):
+    """Range reads (member indexes, variants drawn up front per pass) in the rest of an epoch on 1 x 3 workers."""
+    _, states = two_by_two
+    (ranged,), (whole,) = loaders(data, 1, 3, range_reads="on"), loaders(data, 1, 3, range_reads="off")
+    ranged.load_state_dict(states)
+    whole.load_state_dict(states)
+    assert same(take(ranged), take(whole))
+    assert ranged.last_io["index_fallback"] == 0 and ranged.last_io["bytes_used"] == whole.last_io["bytes_used"] > 0
+
+
 def test_elastic_resume_errors_are_one_line(data, two_by_two):
     _, states = two_by_two
     (other_seed,) = loaders(data, 1, 1, seed=6)
