@@ -104,6 +104,7 @@ def invalid_invocations(root: Path) -> list[tuple[str, list[str]]]:
         ("train: data.range_reads unknown", [*tr, "--set", "data.range_reads=maybe"]),
         ("score: --encoder path missing", ["score", "--shards", s, "--gen", "tiny", "--encoder", str(r / "no.pt")]),
         *newer_invalid_invocations(f, tr, ing, gen),
+        *session_29_invalid_invocations(f, tr, ing, gen),
     ]
 
 
@@ -245,3 +246,31 @@ def newer_invalid_invocations(f: dict, tr: list[str], ing: list[str], gen: list[
             ),  # fmt: skip
         ]
     return rows
+
+
+def session_29_invalid_invocations(
+    f: dict, tr: list[str], ing: list[str], gen: list[str]
+) -> list[tuple[str, list[str]]]:
+    """Rows for the flags and commands added with issues 24, 26, 27 and 28."""
+    s, run, r = str(f["shards"]), str(f["run"]), f["root"]
+    order = r / "order-bad.txt"
+    order.write_text("000009.tar\n")
+    fit = ["fit-generator", "--shards", s, "--out", str(r / "fit")]
+    return [
+        ("generate: --update of a column that does not exist", [*gen, "--column", "nosuch", "--update"]),
+        ("generate: --update with a change touching every variant", [*gen, "--update", "--steps", "3"]),
+        ("generate: --order file missing", [*gen, "--order", str(r / "no-order.txt")]),
+        ("generate: --order names a shard not in the split", [*gen, "--order", str(order)]),
+        ("generate: --strength 1.5", [*gen, "--strength", "1.5"]),
+        ("train: --cache-limit not a size", [*tr, "--cache-limit", "lots"]),
+        ("eval knn: --cache-limit not a size", ["eval", "knn", run, "--shards", s, "--cache-limit", "lots"]),
+        ("inspect: --cache-limit not a size", ["inspect", "--shards", s, "--gen", "tiny", "--cache-limit", "lots"]),
+        ("train: --backbone timm: unknown model", [*tr, "--backbone", "timm:no_such_net"]),
+        ("train: --backbone-weights missing", [*tr, "--backbone-weights", str(r / "no.safetensors")]),
+        ("ingest: --order unknown", [*ing, "--order", "random"]),
+        ("fit-generator: shard set missing", ["fit-generator", "--shards", str(r / "missing"), "--out", str(r / "f")]),
+        ("fit-generator: --widths not numbers", [*fit, "--widths", "a,b"]),
+        ("fit-generator: --split missing", [*fit, "--split", "test"]),
+        ("export: --format unknown", ["export", run, "--format", "onnx"]),
+        ("export: run folder missing", ["export", str(r / "no-run"), "--format", "timm"]),
+    ]
