@@ -190,10 +190,7 @@ class ShardCache:
             except OSError as e:
                 _warn_off(self.root, _why(e))
             return None
-        try:
-            os.utime(file)  # least recently used = oldest mtime
-        except OSError:
-            pass
+        _touch(file)
         return data
 
     def _store(self, file: Path, data: bytes, want: str | None) -> bool:
@@ -215,6 +212,7 @@ class ShardCache:
                 _fault("cache-fill", 0)  # tests: GENAUG_FAULT=cache-fill kills this process with the entry half written
                 f.write(body[half:])
             os.replace(tmp, file)
+            _touch(file)
         except OSError as e:
             try:
                 tmp.unlink()
@@ -249,7 +247,7 @@ class ShardCache:
                         _unlink_quiet(e.path)
                     continue
                 total += st.st_size
-                entries.append((st.st_mtime, st.st_size, e.path))
+                entries.append((st.st_mtime_ns / 1e9, st.st_size, e.path))
         return total, entries
 
     def _evict(self) -> None:
@@ -406,3 +404,22 @@ def env_cache() -> ShardCache | None:
     if key not in _ENV_CACHES:
         _ENV_CACHES[key] = open_cache(key[1], key[2] or None) if key[1] else None
     return _ENV_CACHES[key]
+
+
+_last_touch = [0]
+_touch_lock = threading.Lock()
+
+
+def _touch(file: Path) -> None:
+    """Set an entry's mtime to now, in nanoseconds and strictly later than this process's previous touch.
+
+    The kernel stamps writes with a coarse clock (one tick is 1-10 ms), so entries filled or hit within one tick
+    would tie and the eviction order among them would be arbitrary; an explicit, increasing time keeps it LRU.
+    """
+    with _touch_lock:
+        now = max(time.time_ns(), _last_touch[0] + 1)
+        _last_touch[0] = now
+    try:
+        os.utime(file, ns=(now, now))
+    except OSError:
+        pass
