@@ -139,6 +139,36 @@ def command(
     return register
 
 
+def flag_name(flag: str) -> str:
+    """The Python keyword of a flag: --batch-size -> batch_size, --compile/--no-compile -> compile."""
+    return flag.split("/")[0].split(" ")[0].lstrip("-").replace("-", "_")
+
+
+def split_settings(
+    options: type[Settings], recipe: type[Settings] | None, given: dict[str, Any], what: str
+) -> tuple[Any, dict[str, Any]]:
+    """Python keyword settings (the command's flags by name) as (options object, {dotted recipe key: value}).
+
+    The Python face of a command takes exactly what its command line takes, by the same declarations: a keyword is an
+    options field or the name of a recipe field's flag; anything else is a one-line error naming the closest one.
+    """
+    from genaug.core.config import close_key
+    from genaug.core.errors import GenaugError
+
+    by_name = {flag_name(flag_of(f) or ""): dotted for dotted, f in recipe_flags(recipe)} if recipe else {}
+    opts, overrides = {}, {}
+    for key, value in given.items():
+        if key in options.model_fields:
+            opts[key] = list(value) if isinstance(value, tuple) else value
+        elif key in by_name:
+            if value is not None:
+                overrides[by_name[key]] = list(value) if isinstance(value, tuple) else value
+        else:
+            valid = [*options.model_fields, *by_name]
+            raise GenaugError(f"{what}() got an unknown setting {key!r}{close_key(key, valid)}")
+    return options.parse(opts), overrides
+
+
 def fields_of(callback: Callable[..., Any]) -> dict[str, tuple[type[Settings], str]] | None:
     """The {parameter: (model, dotted field)} map of a command built by `command`, or None for another command."""
     return getattr(callback, FIELDS_ATTR, None)

@@ -18,11 +18,20 @@ from __future__ import annotations
 
 import difflib
 import functools
+import os
 import types
 import typing
 from typing import Annotated, Any, ClassVar, Literal, TypeVar, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PydanticSchemaGenerationError,
+    ValidationError,
+    create_model,
+)
 
 from genaug.core.errors import GenaugError
 
@@ -41,6 +50,22 @@ def _yaml_number(value: Any) -> Any:
 
 #: a float field: also accepts integers and numbers written as strings; never NaN or infinity
 Number = Annotated[float, BeforeValidator(_yaml_number)]
+
+#: a path or URL kept as text (a pathlib.Path given from Python becomes its string)
+PathText = Annotated[str, BeforeValidator(lambda v: os.fspath(v) if isinstance(v, os.PathLike) else v)]
+
+
+def lenient(tp: Any) -> Any:
+    """A type hint with every `float` read as Number (so a plug-in's `lambd: float` takes `5e-3` from YAML)."""
+    if tp is float:
+        return Number
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        return Union[tuple(lenient(a) for a in typing.get_args(tp))]  # noqa: UP007 - built from a tuple
+    if origin is list:
+        args = typing.get_args(tp)
+        return list[lenient(args[0])] if args else list
+    return tp
 
 
 def setting(
@@ -210,8 +235,9 @@ class Settings(BaseModel):
             return f"{name} {rule}, got {got!r}{tail}"
         if e["type"] == "finite_number":
             return f"{name} must be a finite number, got {got!r}{tail}"
-        if e["type"] == "value_error":
-            return f"{name}: {e['msg'].removeprefix('Value error, ')}{tail}"
+        if e["type"] == "value_error":  # a validator's own sentence; it names the flag itself when it starts with one
+            msg = e["msg"].removeprefix("Value error, ")
+            return msg if msg.startswith("--") else f"{name}: {msg}{tail}"
         return f"{name} must be {type_name(tp)}, got {got!r}{tail}"
 
     @classmethod
@@ -243,14 +269,19 @@ class _FlagOnly(Settings):
     where: ClassVar[str] = "flag"
 
 
-@functools.lru_cache(maxsize=64)
-def _one_field(tp: Any, flag: str) -> type[Settings]:
-    return create_model("One", __base__=_FlagOnly, v=(tp, setting(..., flag=flag)))
+@functools.lru_cache(maxsize=256)
+def _one_field(tp: Any, name: str) -> type[Settings] | None:
+    try:
+        return create_model("One", __base__=_FlagOnly, v=(tp, setting(..., flag=name)))
+    except (PydanticSchemaGenerationError, TypeError):  # a plug-in's hint pydantic cannot check (a torch type)
+        return None
 
 
-def check_value(tp: Any, value: Any, flag: str) -> Any:
-    """`value` checked against an annotated type (e.g. Probability), for callers below the CLI; errors name `flag`."""
-    return _one_field(tp, flag).parse({"v": value}).v
+def check_value(tp: Any, value: Any, name: str) -> Any:
+    """`value` checked against a type hint (e.g. Probability) by the same rules as a model field; errors start
+    with `name` (a flag such as --p, or `recipe key method_args.lambd`)."""
+    model = _one_field(tp, name)
+    return value if model is None else model.parse({"v": value}).v
 
 
 #: a probability (p, the share of views replaced by variants): one declaration, checked wherever it enters

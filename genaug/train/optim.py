@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from genaug.core.errors import GenaugError
 from genaug.ssl.lars import LARS
+
+if TYPE_CHECKING:
+    from genaug.train.recipe import Optim
 
 
 def is_excluded(name: str, p: nn.Parameter) -> bool:
@@ -66,18 +70,17 @@ def scaled_lr(base_lr: float, batch_size: int, scaling: str = "linear", ref_batc
     raise GenaugError(f"optim.lr_scaling {scaling!r} is unknown: use linear, sqrt or none")
 
 
-def build_optimizer(groups: list[dict], cfg: dict) -> torch.optim.Optimizer:
-    """Build the optimizer named by cfg['name'] (lars, sgd, adamw) over parameter `groups`."""
-    name = cfg.get("name", "sgd")
-    mom = cfg.get("momentum", 0.9)
-    if name == "lars":
-        return LARS(groups, lr=groups[0]["lr"], momentum=mom, eta=cfg.get("eta", 0.001))
-    if name == "sgd":
-        return torch.optim.SGD(groups, lr=groups[0]["lr"], momentum=mom)
-    if name == "adamw":
-        betas = tuple(cfg.get("betas", (0.9, 0.999)))
-        return torch.optim.AdamW(groups, lr=groups[0]["lr"], betas=betas, eps=float(cfg.get("eps", 1e-8)))
-    raise GenaugError(f"optim.name {name!r} is unknown: use lars, sgd or adamw")
+def build_optimizer(groups: list[dict], cfg: Optim | dict) -> torch.optim.Optimizer:
+    """Build the optimizer the recipe's optim section names (lars, sgd, adamw) over parameter `groups`."""
+    from genaug.train.recipe import Optim
+
+    o = cfg if isinstance(cfg, Optim) else Optim.parse(cfg, "optim")
+    lr = groups[0]["lr"]
+    if o.name == "lars":
+        return LARS(groups, lr=lr, momentum=o.momentum, eta=o.eta)
+    if o.name == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=o.momentum)
+    return torch.optim.AdamW(groups, lr=lr, betas=tuple(o.betas), eps=o.eps)
 
 
 def cosine_factor(step: int, total: int, warmup: int, final: float = 0.0) -> float:

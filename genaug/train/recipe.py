@@ -12,11 +12,36 @@ import inspect
 import math
 import re
 import typing
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
+from pydantic import AfterValidator, BeforeValidator
+
+from genaug.core.config import Number, PathText, Probability, Settings, check_value, close_key, lenient, setting
 from genaug.core.errors import GenaugError
-from genaug.core.schema import bounded, close_key, coerce, validate
+from genaug.shards.cache import CACHE_DIR_HELP, CACHE_LIMIT_HELP
+
+
+def _split_names(value: Any) -> Any:
+    """`--gen sd,icgan` and `--gen sd --gen icgan` mean the same: a list of column names."""
+    if isinstance(value, str):
+        value = [value]
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return [c.strip() for v in value for c in v.split(",") if c.strip()]
+    return value
+
+
+def _once_each(names: list[str]) -> list[str]:
+    twice = sorted({c for c in names if names.count(c) > 1})
+    if twice:
+        raise ValueError(
+            f"--gen names column {', '.join(twice)} more than once: each generated column is given once "
+            "(its variants are already drawn with equal weight; use --gen-weighting score to weight them)"
+        )
+    return names
+
+
+#: generated column names: a list, or one comma-separated string; each name once
+ColumnNames = Annotated[list[str], BeforeValidator(_split_names), AfterValidator(_once_each)]
 
 # keys of older recipes and where they live now (an error says so instead of guessing)
 RENAMED = {
@@ -28,118 +53,142 @@ RENAMED = {
 }
 
 
-@dataclass
-class Backbone:
+class Backbone(Settings):
     """The encoder being trained."""
 
-    name: str = "resnet50"  # tiny, resnet18, resnet18-half, resnet50, vit_s, vit_b, or timm:NAME (any timm model)
-    cifar_stem: bool | Literal["auto"] = "auto"  # 3x3 stem without max-pool (auto: images of 64 px or less)
-    width: int = bounded(16, 1)  # the tiny conv net's width
-    timm_args: dict = field(default_factory=dict)  # timm.create_model keyword arguments of timm:NAME (e.g. patch_size)
-    weights: str | None = None  # starting weights (--backbone-weights): a local .safetensors or torch checkpoint
-    weights_sha256: str | None = None  # filled in by the trainer: the identity of `weights`
+    name: str = setting(
+        "resnet50",
+        "tiny, resnet18, resnet18-half, resnet50, vit_s, vit_b, or timm:NAME (any timm model without its classifier; "
+        "pip install 'genaug[timm]'; model arguments: --set backbone.timm_args.KEY=VALUE).",
+        flag="--backbone",
+    )
+    cifar_stem: bool | Literal["auto"] = setting("auto", "3x3 stem without max-pool (auto: images of 64 px or less).")
+    width: int = setting(16, "The tiny conv net's width.", ge=1)
+    timm_args: dict = setting(factory=dict, help="timm.create_model keyword arguments of timm:NAME (e.g. patch_size).")
+    weights: PathText | None = setting(
+        None,
+        "Start the backbone from this local .safetensors or torch checkpoint (a timm or torchvision checkpoint, or a "
+        "genaug backbone.safetensors); its classifier is dropped.",
+        flag="--backbone-weights",
+    )
+    weights_sha256: str | None = setting(None, "Filled in by the trainer: the identity of `weights`.")
 
 
-@dataclass
-class Data:
+class Data(Settings):
     """The training stream of each process."""
 
-    batch_size: int = bounded(256, 1)  # per process
-    num_workers: int = bounded(4, 0)
-    mix_views: Literal["each", "second"] = "each"
-    shuffle_buffer: int = bounded(1000, 1)
-    read_ahead: int = bounded(1, 0, 16)  # remote shards fetched ahead per worker while one is decoded (0: none)
-    cache_dir: str | None = None  # the machine's local cache of remote shards, shared by every rank and worker
-    cache_limit: str | int | None = None  # its size: 500G, 20M or bytes (least recently used evicted; None: no limit)
-    range_reads: Literal["auto", "on", "off"] = "auto"  # fetch only the variants views use (auto: object stores)
-    image_size: int | None = bounded(None, 1)  # filled in from views.size
-    gen_min_score: float | None = bounded(None, -1.0, 1.0)  # draw only variants scoring at least this (fidelity)
-    gen_weighting: Literal["uniform", "score"] = "uniform"  # draw variant k uniformly or in proportion to its score
+    batch_size: int = setting(256, "Per-process batch size.", flag="--batch-size", ge=1)
+    num_workers: int = setting(4, "Data loader worker processes per rank.", flag="--workers", ge=0)
+    mix_views: Literal["each", "second"] = setting("each", "Views that may be replaced: each or second.", "--mix-views")
+    shuffle_buffer: int = setting(1000, "Samples in each worker's shuffle buffer.", ge=1)
+    read_ahead: int = setting(1, "Remote shards fetched ahead per worker while one is decoded (0: none).", ge=0, le=16)
+    cache_dir: PathText | None = setting(None, CACHE_DIR_HELP, flag="--cache-dir")
+    cache_limit: str | int | None = setting(None, CACHE_LIMIT_HELP, flag="--cache-limit")
+    range_reads: Literal["auto", "on", "off"] = setting(
+        "auto", "Fetch only the variants views use: on, off, or auto (object stores)."
+    )
+    image_size: int | None = setting(None, "Filled in from views.size.", ge=1)
+    gen_min_score: Number | None = setting(
+        None,
+        "Draw only variants whose fidelity score is at least X (a source with none left keeps its image); needs "
+        "scores (docs/fidelity.md).",
+        flag="--gen-min-score",
+        ge=-1.0,
+        le=1.0,
+    )
+    gen_weighting: Literal["uniform", "score"] = setting(
+        "uniform", "uniform, or score: draw variant k in proportion to its fidelity score.", flag="--gen-weighting"
+    )
 
 
-@dataclass
-class Optim:
+class Optim(Settings):
     """Optimizer and learning rate: lr = base_lr x global batch / ref_batch (lr_scaling linear)."""
 
-    name: Literal["lars", "sgd", "adamw"] = "sgd"
-    base_lr: float = bounded(0.1, 0.0, above=True)
-    bias_lr: float | None = None  # a fixed, separately scaled lr for biases and norms (Barlow Twins)
-    lr_scaling: Literal["linear", "sqrt", "none"] = "linear"
-    ref_batch: int = bounded(256, 1)
-    weight_decay: float = bounded(0.0, 0.0)
-    final_weight_decay: float | None = None  # cosine weight-decay schedule to this value (DINO)
-    momentum: float = bounded(0.9, 0.0, 1.0)
-    eta: float = bounded(0.001, 0.0, above=True)  # LARS trust coefficient
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # AdamW
-    eps: float = bounded(1e-8, 0.0, above=True)  # AdamW
-    exclude_bias_norm: bool = True
-    clip_grad: float | None = bounded(None, 0.0, above=True)
+    name: Literal["lars", "sgd", "adamw"] = setting("sgd", "The optimizer.")
+    base_lr: Number = setting(0.1, "Base lr (scaled with the global batch as lr_scaling says).", flag="--lr", gt=0.0)
+    bias_lr: Number | None = setting(None, "A fixed, separately scaled lr for biases and norms (Barlow Twins).")
+    lr_scaling: Literal["linear", "sqrt", "none"] = setting("linear", "How the lr scales with the global batch.")
+    ref_batch: int = setting(256, "The global batch base_lr is given for.", ge=1)
+    weight_decay: Number = setting(0.0, "Weight decay.", ge=0.0)
+    final_weight_decay: Number | None = setting(None, "Cosine weight-decay schedule to this value (DINO).")
+    momentum: Number = setting(0.9, "SGD / LARS momentum.", ge=0.0, le=1.0)
+    eta: Number = setting(0.001, "LARS trust coefficient.", gt=0.0)
+    betas: list[Number] = setting(factory=lambda: [0.9, 0.999], help="AdamW betas.")
+    eps: Number = setting(1e-8, "AdamW epsilon.", gt=0.0)
+    exclude_bias_norm: bool = setting(True, "No weight decay (and no LARS adaptation) for biases and norms.")
+    clip_grad: Number | None = setting(None, "Clip the gradient norm to this value.", gt=0.0)
 
 
-@dataclass
-class Schedule:
+class Schedule(Settings):
     """Length and learning-rate schedule (linear warm-up, then cosine to final_lr_ratio x lr)."""
 
-    epochs: float = bounded(100.0, 0.0, above=True)
-    steps: int | None = bounded(None, 1)  # replaces epochs; the warm-up keeps its fraction of training
-    warmup_epochs: float = bounded(0.0, 0.0)
-    final_lr_ratio: float = bounded(0.0, 0.0, 1.0)
+    epochs: Number = setting(100.0, "Epochs over the split.", flag="--epochs", gt=0.0)
+    steps: int | None = setting(
+        None, "Optimizer steps (replaces epochs; the warm-up keeps its fraction of training).", flag="--steps", ge=1
+    )
+    warmup_epochs: Number = setting(0.0, "Linear warm-up, in epochs.", ge=0.0)
+    final_lr_ratio: Number = setting(0.0, "The cosine ends at this fraction of the lr.", ge=0.0, le=1.0)
 
 
-@dataclass
-class Probe:
+class Probe(Settings):
     """The online linear probe on detached features (when the split has labels)."""
 
-    enabled: bool = True
-    lr: float = bounded(0.1, 0.0, above=True)
+    enabled: bool = setting(True, "Train the online probe.")
+    lr: Number = setting(0.1, "The probe's learning rate.", gt=0.0)
 
 
-@dataclass
-class Loop:
+class Loop(Settings):
     """How the loop runs (may change when a run is resumed)."""
 
-    precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
-    augment_device: Literal["auto", "cpu", "cuda"] = "auto"  # colour stage: in the workers or on the GPU (auto)
-    channels_last: bool = False
-    compile: bool = False
-    sync_bn: bool = True
-    grad_accum: int = bounded(1, 1)
-    log_every: int = bounded(10, 1)
-    ckpt_every: int = bounded(0, 0)
-    keep_checkpoints: int = bounded(2, 0)
-    tensorboard: bool = True
-    wandb: bool = False
+    precision: Literal["auto", "no", "bf16", "fp16"] = setting("auto", "auto, no, bf16 or fp16.", flag="--precision")
+    augment_device: Literal["auto", "cpu", "cuda"] = setting(
+        "auto",
+        "Where colour jitter, blur, solarize and normalisation run: auto (the GPU when training on CUDA, else the "
+        "loader workers), cpu or cuda.",
+        flag="--augment-device",
+    )
+    channels_last: bool = setting(False, "channels_last memory.", flag="--channels-last/--no-channels-last")
+    compile: bool = setting(False, "torch.compile the backbone.", flag="--compile/--no-compile")
+    sync_bn: bool = setting(True, "Synchronise batch norm across processes.")
+    grad_accum: int = setting(1, "Gradient accumulation steps.", flag="--grad-accum", ge=1)
+    log_every: int = setting(10, "Log every N steps.", flag="--log-every", ge=1)
+    ckpt_every: int = setting(0, "Checkpoint every N steps (and at the end; 0: at the end only).", "--ckpt-every", ge=0)
+    keep_checkpoints: int = setting(2, "Checkpoints kept in the run folder.", ge=0)
+    tensorboard: bool = setting(True, "Write TensorBoard events.")
+    wandb: bool = setting(False, "Log to Weights & Biases.")
 
 
-@dataclass
-class Run:
-    """What the run trains on (filled in from the command's flags)."""
+class Run(Settings):
+    """What the run trains on (filled in from the command's flags, hence errors name the flags)."""
 
-    seed: int = bounded(0, 0)
-    shards: str | None = None
-    split: str = "train"
-    gen: list[str] = field(default_factory=list)
-    p: float = bounded(0.0, 0.0, 1.0)
+    where: ClassVar[str] = "flag"
+
+    seed: int = setting(0, "Seed of the run (model init, data order, mixing).", flag="--seed", ge=0)
+    shards: PathText | None = setting(None, "Shard set name (shards/NAME), path or URL (s3://...).", flag="--shards")
+    split: str = setting("train", "Source split to train on.", flag="--split")
+    gen: ColumnNames = setting(factory=list, help="Generated column(s): repeatable or sd,icgan.", flag="--gen")
+    p: Probability = setting(0.0, "Probability of replacing a view by a generated variant.", flag="--p")
 
 
-@dataclass
-class TrainRecipe:
+class TrainRecipe(Settings):
     """A whole training recipe."""
 
-    method: str
-    name: str = ""
-    description: str = ""
-    module: str | None = None  # a plug-in module that registers `method`
-    backbone: Backbone = field(default_factory=Backbone)
-    method_args: dict = field(default_factory=dict)
-    views: dict = field(default_factory=dict)  # checked by genaug.data.transforms.parse_views
-    data: Data = field(default_factory=Data)
-    optim: Optim = field(default_factory=Optim)
-    schedule: Schedule = field(default_factory=Schedule)
-    probe: Probe = field(default_factory=Probe)
-    loop: Loop = field(default_factory=Loop)
-    run: Run = field(default_factory=Run)
-    resolved: dict | None = None  # written by the trainer; recomputed for every run
+    renamed: ClassVar[dict[str, str]] = RENAMED
+
+    method: str = setting(..., "The SSL method (a registered name).")
+    name: str = setting("", "The recipe's name (runs/<name>-<time> by default).")
+    description: str = setting("", "What the recipe is.")
+    module: str | None = setting(None, "A plug-in module that registers `method`.")
+    backbone: Backbone = setting(factory=Backbone)
+    method_args: dict = setting(factory=dict, help="The method class's own arguments (checked against it).")
+    views: dict = setting(factory=dict, help="The views (checked by genaug.data.transforms.parse_views).")
+    data: Data = setting(factory=Data)
+    optim: Optim = setting(factory=Optim)
+    schedule: Schedule = setting(factory=Schedule)
+    probe: Probe = setting(factory=Probe)
+    loop: Loop = setting(factory=Loop)
+    run: Run = setting(factory=Run)
+    resolved: dict | None = setting(None, "Written by the trainer; recomputed for every run.")
 
 
 #: method_args that divide (temperatures, epsilons): they must be positive
@@ -181,7 +230,7 @@ def method_arguments(recipe: dict) -> dict:
                 f"unknown recipe key method_args.{key} for method {recipe['method']!r}"
                 f"{close_key(str(key), valid, 'method_args.')}"
             )
-        out[key] = coerce(value, hints.get(key, Any), f"method_args.{key}")
+        out[key] = check_value(lenient(hints.get(key, Any)), value, f"recipe key method_args.{key}")
         check_method_value(key, out[key])
     for name, p in params.items():
         if name not in out and p.default is not inspect.Parameter.empty:
@@ -203,19 +252,18 @@ def check_backbone_name(name: str) -> None:
         )
 
 
-def validate_train_recipe(doc: dict) -> dict:
-    """A training recipe checked against the schema, with every default (method_args too) filled in."""
+def parse_train_recipe(doc: dict) -> TrainRecipe:
+    """A training recipe checked against the schema, every default (method_args too) filled in, as typed settings."""
     from genaug.data.transforms import parse_views
 
-    out = validate(doc, TrainRecipe, "", RENAMED)
-    out["method_args"] = method_arguments(out)
-    parse_views(out["views"])  # raises naming the views key
-    check_backbone_name(out["backbone"]["name"])
-    if out["data"]["batch_size"] < 1:
-        raise GenaugError(f"recipe key data.batch_size must be at least 1, got {out['data']['batch_size']}")
-    if out["loop"]["grad_accum"] < 1:
-        raise GenaugError(f"recipe key loop.grad_accum must be at least 1, got {out['loop']['grad_accum']}")
-    if not 0.0 <= out["run"]["p"] <= 1.0:
-        raise GenaugError(f"--p must lie in [0, 1], got {out['run']['p']}")
-    out["resolved"] = None
-    return out
+    rec = TrainRecipe.parse(doc)
+    rec.method_args = method_arguments(rec.as_recipe())
+    parse_views(rec.views)  # raises naming the views key
+    check_backbone_name(rec.backbone.name)
+    rec.resolved = None
+    return rec
+
+
+def validate_train_recipe(doc: dict) -> dict:
+    """A training recipe checked against the schema, with every default (method_args too) filled in, as a mapping."""
+    return parse_train_recipe(doc).as_recipe()

@@ -1,6 +1,7 @@
 """`train(...)`: resolve a method recipe, open the data stream, build the method and run the loop in a run directory.
 
-The recipe schema (sections, types, defaults) is genaug.train.recipe.TrainRecipe; the resolved recipe, with
+The recipe schema (sections, types, defaults, flags) is genaug.train.recipe.TrainRecipe and the invocation's own
+options genaug.train.options.TrainOptions; the code below reads typed settings only. The resolved recipe, with
 every default filled in and a `resolved:` section (total steps, warm-up steps, global batch, lr, precision, world
 size), is written to <run>/recipe.yaml.
 """
@@ -13,12 +14,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from genaug.core.cli_model import split_settings
 from genaug.core.errors import GenaugError
 from genaug.core.locks import folder_lock
 from genaug.core.recipes import dump_recipe, load_recipe, recipe_hash
-from genaug.train.recipe import validate_train_recipe
+from genaug.train.options import TrainOptions
+from genaug.train.recipe import TrainRecipe, parse_train_recipe
 
 # keys of a recipe that may change between a run and its resumption (how it runs, not what it learns)
 RESUME_FREE = ("loop",)
@@ -26,43 +27,14 @@ DATA_RESUME_FREE = ("cache_dir", "cache_limit")  # data.* keys that change where
 
 
 def _precision(name: str) -> str:
+    """The precision of `loop.precision` on this machine (auto: bf16 where CUDA has it, fp16 on older CUDA, else no)."""
     import torch
 
     if name != "auto":
-        if name not in ("no", "bf16", "fp16"):
-            raise GenaugError(f"--precision must be auto, no, bf16 or fp16, got {name!r}")
         return name
     if torch.cuda.is_available():
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     return "no"
-
-
-def _resolve(method: str, flags: dict[str, Any], overrides: dict[str, Any] | None) -> dict:
-    mapping = {
-        "batch_size": "data.batch_size",
-        "workers": "data.num_workers",
-        "mix_views": "data.mix_views",
-        "gen_min_score": "data.gen_min_score",
-        "gen_weighting": "data.gen_weighting",
-        "cache_dir": "data.cache_dir",
-        "cache_limit": "data.cache_limit",
-        "image_size": "views.size",
-        "backbone": "backbone.name",
-        "lr": "optim.base_lr",
-        "epochs": "schedule.epochs",
-        "steps": "schedule.steps",
-        "precision": "loop.precision",
-        "augment_device": "loop.augment_device",
-        "compile": "loop.compile",
-        "channels_last": "loop.channels_last",
-        "grad_accum": "loop.grad_accum",
-        "ckpt_every": "loop.ckpt_every",
-        "log_every": "loop.log_every",
-        "seed": "run.seed",
-    }
-    ov = {mapping[k]: v for k, v in flags.items() if k in mapping}
-    ov.update(overrides or {})
-    return load_recipe("trainers", method, ov)
 
 
 def _run_dir(out: str | Path | None, name: str) -> Path:
@@ -73,128 +45,71 @@ def _run_dir(out: str | Path | None, name: str) -> Path:
     return Path("runs") / f"{check_name(name, 'recipe `name:`')}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def _image_size(recipe: dict) -> int:
+def _image_size(rec: TrainRecipe) -> int:
     from genaug.data.transforms import parse_views
 
-    return int(parse_views(recipe.get("views")).views[0].size)
+    return int(parse_views(rec.views).views[0].size)
 
 
 def _num_classes(shards: str | Path, split: str) -> int | None:
     from genaug.shards.manifest import open_split
 
-    classes = open_split(shards, split)[2].get("classes")
+    manifest = open_split(shards, split)[2]
+    classes = manifest["classes"] if "classes" in manifest else None
     return len(classes) if classes else None
 
 
-def train(
-    method: str = "simclr",
-    shards: str | Path | None = None,
-    p: float = 0.0,
-    gen: list[str] | tuple[str, ...] | str | None = None,
-    split: str = "train",
-    out: str | Path | None = None,
-    resume: str | Path | None = None,
-    steps: int | None = None,
-    epochs: float | None = None,
-    batch_size: int | None = None,
-    lr: float | None = None,
-    backbone: str | None = None,
-    backbone_weights: str | Path | None = None,
-    image_size: int | None = None,
-    workers: int | None = None,
-    mix_views: str | None = None,
-    gen_min_score: float | None = None,
-    gen_weighting: str | None = None,
-    cache_dir: str | Path | None = None,
-    cache_limit: str | None = None,
-    seed: int | None = None,
-    precision: str | None = None,
-    augment_device: str | None = None,
-    compile: bool | None = None,
-    channels_last: bool | None = None,
-    grad_accum: int | None = None,
-    ckpt_every: int | None = None,
-    log_every: int | None = None,
-    overrides: dict[str, Any] | None = None,
-    stop_after: int | None = None,
-    progress_bar: bool = True,
-    probe: bool = True,
-) -> dict:
+def train(method: str = "simclr", overrides: dict[str, Any] | None = None, **settings: Any) -> dict:
     """Train an SSL method on a shard set (views replaced by generated variants with probability p).
 
-    Returns {"run_dir", "step", "metrics"}; the run directory holds recipe.yaml, checkpoints, metrics.jsonl/csv,
-    tb/ events, and at the end backbone.safetensors and model.safetensors. A run directory that holds a
-    checkpoint is resumed (exactly); `stop_after` ends this session after that many steps (as a preemption would).
-    `backbone_weights` (a local .safetensors or torch checkpoint) is the backbone's starting point, recorded with its
-    sha256 in the recipe.
+    `settings` are the command's options by their flag names (shards=, p=, gen=, batch_size=, lr=, out=, resume=,
+    stop_after=, progress_bar=, probe=, ...: `genaug train --help` lists them); `overrides` are recipe keys
+    ({"method_args.lambd": 0.01}, as --set). Returns {"run_dir", "step", "metrics", "is_main"}; the run directory
+    holds recipe.yaml, checkpoints, metrics.jsonl/csv, tb/ events, and at the end backbone.safetensors and
+    model.safetensors. A run directory that holds a checkpoint is resumed (exactly); `stop_after` ends this session
+    after that many steps (as a preemption would).
     """
-    if not 0.0 <= float(p) <= 1.0:
-        raise GenaugError(f"--p must lie in [0, 1], got {p}")
-    if stop_after is not None and stop_after < 1:
-        raise GenaugError(f"--stop-after must be at least 1 (steps of this session), got {stop_after}")
-    if shards is None:
+    opts, flags = split_settings(TrainOptions, TrainRecipe, {"method": method, **settings}, "train")
+    return run_training(opts, {**flags, **(overrides or {})})
+
+
+def resolve_train_recipe(opts: TrainOptions, flags: dict[str, Any]) -> TrainRecipe:
+    """The typed recipe of an invocation: the method's recipe file, then the flags, then --set (last wins)."""
+    from genaug.train.cli import parse_sets
+
+    views = {"views.size": opts.image_size} if opts.image_size is not None else {}
+    raw = load_recipe("trainers", opts.method, {**flags, **views, **parse_sets(opts.sets)})
+    return parse_train_recipe(raw)
+
+
+def run_training(opts: TrainOptions, flags: dict[str, Any]) -> dict:
+    """Resolve the recipe of an invocation (`flags`: dotted recipe keys from the command line) and train."""
+    rec = resolve_train_recipe(opts, flags)
+    if rec.run.shards is None:
         raise GenaugError("--shards is required: the shard set to train on (shards/NAME or a path)")
-    gen_cols = [c.strip() for g in ([gen] if isinstance(gen, str) else list(gen or [])) for c in g.split(",")]
-    gen_cols = [c for c in gen_cols if c]  # `--gen sd,icgan` and `--gen sd --gen icgan` mean the same
-    twice = sorted({c for c in gen_cols if gen_cols.count(c) > 1})
-    if twice:
-        raise GenaugError(
-            f"--gen names column {', '.join(twice)} more than once: each generated column is given once "
-            "(its variants are already drawn with equal weight; use --gen-weighting score to weight them)"
-        )
-    flags = dict(
-        batch_size=batch_size,
-        workers=workers,
-        mix_views=mix_views,
-        gen_min_score=gen_min_score,
-        gen_weighting=gen_weighting,
-        cache_dir=str(cache_dir) if cache_dir is not None else None,
-        cache_limit=cache_limit,
-        image_size=image_size,
-        backbone=backbone,
-        lr=lr,
-        epochs=epochs,
-        steps=steps,
-        precision=precision,
-        augment_device=augment_device,
-        compile=compile,
-        channels_last=channels_last,
-        grad_accum=grad_accum,
-        ckpt_every=ckpt_every,
-        log_every=log_every,
-        seed=seed,
-    )
-    raw = _resolve(method, flags, overrides)
-    raw.setdefault("run", {})
-    if not isinstance(raw["run"], dict):
-        raise GenaugError(f"recipe key run must be a mapping, got {raw['run']!r}")
-    raw["run"].update({"shards": str(shards), "split": split, "gen": gen_cols, "p": float(p)})
-    if backbone_weights is not None:
-        raw.setdefault("backbone", {})["weights"] = str(backbone_weights)
-    recipe = validate_train_recipe(raw)
     from genaug.shards.cache import parse_size
 
-    parse_size(recipe["data"].get("cache_limit"), "--cache-limit (data.cache_limit)")  # before the set is opened
-    _record_weights(recipe)
-    run_dir = _run_dir(out, recipe.get("name", method))
-    return _train(recipe, run_dir, resume, stop_after, progress_bar, probe)
+    parse_size(rec.data.cache_limit, "--cache-limit (data.cache_limit)")  # before the set is opened
+    _record_weights(rec)
+    run_dir = _run_dir(opts.out, rec.name or rec.method)
+    return _train(rec, run_dir, opts)
 
 
-def _record_weights(recipe: dict) -> None:
+def _record_weights(rec: TrainRecipe) -> None:
     """backbone.weights as an absolute path with its sha256 (weights_sha256), so the recipe names what it started
     from; a missing file is a one-line error naming the flag."""
     from genaug.core.hashing import file_sha256
 
-    bb = recipe["backbone"]
-    if not bb.get("weights"):
+    bb = rec.backbone
+    if not bb.weights:
         return
-    path = Path(bb["weights"]).expanduser().resolve()
+    path = Path(bb.weights).expanduser().resolve()
     if not path.is_file():
-        raise GenaugError(f"--backbone-weights {bb['weights']} does not exist (recipe backbone.weights)")
-    bb["weights"], bb["weights_sha256"] = str(path), file_sha256(path)
+        raise GenaugError(f"--backbone-weights {bb.weights} does not exist (recipe backbone.weights)")
+    bb.weights, bb.weights_sha256 = str(path), file_sha256(path)
 
 
-def _accelerator(recipe: dict):
+def _accelerator(rec: TrainRecipe):
     """The Accelerator of a run (gloo on CPU under torchrun), seeded per process."""
     import torch
     from accelerate import Accelerator
@@ -202,7 +117,7 @@ def _accelerator(recipe: dict):
 
     from genaug.train.loop import fresh_accelerate_state
 
-    prec = _precision(str(recipe["loop"].get("precision", "auto")))
+    prec = _precision(rec.loop.precision)
     fresh_accelerate_state()
     # cpu=True lets Accelerate set up gloo for `torchrun` / `accelerate launch` on machines without a GPU
     acc = Accelerator(
@@ -210,84 +125,81 @@ def _accelerator(recipe: dict):
         cpu=not torch.cuda.is_available(),
         kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)],
     )
-    set_seed(int(recipe["run"]["seed"]) + acc.process_index)
+    set_seed(rec.run.seed + acc.process_index)
     return acc, prec
 
 
-def _loader(recipe: dict, acc):
+def _loader(rec: TrainRecipe, acc):
     """The training stream of this process (its rank's share of the shards), its colour stage where
     loop.augment_device says (auto: on the training device when it is CUDA, else in the workers)."""
     from genaug.data.stream import build_train_loader
 
-    run, data = recipe["run"], recipe["data"]
+    run, data = rec.run, rec.data
     cuda = acc.device.type == "cuda"
     return build_train_loader(
-        run["shards"],
-        augment_device=str(recipe["loop"].get("augment_device", "auto")),
+        run.shards,
+        augment_device=rec.loop.augment_device,
         device=acc.device if cuda else None,
         pin_memory=cuda,
-        split=run["split"],
-        gen_columns=run["gen"],
-        p=run["p"],
-        mix_views=data.get("mix_views", "each"),
-        views_recipe=recipe.get("views"),
-        batch_size=int(data.get("batch_size", 256)),
-        num_workers=int(data.get("num_workers", 4)),
-        seed=int(run["seed"]),
+        split=run.split,
+        gen_columns=run.gen,
+        p=run.p,
+        mix_views=data.mix_views,
+        views_recipe=rec.views,
+        batch_size=data.batch_size,
+        num_workers=data.num_workers,
+        seed=run.seed,
         rank=acc.process_index,
         world_size=acc.num_processes,
-        shuffle_buffer=int(data.get("shuffle_buffer", 1000)),
-        read_ahead=int(data.get("read_ahead", 1)),
-        cache_dir=data.get("cache_dir"),
-        cache_limit=data.get("cache_limit"),
-        range_reads=str(data.get("range_reads") or "auto"),
-        gen_min_score=data.get("gen_min_score"),
-        gen_weighting=data.get("gen_weighting") or "uniform",
+        shuffle_buffer=data.shuffle_buffer,
+        read_ahead=data.read_ahead,
+        cache_dir=data.cache_dir,
+        cache_limit=data.cache_limit,
+        range_reads=data.range_reads,
+        gen_min_score=data.gen_min_score,
+        gen_weighting=data.gen_weighting,
     )
 
 
-def resolve_plan(recipe: dict, loader_steps_per_epoch: int, world_size: int, precision: str) -> dict:
+def resolve_plan(rec: TrainRecipe, loader_steps_per_epoch: int, world_size: int, precision: str) -> dict:
     """The `resolved:` section: total and warm-up steps, global batch, scaled learning rates, precision, world size."""
     from genaug.train.optim import scaled_lr
 
-    data, loop, optim, sched = recipe["data"], recipe["loop"], recipe["optim"], recipe["schedule"]
-    accum = int(loop.get("grad_accum", 1))
+    optim, sched = rec.optim, rec.schedule
+    accum = rec.loop.grad_accum
     steps_per_epoch = max(1, loader_steps_per_epoch // accum)
-    rec_epochs = float(sched.get("epochs", 100))
-    total = int(sched["steps"]) if sched.get("steps") else max(1, math.ceil(rec_epochs * steps_per_epoch))
-    warmup = round(total * float(sched.get("warmup_epochs", 0)) / max(1e-9, rec_epochs))  # same fraction of training
-    global_batch = int(data.get("batch_size", 256)) * world_size * accum
-    scaling, ref = optim.get("lr_scaling", "linear"), int(optim.get("ref_batch", 256))
-    bias_lr = optim.get("bias_lr")
+    total = sched.steps if sched.steps else max(1, math.ceil(sched.epochs * steps_per_epoch))
+    warmup = round(total * sched.warmup_epochs / max(1e-9, sched.epochs))  # the same fraction of training
+    global_batch = rec.data.batch_size * world_size * accum
+    scaling, ref = optim.lr_scaling, optim.ref_batch
     return {
         "total_steps": total,
         "steps_per_epoch": steps_per_epoch,
         "warmup_steps": warmup,
         "global_batch": global_batch,
-        "lr": scaled_lr(float(optim.get("base_lr", 0.1)), global_batch, scaling, ref),
-        "bias_lr": scaled_lr(float(bias_lr), global_batch, scaling, ref) if bias_lr is not None else None,
+        "lr": scaled_lr(optim.base_lr, global_batch, scaling, ref),
+        "bias_lr": scaled_lr(optim.bias_lr, global_batch, scaling, ref) if optim.bias_lr is not None else None,
         "precision": precision,
         "world_size": world_size,
     }
 
 
-def _factories(recipe: dict, method):
+def _factories(rec: TrainRecipe, method):
     """make_opt(module) and make_sched(opt) for the Trainer, from the recipe's optim/schedule and resolved lr."""
     from genaug.train.optim import WarmupCosine, build_optimizer, param_groups
 
-    optim, sched, res = recipe["optim"], recipe["schedule"], recipe["resolved"]
-    probe_lr = float((recipe.get("probe") or {}).get("lr", 0.1))
+    optim, res = rec.optim, rec.resolved
 
     def make_opt(module):
         named = [(n, p) for n, p in module.method.named_parameters()]
         extra = []
         if module.probe is not None:
-            extra = [{"params": list(module.probe.parameters()), "lr": probe_lr, "weight_decay": 0.0}]
+            extra = [{"params": list(module.probe.parameters()), "lr": rec.probe.lr, "weight_decay": 0.0}]
         groups = param_groups(
             named,
             res["lr"],
-            float(optim.get("weight_decay", 0.0)),
-            bool(optim.get("exclude_bias_norm", True)),
+            optim.weight_decay,
+            optim.exclude_bias_norm,
             res["bias_lr"],
             method.fixed_lr_prefixes,
             extra,
@@ -296,38 +208,34 @@ def _factories(recipe: dict, method):
 
     def make_sched(opt):
         return WarmupCosine(
-            opt,
-            res["total_steps"],
-            res["warmup_steps"],
-            float(sched.get("final_lr_ratio", 0.0)),
-            optim.get("final_weight_decay"),
+            opt, res["total_steps"], res["warmup_steps"], rec.schedule.final_lr_ratio, optim.final_weight_decay
         )
 
     return make_opt, make_sched
 
 
-def _loop_config(recipe: dict, progress_bar: bool):
+def _loop_config(rec: TrainRecipe, progress_bar: bool):
     """The Trainer's LoopConfig from the recipe's loop/optim sections and the resolved plan."""
     import torch
 
     from genaug.train.loop import LoopConfig
 
-    loop, res = recipe["loop"], recipe["resolved"]
+    loop, res = rec.loop, rec.resolved
     return LoopConfig(
         total_steps=res["total_steps"],
         steps_per_epoch=res["steps_per_epoch"],
-        grad_accum=int(loop.get("grad_accum", 1)),
-        clip_grad=recipe["optim"].get("clip_grad"),
-        log_every=int(loop.get("log_every", 10)),
-        ckpt_every=int(loop.get("ckpt_every", 0) or 0),
-        keep_checkpoints=int(loop.get("keep_checkpoints", 2)),
+        grad_accum=loop.grad_accum,
+        clip_grad=rec.optim.clip_grad,
+        log_every=loop.log_every,
+        ckpt_every=loop.ckpt_every,
+        keep_checkpoints=loop.keep_checkpoints,
         precision=res["precision"],
-        channels_last=bool(loop.get("channels_last", False)) and torch.cuda.is_available(),
-        compile=bool(loop.get("compile", False)),
-        sync_bn=bool(loop.get("sync_bn", True)),
+        channels_last=loop.channels_last and torch.cuda.is_available(),
+        compile=loop.compile,
+        sync_bn=loop.sync_bn,
         progress_bar=progress_bar,
-        tensorboard=bool(loop.get("tensorboard", True)),
-        wandb=bool(loop.get("wandb", False)),
+        tensorboard=loop.tensorboard,
+        wandb=loop.wandb,
     )
 
 
@@ -340,9 +248,9 @@ def _check_resume(recipe: dict, run_dir: Path, resume) -> Path | None:
     saved = run_dir / "recipe.yaml"
     if ckpt is not None and saved.exists():
         old = read_yaml(saved)
-        mine = _resume_view(_public(recipe))
+        mine = _resume_view(recipe)
         if not isinstance(old, dict) or recipe_hash(_resume_view(old), RESUME_FREE) != recipe_hash(mine, RESUME_FREE):
-            was = (old.get("resolved") or {}).get("world_size") if isinstance(old, dict) else None
+            was = _world_size(old)
             now = recipe["resolved"]["world_size"]
             if was != now and recipe_hash(_resume_view(old), (*RESUME_FREE, "resolved")) == recipe_hash(
                 mine, (*RESUME_FREE, "resolved")
@@ -358,36 +266,38 @@ def _check_resume(recipe: dict, run_dir: Path, resume) -> Path | None:
     return ckpt
 
 
+def _world_size(saved: Any) -> Any:
+    """The world size a saved recipe.yaml records (None when it records none)."""
+    resolved = saved["resolved"] if isinstance(saved, dict) and "resolved" in saved else None
+    return resolved["world_size"] if isinstance(resolved, dict) and "world_size" in resolved else None
+
+
 def _resume_view(recipe: dict) -> dict:
     """`recipe` without the data.* keys a resumed run may change (DATA_RESUME_FREE)."""
-    data = recipe.get("data") if isinstance(recipe, dict) else None
+    data = recipe["data"] if isinstance(recipe, dict) and "data" in recipe else None
     if not isinstance(data, dict):
         return recipe
     return {**recipe, "data": {k: v for k, v in data.items() if k not in DATA_RESUME_FREE}}
 
 
-def _train(recipe: dict, run_dir: Path, resume, stop_after: int | None, progress_bar: bool, probe: bool) -> dict:
+def _train(rec: TrainRecipe, run_dir: Path, opts: TrainOptions) -> dict:
     from genaug.ssl.artifacts import export_model
     from genaug.ssl.methods import build_method
+    from genaug.train.checkpoint import resolve_resume
     from genaug.train.loop import Trainer
 
-    run = recipe["run"]
-    for section in ("data", "loop", "optim", "schedule"):
-        recipe.setdefault(section, {})
-    acc, prec = _accelerator(recipe)
-    loader = _loader(recipe, acc)
-    recipe.setdefault("views", {})
-    recipe["views"].setdefault("size", _image_size(recipe))
-    recipe["resolved"] = resolve_plan(recipe, loader.steps_per_epoch, acc.num_processes, prec)
-    recipe["data"]["image_size"] = int(recipe["views"]["size"])
-    use_probe = probe and (recipe.get("probe") or {}).get("enabled", True)
-    num_classes = _num_classes(run["shards"], run["split"]) if use_probe else None
-    from genaug.train.checkpoint import resolve_resume
-
-    fresh = resolve_resume(resume, run_dir) is None  # a resumed run takes its weights from the checkpoint
-    method = build_method(recipe, init_weights=fresh)
-    make_opt, make_sched = _factories(recipe, method)
-    cfg = _loop_config(recipe, progress_bar)
+    acc, prec = _accelerator(rec)
+    loader = _loader(rec, acc)
+    rec.views.setdefault("size", _image_size(rec))
+    rec.resolved = resolve_plan(rec, loader.steps_per_epoch, acc.num_processes, prec)
+    rec.data.image_size = int(rec.views["size"])
+    use_probe = opts.probe and rec.probe.enabled
+    num_classes = _num_classes(rec.run.shards, rec.run.split) if use_probe else None
+    public = rec.as_recipe()
+    fresh = resolve_resume(opts.resume, run_dir) is None  # a resumed run takes its weights from the checkpoint
+    method = build_method(public, init_weights=fresh)
+    make_opt, make_sched = _factories(rec, method)
+    cfg = _loop_config(rec, opts.progress_bar)
     if acc.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
     # one training run per folder: the main process holds an advisory lock (the kernel drops it if we die)
@@ -406,24 +316,19 @@ def _train(recipe: dict, run_dir: Path, resume, stop_after: int | None, progress
     if refused:
         raise GenaugError(refused)
     try:
-        ckpt = _check_resume(recipe, run_dir, resume)
+        ckpt = _check_resume(public, run_dir, opts.resume)
         if acc.is_main_process:
-            dump_recipe(_public(recipe), run_dir / "recipe.yaml")
+            dump_recipe(public, run_dir / "recipe.yaml")
         acc.wait_for_everyone()
-        trainer = Trainer(method, loader, make_opt, make_sched, cfg, run_dir, num_classes, _public(recipe), acc)
+        trainer = Trainer(method, loader, make_opt, make_sched, cfg, run_dir, num_classes, public, acc)
         if ckpt is not None:
             trainer.resume(ckpt)
-        if stop_after is not None:
-            trainer.cfg.stop_at = trainer.step + int(stop_after)
+        if opts.stop_after is not None:
+            trainer.cfg.stop_at = trainer.step + opts.stop_after
         metrics = trainer.fit()
-        if trainer.step >= recipe["resolved"]["total_steps"] and acc.is_main_process:
-            export_model(run_dir, trainer.module.method, _public(recipe))
+        if trainer.step >= rec.resolved["total_steps"] and acc.is_main_process:
+            export_model(run_dir, trainer.module.method, public)
         acc.wait_for_everyone()
     finally:
         lock.__exit__(None, None, None)
     return {"run_dir": run_dir, "step": trainer.step, "metrics": metrics, "is_main": acc.is_main_process}
-
-
-def _public(recipe: dict) -> dict:
-    """The recipe as written next to the outputs (plain YAML types only)."""
-    return yaml.safe_load(yaml.safe_dump(recipe))

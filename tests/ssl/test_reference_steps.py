@@ -82,6 +82,7 @@ from torch import nn
 
 from genaug.ssl.methods import METHODS, Progress
 from genaug.train.loop import LoopConfig, Trainer, TrainModule
+from genaug.train.recipe import TrainRecipe
 from genaug.train.runner import _factories
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -553,12 +554,8 @@ def optim_cfg(ref: Ref) -> dict:
 
 def run_genaug(method: nn.Module, data: list[dict], optim: dict, run_dir: Path) -> list[dict]:
     """Train with the real Trainer and the runner's factories; per step: losses, gradients, post-step state."""
-    recipe = {
-        "optim": optim,
-        "schedule": {"final_lr_ratio": 0.0},
-        "resolved": {"lr": LR, "bias_lr": None, "total_steps": T, "warmup_steps": WARMUP},
-        "probe": {},
-    }
+    recipe = TrainRecipe.parse({"method": "simclr", "optim": optim, "schedule": {"final_lr_ratio": 0.0}})
+    recipe.resolved = {"lr": LR, "bias_lr": None, "total_steps": T, "warmup_steps": WARMUP}
     make_opt, make_sched = _factories(recipe, method)
     steps: list[dict] = []
     cur: dict = {"loss": []}
@@ -731,12 +728,8 @@ def test_dino_recipe_weight_decay_schedule() -> None:
     """trainers/dino.yaml's weight decay 0.04 -> 0.4 (cosine) reaches the AdamW groups that decay."""
     optim = yaml.safe_load((ROOT / "trainers" / "dino.yaml").read_text())["optim"]
     method = build("dino", RefDINO.args)
-    recipe = {
-        "optim": optim,
-        "schedule": {"final_lr_ratio": 0.0},
-        "resolved": {"lr": 1e-3, "bias_lr": None, "total_steps": 10, "warmup_steps": 2},
-        "probe": {},
-    }
+    recipe = TrainRecipe.parse({"method": "dino", "optim": optim, "schedule": {"final_lr_ratio": 0.0}})
+    recipe.resolved = {"lr": 1e-3, "bias_lr": None, "total_steps": 10, "warmup_steps": 2}
     make_opt, make_sched = _factories(recipe, method)
     opt = make_opt(TrainModule(method))
     sched = make_sched(opt)

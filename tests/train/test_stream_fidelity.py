@@ -183,17 +183,20 @@ def test_errors_and_verify(data):
 
 
 def test_recipe_and_flags_record_the_settings():
-    from genaug.train.recipe import validate_train_recipe
-    from genaug.train.runner import _resolve
+    from genaug.train.options import TrainOptions
+    from genaug.train.runner import resolve_train_recipe
 
-    rec = validate_train_recipe(_resolve("simclr", {"gen_min_score": 0.3, "gen_weighting": "score"}, None))
-    assert rec["data"]["gen_min_score"] == 0.3 and rec["data"]["gen_weighting"] == "score"
-    default = validate_train_recipe(_resolve("simclr", {}, None))
-    assert default["data"]["gen_min_score"] is None and default["data"]["gen_weighting"] == "uniform"
+    def resolved(**flags):
+        return resolve_train_recipe(TrainOptions(method="simclr"), flags)
+
+    rec = resolved(**{"data.gen_min_score": 0.3, "data.gen_weighting": "score"})
+    assert rec.data.gen_min_score == 0.3 and rec.data.gen_weighting == "score"
+    default = resolved()
+    assert default.data.gen_min_score is None and default.data.gen_weighting == "uniform"
     with pytest.raises(GenaugError, match="data.gen_weighting"):
-        validate_train_recipe(_resolve("simclr", {"gen_weighting": "best"}, None))
+        resolved(**{"data.gen_weighting": "best"})
     with pytest.raises(GenaugError, match="data.gen_min_score"):
-        validate_train_recipe(_resolve("simclr", {"gen_min_score": 1.5}, None))
+        resolved(**{"data.gen_min_score": 1.5})
 
 
 def test_training_records_and_logs_the_settings(data, tmp_path, capsys):

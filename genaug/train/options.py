@@ -1,0 +1,29 @@
+"""What one `genaug train` invocation takes besides the recipe: where the run lives, how this session runs."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from genaug.core.config import PathText, Settings, setting
+from genaug.shards.storage import STORAGE_OPTION_HELP
+
+
+class TrainOptions(Settings):
+    """Options of `genaug train` that are not recipe keys (the recipe's own flags come from TrainRecipe)."""
+
+    where: ClassVar[str] = "flag"
+
+    method: str = setting("simclr", "Method recipe name (trainers/) or a YAML path.", flag="--method")
+    out: PathText | None = setting(None, "Run directory (default runs/<method>-<timestamp>).", flag="--out")
+    resume: PathText | None = setting(None, "Checkpoint file or run directory to resume from.", flag="--resume")
+    image_size: int | None = setting(None, "Size of the global views (recipe key views.size).", "--image-size", ge=1)
+    stop_after: int | None = setting(None, "Stop this session after N steps (resumable).", flag="--stop-after", ge=1)
+    sets: list[str] = setting(factory=list, help="Recipe override section.key=value (repeatable).", flag="--set")
+    probe: bool = setting(True, "The online linear probe (when the split has labels).", flag="--probe/--no-probe")
+    progress_bar: bool = setting(True, "A progress bar (--quiet: none).", flag="--progress-bar/--quiet")
+    allow_module: list[str] = setting(
+        factory=list,
+        help="Trust this plug-in method module named by the recipe's module: (repeatable).",
+        flag="--allow-module",
+    )
+    storage_option: list[str] = setting(factory=list, help=STORAGE_OPTION_HELP, flag="--storage-option")
