@@ -4,7 +4,7 @@
         batch_size: int = setting(256, "Per-process batch size.", flag="--batch-size", ge=1)
 
 From that one line come: the recipe key `data.batch_size` with its type, default and bounds; the one-line error of
-a bad value (`recipe key data.batch_size must be at least 1, got 0 (flag --batch-size)`, exit 2); the `--batch-size`
+a bad value (`--batch-size (recipe key data.batch_size) must be at least 1, got 0`, exit 2); the `--batch-size`
 option of the command whose model holds it (genaug.core.cli_model builds the typer options from the fields); and
 the typed attribute the code reads (`cfg.data.batch_size`, never `recipe.get("batch_size", 256)`).
 
@@ -209,7 +209,6 @@ class Settings(BaseModel):
                 parts.append(str(step))
             # else: a union member's tag (`bool`, `literal['auto']`): the field's own type names it
         dotted = ".".join(parts)
-        owner = model if field is None else None
         if e["type"] == "extra_forbidden":
             parent = cls._model_at(parts[:-1] if not where else parts[1:-1])
             valid = list(parent.model_fields) if parent is not None else []
@@ -217,13 +216,16 @@ class Settings(BaseModel):
             return f"unknown recipe key {dotted}{close_key(parts[-1], valid, f'{prefix}.' if prefix else '')}"
         flag = flag_of(field) if field is not None else None
         kind = cls._where_of(parts, where)
-        name = flag if (kind == "flag" and flag) else f"recipe key {dotted}"
-        tail = f" (flag {flag})" if (flag and kind != "flag") else ""
+        short = flag.split("/")[0] if flag else None
+        if short:
+            name = short if kind == "flag" else f"{short} (recipe key {dotted})"
+        else:
+            name = f"recipe key {dotted}"
         got = e.get("input")
         if e["type"] == "missing":
-            return f"{name} is required{tail}"
-        if owner is not None or _model_of(tp) is not None and e["type"] in ("model_type", "model_attributes_type"):
-            return f"{name} must be a mapping of keys to values, got {got!r}{tail}"
+            return f"{name} is required"
+        if _model_of(tp) is not None and e["type"] in ("model_type", "model_attributes_type"):
+            return f"{name} must be a mapping of keys to values, got {got!r}"
         if e["type"] in ("greater_than_equal", "greater_than", "less_than_equal", "less_than") and field is not None:
             lo, hi, above = _bounds(field)
             if lo is not None and hi is not None and not above:
@@ -232,13 +234,13 @@ class Settings(BaseModel):
                 rule = f"must be {'above' if above else 'at least'} {_num(lo)}"
             else:
                 rule = f"must be at most {_num(hi)}"
-            return f"{name} {rule}, got {got!r}{tail}"
+            return f"{name} {rule}, got {got!r}"
         if e["type"] == "finite_number":
-            return f"{name} must be a finite number, got {got!r}{tail}"
+            return f"{name} must be a finite number, got {got!r}"
         if e["type"] == "value_error":  # a validator's own sentence; it names the flag itself when it starts with one
             msg = e["msg"].removeprefix("Value error, ")
-            return msg if msg.startswith("--") else f"{name}: {msg}{tail}"
-        return f"{name} must be {type_name(tp)}, got {got!r}{tail}"
+            return msg if msg.startswith("--") else f"{name}: {msg}"
+        return f"{name} must be {type_name(tp)}, got {got!r}"
 
     @classmethod
     def _model_at(cls, parts: list[str]) -> type[Settings] | None:

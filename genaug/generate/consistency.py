@@ -87,7 +87,7 @@ def class_consistency(
     for strength in strengths:
         recipe = resolve_recipe(model, k=k, batch_size=batch_size, seed=seed,
                                 overrides={"sampling.strength": float(strength)})  # fmt: skip
-        gen = generator_class(recipe["generator"])(recipe, "cpu", weights)
+        gen = generator_class(str(recipe["generator"]))(recipe, "cpu", weights)
         keys = [f"digit{int(i):04d}" for i in src_idx]
         seeds = [[variant_seed(int(recipe["seed"]), key, j) for j in range(k)] for key in keys]
         made = gen.generate(sources, keys, seeds)

@@ -23,9 +23,9 @@ from typing import Any
 
 from genaug.core.errors import GenaugError
 from genaug.generate.leases import clear_stale_leases, lease_home
-from genaug.generate.order import shard_priority
+from genaug.generate.options import GenerateOptions
 from genaug.generate.ray_worker import ShardWorker
-from genaug.generate.runner import prepare_column
+from genaug.generate.runner import GenerateJob
 from genaug.shards.storage import RemotePath
 from genaug.shards.writer import read_stats
 
@@ -91,27 +91,6 @@ def check_local_gpus(address: str | None, num_gpus: float | None) -> None:
             f"--num-gpus-per-worker {num_gpus:g}: this machine has {have} CUDA GPU(s) and Ray would start here (no "
             "--ray-address): use --num-gpus-per-worker 0 to run on CPU, or join a cluster with --ray-address"
         )
-
-
-def check_engine_options(
-    engine: str, ray_address: str | None, num_gpus_per_worker: float | None, workers: int | None
-) -> str:
-    """Validate --engine and the Ray flags together; returns the engine name."""
-    if engine not in ENGINES:
-        raise GenaugError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
-    if engine != "ray":
-        for flag, value in (("--ray-address", ray_address), ("--num-gpus-per-worker", num_gpus_per_worker),
-                            ("--workers", workers)):  # fmt: skip
-            if value is not None:
-                raise GenaugError(f"{flag} applies to --engine ray only: add --engine ray or drop {flag}")
-        return engine
-    check_ray_address(ray_address)
-    if num_gpus_per_worker is not None and not (math.isfinite(num_gpus_per_worker) and num_gpus_per_worker >= 0):
-        raise GenaugError(f"--num-gpus-per-worker must be 0 or more (e.g. 1, or 0.5 for two workers per GPU), "
-                          f"got {num_gpus_per_worker!r}")  # fmt: skip
-    if workers is not None and workers < 1:
-        raise GenaugError(f"--workers must be at least 1 (got {workers}); leave it out to fill the cluster")
-    return engine
 
 
 class RayShardWorker(ShardWorker):
@@ -196,64 +175,39 @@ def _user_error(e: BaseException) -> GenaugError | None:
     return GenaugError(m.group(1)) if m else None
 
 
-def generate_ray(
-    model: str = "tiny",
-    shards: str = "",
-    split: str = "train",
-    weights: str | None = None,
-    column: str | None = None,
-    k: int | None = None,
-    batch_size: int | None = None,
-    steps: int | None = None,
-    dtype: str | None = None,
-    compile: bool | None = None,
-    device: str | None = None,
-    limit_shards: int | None = None,
-    seed: int | None = None,
-    guidance: float | None = None,
-    lease_timeout: float = 300.0,
-    progress: bool = True,
-    overrides: dict[str, Any] | None = None,
-    fidelity: bool = True,
-    ray_address: str | None = None,
-    num_gpus_per_worker: float | None = None,
-    workers: int | None = None,
-    cpus_per_worker: float = 1.0,
-    max_restarts: int = 3,
-    max_shard_attempts: int = 3,
-    lease_dir: str | os.PathLike | None = None,
-    update: bool = False,
-    order: str | os.PathLike | None = None,
-) -> dict:
-    """genaug.generate.runner.generate() on a Ray cluster: same column, bytes, stats and summary keys.
+def generate_ray(model: str = "tiny", overrides: dict[str, Any] | None = None, **settings: Any) -> dict:
+    """genaug.generate.runner.generate() on a Ray cluster (the same as generate(engine="ray", ...))."""
+    from genaug.generate.runner import generate
 
-    Leases live in the column folder, or under `lease_dir` when given; a column in a URL (s3://...) needs a
-    `lease_dir` every Ray node shares (else each node's own cache folder, which guards only within that node).
+    return generate(model, overrides, engine="ray", **settings)
+
+
+def run_ray(opts: GenerateOptions, flags: dict[str, Any]) -> dict:
+    """The Ray engine: one task per shard on a pool of actors; same column, bytes, stats and summary keys.
+
+    Leases live in the column folder, or under --lease-dir when given; a column in a URL (s3://...) needs a
+    --lease-dir every Ray node shares (else each node's own cache folder, which guards only within that node).
     The actors get the driver's --storage-option (GENAUG_STORAGE_OPTIONS) and, for a URL, its object-store
     variables (AWS_*, ...)."""
-    check_engine_options("ray", ray_address, num_gpus_per_worker, workers)
+    from genaug.generate.runner import prepare_job
+
     ray = import_ray()
     if not ray.is_initialized():  # a Ray this process joined already answers for its own GPUs
-        check_local_gpus(check_ray_address(ray_address), num_gpus_per_worker)
-    recipe, lease_timeout, col = prepare_column(
-        model, shards, split, column, k, batch_size, steps, dtype, compile, seed, guidance, overrides,
-        lease_timeout, limit_shards, fidelity, update,
-    )  # the lease runner's own set-up: same recipe checks and column identity  # fmt: skip
-    base: dict[str, Any] = {"column": col.name, "folder": str(col.folder), "shards": [], "images": 0, "failures": 0,
-                            "seconds": 0.0, "model_seconds": 0.0, "load_seconds": 0.0, "engine": "ray",
-                            "workers": 0, "worker_failures": []}  # fmt: skip
+        check_local_gpus(check_ray_address(opts.ray_address), opts.num_gpus_per_worker)
+    job = prepare_job(opts, flags)  # the lease runner's own set-up: same recipe checks and column identity
+    col = job.column
+    base = job.summary(engine="ray", workers=0, worker_failures=[])
+    lease_dir = opts.lease_dir
     if lease_dir is not None:  # the actors' working folder is not the driver's
         lease_dir = os.path.abspath(os.path.expanduser(os.fspath(lease_dir)))
-    pending = [i for i in shard_priority(order, col.indices) or col.indices if not col.is_current(i)]
+    pending = [i for i in job.priority or col.indices if not col.is_current(i)]
     if not pending:
-        clear_stale_leases(lease_home(col.folder, lease_dir), set(col.indices), lease_timeout)
+        clear_stale_leases(lease_home(col.folder, lease_dir), set(col.indices), opts.lease_timeout)
         _fidelity_summary(col)
         return base
-    started = _connect(ray, check_ray_address(ray_address), None)
+    started = _connect(ray, check_ray_address(opts.ray_address), None)
     try:
-        out = _drive(ray, col, recipe, pending, weights, device, lease_timeout, progress,
-                     num_gpus_per_worker, workers, cpus_per_worker, max_restarts, max_shard_attempts,
-                     lease_dir)  # fmt: skip
+        out = _drive(ray, job, pending, lease_dir)
     finally:
         if started:
             ray.shutdown()
@@ -294,24 +248,14 @@ class _Progress:
             self.bar.close()
 
 
-def _drive(
-    ray: Any,
-    col: Any,
-    recipe: dict,
-    pending: list[int],
-    weights: str | None,
-    device: str | None,
-    lease_timeout: float,
-    progress: bool,
-    num_gpus: float | None,
-    workers: int | None,
-    cpus: float,
-    max_restarts: int,
-    max_attempts: int,
-    lease_dir: str | None = None,
-) -> dict:
+def _drive(ray: Any, job: GenerateJob, pending: list[int], lease_dir: str | None) -> dict:
     """Place the actors, hand out the shards, collect figures and failures; kill the actors at the end."""
     from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
+
+    o, col, recipe = job.opts, job.column, job.recipe
+    weights, device, lease_timeout, progress = o.weights, o.device, o.lease_timeout, o.progress
+    num_gpus, workers, cpus = o.num_gpus_per_worker, o.workers, o.cpus_per_worker
+    max_restarts, max_attempts = o.max_restarts, o.max_shard_attempts
 
     t0 = time.perf_counter()
     num_gpus, n = _plan_workers(ray, num_gpus, workers, cpus, len(pending))
@@ -330,7 +274,7 @@ def _drive(
         )
         for _ in range(n)
     ]
-    total = sum(int((read_stats(col.source, i) or {}).get("count", 0)) * int(recipe["k"]) for i in pending)
+    total = sum(int((read_stats(col.source, i) or {}).get("count", 0)) * recipe.k for i in pending)
     bar = _Progress(total, col.name, progress)
     todo: deque[int] = deque(pending)
     later: list[tuple[float, int]] = []  # (when, shard): held by a live process elsewhere, retry then
@@ -400,7 +344,7 @@ def _drive(
                     out["model_seconds"] += res["model_seconds"]
                     out["load_seconds"] = max(out["load_seconds"], res["load_seconds"])
                     rate = out["images"] / max(1e-9, time.perf_counter() - t0)
-                    bar.update(res["images"] + res["failures"] * int(recipe["k"]), workers=len(actors),
+                    bar.update(res["images"] + res["failures"] * recipe.k, workers=len(actors),
                                ips=f"{rate:.1f}")  # fmt: skip
         if not actors and (todo or later):
             raise GenaugError(

@@ -18,6 +18,7 @@ from typing import Any
 
 from genaug.generate.column import Column, open_column
 from genaug.generate.leases import Lease, lease_home, lease_path, read_lease, try_acquire
+from genaug.generate.recipe import GenerateRecipe
 from genaug.generate.runner import Runner
 from genaug.generate.writer import ShardJob
 from genaug.shards.writer import cleanup_shard
@@ -116,7 +117,7 @@ class ShardWorker:
         self,
         root: str,
         split: str,
-        recipe: dict,
+        recipe: GenerateRecipe | dict,
         column: str,
         weights: str | None,
         device: str | None,
@@ -129,15 +130,17 @@ class ShardWorker:
         from genaug.generate.runner import quiet_hub_bars
 
         t = time.perf_counter()
-        self.column: Column = open_column(root, split, recipe, column, create=False)
-        self.recipe, self.lease_timeout, self.lease_dir = recipe, lease_timeout, lease_dir
+        typed = recipe if isinstance(recipe, GenerateRecipe) else GenerateRecipe.of(recipe)
+        written = typed.as_written()
+        self.column: Column = open_column(root, split, written, column, create=False)
+        self.recipe, self.lease_timeout, self.lease_dir = typed, lease_timeout, lease_dir
         self.leases = lease_home(self.column.folder, lease_dir)  # a URL column keeps its leases on a filesystem
         self.device = device or default_device()
         self.owner = {"engine": "ray", **(owner or {})}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
             quiet_hub_bars()
-            self.gen = generator_class(recipe["generator"])(recipe, device=self.device, weights=weights)
+            self.gen = generator_class(typed.generator)(written, device=self.device, weights=weights)
         self.load_seconds = time.perf_counter() - t
         self.runner: ShardRunner | None = None
 

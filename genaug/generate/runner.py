@@ -6,20 +6,24 @@ import os
 import socket
 import time
 import warnings
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
+from genaug.core.cli_model import split_settings
 from genaug.core.devices import process_rank
 from genaug.core.errors import GenaugError
 from genaug.core.jsonio import sample_json
 from genaug.generate.base import Generator, generator_class, variant_seed
 from genaug.generate.column import Column, column_hash, open_column
 from genaug.generate.fidelity import fidelity_doc, pixel_flags, random_weight_mark, settings, thumbnail
-from genaug.generate.leases import Heartbeat, check_lease_timeout, clear_stale_leases, lease_home, try_acquire
+from genaug.generate.leases import Heartbeat, clear_stale_leases, lease_home, try_acquire
 from genaug.generate.oom import free_memory, is_oom
+from genaug.generate.options import GenerateOptions
 from genaug.generate.order import shard_priority
-from genaug.generate.recipe import resolve_recipe
+from genaug.generate.recipe import GenerateRecipe, parse_generate_recipe, resolve_recipe  # noqa: F401 (re-export)
 from genaug.generate.writer import ShardJob, ShardWriterThread, encode_jpeg
 from genaug.shards.layout import IMAGE_FIELDS, shard_name
 from genaug.shards.manifest import read_manifest, write_manifest
@@ -34,7 +38,7 @@ class Runner:
     def __init__(
         self,
         column: Column,
-        recipe: dict,
+        recipe: GenerateRecipe,
         generator: Generator,
         lease_timeout: float,
         progress: bool,
@@ -45,14 +49,14 @@ class Runner:
         self.column, self.recipe, self.gen = column, recipe, generator
         self.priority = priority
         self.leases = lease_home(column.folder, lease_dir, in_store=True)
-        self.k, self.seed = int(recipe["k"]), int(recipe["seed"])
-        self.batch_size = int((recipe.get("runtime") or {}).get("batch_size", 8))
+        self.k, self.seed = recipe.k, recipe.seed
+        self.batch_size = recipe.runtime.batch_size
         self.lease_timeout = lease_timeout
         self.rank, self.world = process_rank()
         self.heartbeat = Heartbeat(max(0.05, lease_timeout / 4))
-        self.rh = column_hash(recipe)
+        self.rh = column_hash(recipe.as_written())
         self.fid = column.manifest.get("fidelity") or None  # scores are written only into columns made with them
-        self.output = recipe.get("output") or {}
+        self.output = recipe.output
         self.summary = {"shards": [], "images": 0, "failures": 0, "model_seconds": 0.0}
         total = self._remaining_images()
         self.bar = None
@@ -72,7 +76,7 @@ class Runner:
             column.folder,
             self.k,
             self.rh,
-            recipe.get("output") or {},
+            recipe.output,
             self.heartbeat,
             extra,
             self._on_images,
@@ -231,9 +235,9 @@ class Runner:
 
     def _score_variants(self, job: ShardJob, batch: list[tuple[str, int]], out: list) -> None:
         """Encode the batch's variants as the writer will store them and embed the decoded JPEGs (one forward)."""
-        size, quality = self.output.get("size"), int(self.output.get("quality", 95))
+        size, quality = self.output.size, self.output.quality
         for v in out:
-            v.meta["jpg"] = encode_jpeg(v.image, size, quality, self.output.get("resample", "bicubic"))
+            v.meta["jpg"] = encode_jpeg(v.image, size, quality, self.output.resample)
         self._score_jpegs(job, batch, [v.meta["jpg"] for v in out])
 
     def _score_jpegs(self, job: ShardJob, batch: list[tuple[str, int]], jpgs: list[bytes]) -> None:
@@ -312,101 +316,92 @@ class Runner:
             self._sample_rows(job, [r for r in batch if r[0] == key], conds)
 
 
-def prepare_column(
-    model: str,
-    shards: str,
-    split: str,
-    column: str | None,
-    k: int | None,
-    batch_size: int | None,
-    steps: int | None,
-    dtype: str | None,
-    compile: bool | None,
-    seed: int | None,
-    guidance: float | None,
-    overrides: dict[str, Any] | None,
-    lease_timeout: float,
-    limit_shards: int | None,
-    fidelity: bool,
-    update: bool = False,
-) -> tuple[dict, float, Column]:
-    """What every engine does before any shard: resolve the recipe, check the flags, open (or start) the column."""
-    recipe = resolve_recipe(model, k, batch_size, steps, dtype, compile, seed, guidance, overrides)
-    lease_timeout = check_lease_timeout(lease_timeout)
-    if limit_shards is not None and limit_shards < 1:
-        raise GenaugError(f"--limit-shards must be at least 1 (got {limit_shards})")
-    cls = generator_class(recipe["generator"])
-    mark = random_weight_mark(recipe)  # the tiny model's CLIP is random: its scores are marked as meaningless
-    fid = settings(cls.feature_space, "generator", **mark) if fidelity and cls.feature_space else None
-    col = open_column(shards, split, recipe, column, fidelity=fid, update=update)
-    if limit_shards is not None:
-        col.indices = col.indices[:limit_shards]
-    return recipe, lease_timeout, col
+@dataclass
+class GenerateJob:
+    """One invocation of generate, resolved once for every engine: its options, typed recipe, column and order."""
+
+    opts: GenerateOptions
+    recipe: GenerateRecipe
+    column: Column
+    priority: list[int] | None
+
+    def summary(self, **extra: Any) -> dict:
+        """The summary every engine returns, before its own figures."""
+        return {"column": self.column.name, "folder": str(self.column.folder), "shards": [], "images": 0,
+                "failures": 0, "seconds": 0.0, "model_seconds": 0.0, "load_seconds": 0.0, **extra}  # fmt: skip
 
 
-def generate(
-    model: str = "tiny",
-    shards: str = "",
-    split: str = "train",
-    weights: str | None = None,
-    column: str | None = None,
-    k: int | None = None,
-    batch_size: int | None = None,
-    steps: int | None = None,
-    dtype: str | None = None,
-    compile: bool | None = None,
-    device: str | None = None,
-    limit_shards: int | None = None,
-    seed: int | None = None,
-    guidance: float | None = None,
-    lease_timeout: float = 300.0,
-    progress: bool = True,
-    overrides: dict[str, Any] | None = None,
-    fidelity: bool = True,
-    lease_dir: str | os.PathLike | None = None,
-    update: bool = False,
-    order: str | os.PathLike | None = None,
-) -> dict:
+def prepare_job(opts: GenerateOptions, flags: dict[str, Any]) -> GenerateJob:
+    """What every engine does before any shard: resolve the recipe, open (or start) the column, read --order."""
+    from genaug.core.devices import check_device
+    from genaug.core.flags import output_path
+    from genaug.train.cli import parse_sets
+
+    check_device(opts.device)
+    if opts.lease_dir is not None and Path(opts.lease_dir).exists() and not Path(opts.lease_dir).is_dir():
+        raise GenaugError(
+            f"--lease-dir {opts.lease_dir} is a file, not a folder: give a folder every process can reach"
+        )
+    output_path(opts.lease_dir, "--lease-dir")
+    recipe = parse_generate_recipe(opts.model, {**flags, **parse_sets(opts.sets)})
+    cls = generator_class(recipe.generator)
+    written = recipe.as_written()
+    mark = random_weight_mark(written)  # the tiny model's CLIP is random: its scores are marked as meaningless
+    fid = settings(cls.feature_space, "generator", **mark) if opts.fidelity and cls.feature_space else None
+    col = open_column(opts.shards, opts.split, written, opts.column, fidelity=fid, update=opts.update)
+    if opts.limit_shards is not None:
+        col.indices = col.indices[: opts.limit_shards]
+    return GenerateJob(opts, recipe, col, shard_priority(opts.order, col.indices))
+
+
+def generate(model: str = "tiny", overrides: dict[str, Any] | None = None, **settings: Any) -> dict:
     """Materialize K variants per source image of `split` into the generated column (default name: the recipe's).
 
-    `update` remakes an existing column for a recipe that differs only in k: the variants it keeps are copied, only
-    the new ones are sampled. `order` (a shard list or a training run folder) sets which shards are made first.
+    `settings` are the command's options by their flag names (shards=, split=, column=, k=, batch_size=, steps=,
+    engine=, lease_dir=, update=, order=, progress=, ...: `genaug generate --help` lists them); `overrides` dotted
+    recipe keys. `update` remakes an existing column for a recipe that differs only in k: the variants it keeps are
+    copied, only the new ones are sampled. `order` (a shard list or a training run folder) sets which shards are
+    made first.
 
     Any number of processes may run this at once on a shared filesystem; each returns its own summary (shards it
     committed, images, failures, seconds, model_seconds, load_seconds, column folder). A new column of a generator
     with a feature space also gets fidelity scores (docs/fidelity.md); `fidelity=False` leaves them out.
     """
-    recipe, lease_timeout, col = prepare_column(
-        model, shards, split, column, k, batch_size, steps, dtype, compile, seed, guidance, overrides,
-        lease_timeout, limit_shards, fidelity, update,
-    )  # fmt: skip
-    priority = shard_priority(order, col.indices)
-    base = {
-        "column": col.name,
-        "folder": str(col.folder),
-        "shards": [],
-        "images": 0,
-        "failures": 0,
-        "seconds": 0.0,
-        "model_seconds": 0.0,
-        "load_seconds": 0.0,
-    }
+    opts, flags = split_settings(GenerateOptions, GenerateRecipe, {"model": model, **settings}, "generate")
+    return run_generate(opts, {**flags, **(overrides or {})})
+
+
+def run_generate(opts: GenerateOptions, flags: dict[str, Any]) -> dict:
+    """Generate with the engine `opts.engine` names (lease: this process; ray: a Ray cluster)."""
+    if opts.engine == "ray":
+        from genaug.generate.ray_engine import run_ray
+
+        return run_ray(opts, flags)
+    return run_leases(prepare_job(opts, flags))
+
+
+def run_leases(job: GenerateJob) -> dict:
+    """The lease engine: this process claims shards through leases, alongside any number of peers."""
+    col, opts = job.column, job.opts
+    base = job.summary()
     if all(col.is_current(i) for i in col.indices):
-        clear_stale_leases(lease_home(col.folder, lease_dir, in_store=True), set(col.indices), lease_timeout)
+        clear_stale_leases(lease_home(col.folder, opts.lease_dir, in_store=True), set(col.indices), opts.lease_timeout)
         if col.finish_update():  # an update's manifest first; the record is tied to it
             finish_column(col)
         return base  # nothing to do: do not even load the model
     from genaug.core.devices import default_device
 
-    dev = device or default_device()
+    dev = opts.device or default_device()
     t = time.perf_counter()
+    recipe = job.recipe.as_written()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         quiet_hub_bars()
-        gen = generator_class(recipe["generator"])(recipe, device=dev, weights=weights)
+        gen = generator_class(job.recipe.generator)(recipe, device=dev, weights=opts.weights)
     load = time.perf_counter() - t
     try:
-        out = Runner(col, recipe, gen, lease_timeout, progress, dev, lease_dir=lease_dir, priority=priority).run()
+        runner = Runner(col, job.recipe, gen, opts.lease_timeout, opts.progress, dev, opts.lease_dir, job.priority)
+        out = runner.run()
     finally:
         gen.close()
     if col.finish_update():  # an update's manifest first; the record is tied to it

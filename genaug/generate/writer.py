@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
@@ -20,6 +20,9 @@ from genaug.generate.leases import Heartbeat, Lease
 from genaug.shards.scores import summarize
 from genaug.shards.storage import as_location
 from genaug.shards.writer import commit_shard
+
+if TYPE_CHECKING:
+    from genaug.generate.recipe import Output
 
 RESAMPLE = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "lanczos": Image.LANCZOS, "nearest": Image.NEAREST}
 
@@ -65,16 +68,14 @@ class ShardWriterThread:
         folder: Path,
         k: int,
         recipe_hash: str,
-        output: dict,
+        output: Output,
         heartbeat: Heartbeat,
         stats_extra: dict,
         on_images: Callable[[int], None],
         on_commit: Callable[[ShardJob, dict], None],
     ):
         self.folder, self.k, self.recipe_hash = as_location(folder), k, recipe_hash
-        self.size = output.get("size")
-        self.quality = int(output.get("quality", 95))
-        self.resample = output.get("resample", "bicubic")
+        self.size, self.quality, self.resample = output.size, output.quality, output.resample
         self.heartbeat, self.stats_extra = heartbeat, stats_extra
         self.on_images, self.on_commit = on_images, on_commit
         self.queue: queue.Queue = queue.Queue(maxsize=8)

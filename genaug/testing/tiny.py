@@ -159,8 +159,9 @@ def save_once(build: Any, folder: Path) -> Path:
 def tiny_variation_dir(recipe: dict) -> Path:
     """Folder holding the recipe's tiny image-variation pipeline, built and saved on first use."""
     spec = tiny_spec(recipe)
-    from genaug.generate.recipe import check_cache_folder
+    from genaug.generate.recipe import Runtime, check_cache_folder
 
-    check_cache_folder(recipe)
-    root = Path((recipe.get("runtime") or {}).get("cache") or cache_home())
+    cache = Runtime.parse(recipe.get("runtime"), "runtime").cache
+    check_cache_folder(cache, str(recipe.get("name")))
+    root = Path(cache or cache_home())
     return save_once(lambda: build_tiny_variation(spec), root / f"tiny-variation-{stable_hash(spec)[:12]}")

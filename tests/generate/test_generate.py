@@ -202,7 +202,7 @@ def test_status_reports_progress(source_set, clean_column, capsys):
 
 
 def test_dtype_and_split_errors(source_set):
-    with pytest.raises(GenaugError, match="dtype 'fp8'"):
+    with pytest.raises(GenaugError, match="dtype must be one of 'fp32', 'fp16', 'bf16', got 'fp8' \(flag --dtype\)"):
         generate(model="tiny", shards=str(source_set), column="x8", dtype="fp8", progress=False)
     with pytest.raises(GenaugError, match="no model_index.json"):
         generate(model="tiny", shards=str(source_set), column="w", weights=str(source_set), progress=False)

@@ -25,7 +25,14 @@ ray = pytest.importorskip("ray")
 
 from genaug.cli import main as cli_main  # noqa: E402
 from genaug.core.errors import GenaugError  # noqa: E402
-from genaug.generate.ray_engine import check_engine_options, check_ray_address, generate_ray  # noqa: E402
+from genaug.generate.options import GenerateOptions  # noqa: E402
+from genaug.generate.ray_engine import check_ray_address, generate_ray  # noqa: E402
+
+
+def check_engine_options(engine, ray_address, num_gpus_per_worker, workers):
+    """The engine flags checked together, as the command checks them (one options model)."""
+    given = {"engine": engine, "ray_address": ray_address, "num_gpus_per_worker": num_gpus_per_worker}
+    return GenerateOptions.parse({"shards": "x", **given, "workers": workers})
 from genaug.generate.runner import generate  # noqa: E402
 from genaug.generate.status import column_status  # noqa: E402
 from genaug.shards.reader import iter_shard_raw  # noqa: E402
@@ -170,7 +177,7 @@ def test_flag_errors(source_set, monkeypatch, capsys):
     for bad in ("nonsense", "host:0", "host:99999", "http://x:1", ""):
         with pytest.raises(GenaugError, match="--ray-address"):
             check_ray_address(bad)
-    with pytest.raises(GenaugError, match="--engine must be one of lease, ray"):
+    with pytest.raises(GenaugError, match="--engine must be one of 'lease', 'ray'"):
         check_engine_options("dask", None, None, None)
     with pytest.raises(GenaugError, match="--workers applies to --engine ray only"):
         check_engine_options("lease", None, None, 2)

@@ -14,9 +14,9 @@ from genaug.train.recipe import validate_train_recipe
 BAD_SETS = [
     ("optim.wieght_decay=0.5", "unknown recipe key optim.wieght_decay (did you mean optim.weight_decay?)"),
     ("optimm.base_lr=0.1", "unknown recipe key optimm (did you mean optim?)"),
-    ("optim.weight_decay=abc", "optim.weight_decay must be a number"),
-    ("data.batch_size=1.5", "data.batch_size must be an integer"),
-    ("loop.compile=maybe", "loop.compile must be true or false"),
+    ("optim.weight_decay=abc", "recipe key optim.weight_decay must be a number"),
+    ("data.batch_size=1.5", "--batch-size (recipe key data.batch_size) must be an integer"),
+    ("loop.compile=maybe", "--compile (recipe key loop.compile) must be true or false"),
     ("optim.name=adam", "optim.name must be one of 'lars', 'sgd', 'adamw'"),
     ("optim.lr=0.1", "optim.lr is now optim.base_lr"),
     ("loop.epochs=10", "loop.epochs is now schedule.epochs"),
@@ -25,9 +25,9 @@ BAD_SETS = [
     ("views.sise=32", "views: unknown key(s) ['sise']"),
     ("optim=3", "recipe key optim must be a mapping"),
     ("backbone.name=resnet9", "backbone.name must be one of"),
-    ("data.batch_size=0", "data.batch_size must be at least 1"),
+    ("data.batch_size=0", "--batch-size (recipe key data.batch_size) must be at least 1"),
     ("schedule.warmup_epochs=[1, 2]", "schedule.warmup_epochs must be a number"),
-    ("data.mix_views=first", "data.mix_views must be one of 'each', 'second'"),
+    ("data.mix_views=first", "--mix-views (recipe key data.mix_views) must be one of 'each', 'second'"),
 ]
 
 
