@@ -132,7 +132,8 @@ def main() -> None:
     ap.add_argument("--workdir", default=None)
     args = ap.parse_args()
 
-    from genaug.generate.runner import generate, resolve_recipe
+    from genaug.generate.dispatch import generate
+    from genaug.generate.recipe import resolve_recipe
     from genaug.testing.shards import write_synthetic_split
     from genaug.testing.tiny import cache_home, tiny_variation_dir
 

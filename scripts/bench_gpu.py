@@ -205,7 +205,7 @@ def bench_generation(res: Results, args: argparse.Namespace, device: str, peak: 
     """Images/s and MFU of genaug's sd and sd-unclip generators over dtype x channels_last x compile."""
     from bench_gpu_models import native_resolution, pipeline_dir, unet_flops_per_image
 
-    from genaug.generate.runner import resolve_recipe
+    from genaug.generate.recipe import resolve_recipe
 
     smoke = args.cpu_smoke
     for model in args.models:
@@ -252,7 +252,7 @@ def bench_generation(res: Results, args: argparse.Namespace, device: str, peak: 
 def generation_cell(res: Results, c: dict) -> None:
     """Load genaug's generator for one (model, dtype, channels_last, compile) cell and time it."""
     from genaug.generate.base import generator_class
-    from genaug.generate.runner import resolve_recipe
+    from genaug.generate.recipe import resolve_recipe
 
     recipe = resolve_recipe(c["model"], batch_size=c["batch"], dtype=c["dtype"], compile=c["compile"],
                             overrides=c["over"])  # fmt: skip
@@ -278,7 +278,7 @@ def bench_icgan(res: Results, args: argparse.Namespace, device: str, peak: float
 
     from genaug.generate.models.icgan.generator import ICGAN
     from genaug.generate.models.icgan.model import ICGANConfig
-    from genaug.generate.runner import resolve_recipe
+    from genaug.generate.recipe import resolve_recipe
     from genaug.testing.icgan import write_random_checkpoint
 
     smoke = args.cpu_smoke

@@ -26,7 +26,7 @@ sys.path.insert(0, str(REPO))
 
 LEASE_CHILD = """
 import json, sys
-from genaug.generate.runner import generate
+from genaug.generate.dispatch import generate
 out = generate(model="tiny", shards=sys.argv[1], column="lease", k=int(sys.argv[2]), batch_size=int(sys.argv[3]),
                progress=False)
 print("RESULT " + json.dumps({k: out[k] for k in ("images", "seconds", "model_seconds", "load_seconds")}))
@@ -65,7 +65,7 @@ def ray_run(root: Path, k: int, batch: int, workers: int) -> dict:
     """The Ray engine on a local Ray of W CPUs (start-up timed apart)."""
     import ray
 
-    from genaug.generate.ray_engine import generate_ray
+    from genaug.generate.dispatch import generate_ray
 
     t = time.perf_counter()
     ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)

@@ -93,7 +93,7 @@ def test_flipped_bytes_in_a_generated_shard_are_not_trained_on(tmp_path):
     import json
 
     from genaug.data.stream import build_train_loader
-    from genaug.generate.runner import generate
+    from genaug.generate.dispatch import generate
     from genaug.shards.layout import shard_name
 
     shards = tmp_path / "set"

@@ -139,6 +139,21 @@ def command(
     return register
 
 
+def parse_sets(items: list[str] | None) -> dict:
+    """`--set a.b=VALUE` pairs as a dotted-key override dict (values parsed as YAML scalars)."""
+    import yaml
+
+    from genaug.core.errors import GenaugError
+
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise GenaugError(f"--set {item!r} must look like section.key=value (e.g. --set method_args.lambd=0.01)")
+        k, v = item.split("=", 1)
+        out[k.strip()] = yaml.safe_load(v)
+    return out
+
+
 def flag_name(flag: str) -> str:
     """The Python keyword of a flag: --batch-size -> batch_size, --compile/--no-compile -> compile."""
     return flag.split("/")[0].split(" ")[0].lstrip("-").replace("-", "_")

@@ -25,7 +25,8 @@ def register(app: typer.Typer) -> None:
         recipe=GenerateRecipe,
     )
     def generate_cmd(opts: GenerateOptions, overrides: dict) -> None:
-        from genaug.generate.runner import resolve_recipe, run_generate
+        from genaug.generate.dispatch import run_generate
+        from genaug.generate.recipe import resolve_recipe
         from genaug.generate.status import column_status, format_status
         from genaug.shards.storage_flags import apply_storage_flags
 

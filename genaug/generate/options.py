@@ -3,12 +3,30 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import ClassVar, Literal
 
 from pydantic import model_validator
 
 from genaug.core.config import Number, PathText, Settings, setting
+from genaug.core.errors import GenaugError
 from genaug.shards.storage import STORAGE_OPTION_HELP
+
+_ADDRESS = re.compile(r"^(ray://)?(\[[0-9a-fA-F:]+\]|[A-Za-z0-9][A-Za-z0-9.-]*):(\d{1,5})$")
+
+
+def check_ray_address(address: str | None) -> str | None:
+    """`address` if it is auto, local, HOST:PORT or ray://HOST:PORT (None: start a local Ray), else a GenaugError."""
+    if address is None:
+        return None
+    address = str(address).strip()
+    m = _ADDRESS.match(address)
+    if address in ("auto", "local") or (m and 0 < int(m.group(3)) < 65536):
+        return address
+    raise GenaugError(
+        f"--ray-address must be auto, local, HOST:PORT or ray://HOST:PORT (e.g. 10.0.0.1:6379), got {address!r}: "
+        "pass the address `ray start --head` printed"
+    )
 
 
 class GenerateOptions(Settings):
@@ -108,8 +126,6 @@ class GenerateOptions(Settings):
                 if value is not None:
                     raise ValueError(f"{flag} applies to --engine ray only: add --engine ray or drop {flag}")
             return self
-        from genaug.generate.ray_engine import check_ray_address
-
         check_ray_address(self.ray_address)
         gpus = self.num_gpus_per_worker
         if gpus is not None and not (math.isfinite(gpus) and gpus >= 0):

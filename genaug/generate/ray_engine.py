@@ -22,16 +22,15 @@ from collections import deque
 from typing import Any
 
 from genaug.core.errors import GenaugError
+from genaug.generate.job import GenerateJob
 from genaug.generate.leases import clear_stale_leases, lease_home
-from genaug.generate.options import GenerateOptions
+from genaug.generate.options import _ADDRESS, GenerateOptions, check_ray_address  # noqa: F401 (re-export)
 from genaug.generate.ray_worker import ShardWorker
-from genaug.generate.runner import GenerateJob
 from genaug.shards.storage import RemotePath
 from genaug.shards.writer import read_stats
 
 ENGINES = ("lease", "ray")
 INSTALL = "pip install 'genaug[ray]'"
-_ADDRESS = re.compile(r"^(ray://)?(\[[0-9a-fA-F:]+\]|[A-Za-z0-9][A-Za-z0-9.-]*):(\d{1,5})$")
 #: the standard variables an object-store client reads (endpoint, credentials, region, profile): the actors of a
 #: column in a URL get the driver's values, so they reach the same store the same way
 STORE_ENV = (
@@ -48,20 +47,6 @@ def import_ray() -> Any:
     except ImportError:
         raise GenaugError(f"--engine ray needs Ray, which is not installed: {INSTALL}") from None
     return ray
-
-
-def check_ray_address(address: str | None) -> str | None:
-    """`address` if it is auto, local, HOST:PORT or ray://HOST:PORT (None: start a local Ray), else a GenaugError."""
-    if address is None:
-        return None
-    address = str(address).strip()
-    m = _ADDRESS.match(address)
-    if address in ("auto", "local") or (m and 0 < int(m.group(3)) < 65536):
-        return address
-    raise GenaugError(
-        f"--ray-address must be auto, local, HOST:PORT or ray://HOST:PORT (e.g. 10.0.0.1:6379), got {address!r}: "
-        "pass the address `ray start --head` printed"
-    )
 
 
 def probe_ray_address(address: str | None, timeout: float = 5.0) -> None:
@@ -175,13 +160,6 @@ def _user_error(e: BaseException) -> GenaugError | None:
     return GenaugError(m.group(1)) if m else None
 
 
-def generate_ray(model: str = "tiny", overrides: dict[str, Any] | None = None, **settings: Any) -> dict:
-    """genaug.generate.runner.generate() on a Ray cluster (the same as generate(engine="ray", ...))."""
-    from genaug.generate.runner import generate
-
-    return generate(model, overrides, engine="ray", **settings)
-
-
 def run_ray(opts: GenerateOptions, flags: dict[str, Any]) -> dict:
     """The Ray engine: one task per shard on a pool of actors; same column, bytes, stats and summary keys.
 
@@ -189,7 +167,7 @@ def run_ray(opts: GenerateOptions, flags: dict[str, Any]) -> dict:
     --lease-dir every Ray node shares (else each node's own cache folder, which guards only within that node).
     The actors get the driver's --storage-option (GENAUG_STORAGE_OPTIONS) and, for a URL, its object-store
     variables (AWS_*, ...)."""
-    from genaug.generate.runner import prepare_job
+    from genaug.generate.job import prepare_job
 
     ray = import_ray()
     if not ray.is_initialized():  # a Ray this process joined already answers for its own GPUs

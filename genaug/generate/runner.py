@@ -6,24 +6,19 @@ import os
 import socket
 import time
 import warnings
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
-from genaug.core.cli_model import split_settings
 from genaug.core.devices import process_rank
-from genaug.core.errors import GenaugError
 from genaug.core.jsonio import sample_json
 from genaug.generate.base import Generator, generator_class, variant_seed
-from genaug.generate.column import Column, column_hash, open_column
-from genaug.generate.fidelity import fidelity_doc, pixel_flags, random_weight_mark, settings, thumbnail
+from genaug.generate.column import Column, column_hash
+from genaug.generate.fidelity import fidelity_doc, pixel_flags, thumbnail
+from genaug.generate.job import GenerateJob
 from genaug.generate.leases import Heartbeat, clear_stale_leases, lease_home, try_acquire
 from genaug.generate.oom import free_memory, is_oom
-from genaug.generate.options import GenerateOptions
-from genaug.generate.order import shard_priority
-from genaug.generate.recipe import GenerateRecipe, parse_generate_recipe, resolve_recipe  # noqa: F401 (re-export)
+from genaug.generate.recipe import GenerateRecipe
 from genaug.generate.writer import ShardJob, ShardWriterThread, encode_jpeg
 from genaug.shards.layout import IMAGE_FIELDS, shard_name
 from genaug.shards.manifest import read_manifest, write_manifest
@@ -314,70 +309,6 @@ class Runner:
                 return
         for key in dict.fromkeys(key for key, _ in batch):  # isolate the failing image(s)
             self._sample_rows(job, [r for r in batch if r[0] == key], conds)
-
-
-@dataclass
-class GenerateJob:
-    """One invocation of generate, resolved once for every engine: its options, typed recipe, column and order."""
-
-    opts: GenerateOptions
-    recipe: GenerateRecipe
-    column: Column
-    priority: list[int] | None
-
-    def summary(self, **extra: Any) -> dict:
-        """The summary every engine returns, before its own figures."""
-        return {"column": self.column.name, "folder": str(self.column.folder), "shards": [], "images": 0,
-                "failures": 0, "seconds": 0.0, "model_seconds": 0.0, "load_seconds": 0.0, **extra}  # fmt: skip
-
-
-def prepare_job(opts: GenerateOptions, flags: dict[str, Any]) -> GenerateJob:
-    """What every engine does before any shard: resolve the recipe, open (or start) the column, read --order."""
-    from genaug.core.devices import check_device
-    from genaug.core.flags import output_path
-    from genaug.train.cli import parse_sets
-
-    check_device(opts.device)
-    if opts.lease_dir is not None and Path(opts.lease_dir).exists() and not Path(opts.lease_dir).is_dir():
-        raise GenaugError(
-            f"--lease-dir {opts.lease_dir} is a file, not a folder: give a folder every process can reach"
-        )
-    output_path(opts.lease_dir, "--lease-dir")
-    recipe = parse_generate_recipe(opts.model, {**flags, **parse_sets(opts.sets)})
-    cls = generator_class(recipe.generator)
-    written = recipe.as_written()
-    mark = random_weight_mark(written)  # the tiny model's CLIP is random: its scores are marked as meaningless
-    fid = settings(cls.feature_space, "generator", **mark) if opts.fidelity and cls.feature_space else None
-    col = open_column(opts.shards, opts.split, written, opts.column, fidelity=fid, update=opts.update)
-    if opts.limit_shards is not None:
-        col.indices = col.indices[: opts.limit_shards]
-    return GenerateJob(opts, recipe, col, shard_priority(opts.order, col.indices))
-
-
-def generate(model: str = "tiny", overrides: dict[str, Any] | None = None, **settings: Any) -> dict:
-    """Materialize K variants per source image of `split` into the generated column (default name: the recipe's).
-
-    `settings` are the command's options by their flag names (shards=, split=, column=, k=, batch_size=, steps=,
-    engine=, lease_dir=, update=, order=, progress=, ...: `genaug generate --help` lists them); `overrides` dotted
-    recipe keys. `update` remakes an existing column for a recipe that differs only in k: the variants it keeps are
-    copied, only the new ones are sampled. `order` (a shard list or a training run folder) sets which shards are
-    made first.
-
-    Any number of processes may run this at once on a shared filesystem; each returns its own summary (shards it
-    committed, images, failures, seconds, model_seconds, load_seconds, column folder). A new column of a generator
-    with a feature space also gets fidelity scores (docs/fidelity.md); `fidelity=False` leaves them out.
-    """
-    opts, flags = split_settings(GenerateOptions, GenerateRecipe, {"model": model, **settings}, "generate")
-    return run_generate(opts, {**flags, **(overrides or {})})
-
-
-def run_generate(opts: GenerateOptions, flags: dict[str, Any]) -> dict:
-    """Generate with the engine `opts.engine` names (lease: this process; ray: a Ray cluster)."""
-    if opts.engine == "ray":
-        from genaug.generate.ray_engine import run_ray
-
-        return run_ray(opts, flags)
-    return run_leases(prepare_job(opts, flags))
 
 
 def run_leases(job: GenerateJob) -> dict:

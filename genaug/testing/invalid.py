@@ -15,7 +15,7 @@ from genaug.testing.shards import write_synthetic_split
 
 def fixtures(root: Path) -> dict[str, Path]:
     """A shard set with train/val splits and a `tiny` column, an image folder and a finished run, under `root`."""
-    from genaug.generate.runner import generate
+    from genaug.generate.dispatch import generate
 
     shards = root / "set"
     if not (shards / "val" / "manifest.json").exists():

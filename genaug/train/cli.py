@@ -6,25 +6,12 @@ import re
 
 import typer
 
-from genaug.core.cli_model import command
+from genaug.core.cli_model import command, parse_sets  # noqa: F401 (parse_sets: re-exported)
 from genaug.core.errors import GenaugError
 from genaug.train.options import TrainOptions
 from genaug.train.recipe import TrainRecipe
 
 MODULE_NAME = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
-
-
-def parse_sets(items: list[str] | None) -> dict:
-    """`--set a.b=VALUE` pairs as a dotted-key override dict (values parsed as YAML scalars)."""
-    import yaml
-
-    out = {}
-    for item in items or []:
-        if "=" not in item:
-            raise GenaugError(f"--set {item!r} must look like section.key=value (e.g. --set method_args.lambd=0.01)")
-        k, v = item.split("=", 1)
-        out[k.strip()] = yaml.safe_load(v)
-    return out
 
 
 def register(app: typer.Typer) -> None:

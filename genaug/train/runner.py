@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from genaug.core.cli_model import split_settings
+from genaug.core.cli_model import parse_sets, split_settings
 from genaug.core.errors import GenaugError
 from genaug.core.locks import folder_lock
 from genaug.core.recipes import dump_recipe, load_recipe, recipe_hash
@@ -75,7 +75,6 @@ def train(method: str = "simclr", overrides: dict[str, Any] | None = None, **set
 
 def resolve_train_recipe(opts: TrainOptions, flags: dict[str, Any]) -> TrainRecipe:
     """The typed recipe of an invocation: the method's recipe file, then the flags, then --set (last wins)."""
-    from genaug.train.cli import parse_sets
 
     views = {"views.size": opts.image_size} if opts.image_size is not None else {}
     raw = load_recipe("trainers", opts.method, {**flags, **views, **parse_sets(opts.sets)})

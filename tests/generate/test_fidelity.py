@@ -11,8 +11,8 @@ from PIL import Image
 
 from genaug.cli import main as cli_main
 from genaug.core.errors import GenaugError
+from genaug.generate.dispatch import generate
 from genaug.generate.recipe import resolve_recipe
-from genaug.generate.runner import generate
 from genaug.score.run import score
 from genaug.shards.manifest import read_manifest, write_manifest
 from genaug.shards.reader import iter_shard_raw

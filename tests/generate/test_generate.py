@@ -21,7 +21,7 @@ from PIL import Image
 from genaug.cli import main as cli_main
 from genaug.core.errors import GenaugError
 from genaug.generate.base import variant_seed
-from genaug.generate.runner import generate
+from genaug.generate.dispatch import generate
 from genaug.shards.layout import make_key
 from genaug.shards.manifest import read_manifest
 from genaug.shards.reader import iter_shard_raw
@@ -202,7 +202,7 @@ def test_status_reports_progress(source_set, clean_column, capsys):
 
 
 def test_dtype_and_split_errors(source_set):
-    with pytest.raises(GenaugError, match="dtype must be one of 'fp32', 'fp16', 'bf16', got 'fp8' \(flag --dtype\)"):
+    with pytest.raises(GenaugError, match=r"--dtype \(recipe key dtype\) must be one of 'fp32', 'fp16', 'bf16', got 'fp8'"):  # noqa: E501
         generate(model="tiny", shards=str(source_set), column="x8", dtype="fp8", progress=False)
     with pytest.raises(GenaugError, match="no model_index.json"):
         generate(model="tiny", shards=str(source_set), column="w", weights=str(source_set), progress=False)
@@ -212,7 +212,7 @@ def test_dtype_and_split_errors(source_set):
 
 def test_sd_recipe_with_local_weights(tmp_path):
     """The `sd` recipe (model-card preprocessing, guidance 3) on weights saved locally in the diffusers layout."""
-    from genaug.generate.runner import resolve_recipe
+    from genaug.generate.recipe import resolve_recipe
     from genaug.testing.tiny import tiny_variation_dir
 
     weights = tiny_variation_dir(resolve_recipe("tiny"))
@@ -241,7 +241,7 @@ def test_sd_recipe_with_local_weights(tmp_path):
 def test_partly_downloaded_weights_are_one_line(damage, message, tmp_path, capsys):
     """A --weights folder missing a component or a file (a partial download) is one line naming it, exit 2."""
     from genaug.cli import main
-    from genaug.generate.runner import resolve_recipe
+    from genaug.generate.recipe import resolve_recipe
     from genaug.testing.tiny import tiny_variation_dir
 
     root = tmp_path / "set"

@@ -20,7 +20,7 @@ from PIL import Image
 
 from genaug.cli import main as cli_main
 from genaug.generate.base import variant_seed
-from genaug.generate.runner import generate
+from genaug.generate.dispatch import generate
 from genaug.shards.manifest import read_manifest
 from genaug.shards.reader import iter_shard_raw
 from genaug.shards.writer import is_shard_done

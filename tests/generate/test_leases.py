@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 
 from genaug.generate.base import Generator, Variant, register_generator
+from genaug.generate.dispatch import generate
 from genaug.generate.leases import Heartbeat, is_stale, lease_path, read_lease, try_acquire
-from genaug.generate.runner import generate
 from genaug.shards.reader import iter_shard_raw
 from genaug.shards.writer import read_stats
 from genaug.testing.shards import write_synthetic_split

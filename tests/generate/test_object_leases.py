@@ -96,7 +96,7 @@ def _env() -> dict:
 
 def test_two_processes_generate_into_s3_with_leases_in_the_bucket(s3, tmp_path):
     """torchrun 2 processes, no --lease-dir, no shared filesystem: shards split between them, bytes equal one run."""
-    from genaug.generate.runner import generate
+    from genaug.generate.dispatch import generate
 
     local = tmp_path / "local"
     write_synthetic_split(local, "train", num_shards=NUM_SHARDS, per_shard=PER_SHARD, size=32, seed=3)
@@ -122,7 +122,7 @@ def test_two_processes_generate_into_s3_with_leases_in_the_bucket(s3, tmp_path):
 
 def test_status_reads_leases_in_the_bucket(s3, tmp_path):
     """`generate --status` on an s3:// column sees the conditional-PUT leases, and writes nothing."""
-    from genaug.generate.runner import generate
+    from genaug.generate.dispatch import generate
     from genaug.generate.status import column_status
 
     local = tmp_path / "local"

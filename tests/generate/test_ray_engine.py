@@ -25,15 +25,16 @@ ray = pytest.importorskip("ray")
 
 from genaug.cli import main as cli_main  # noqa: E402
 from genaug.core.errors import GenaugError  # noqa: E402
+from genaug.generate.dispatch import generate_ray  # noqa: E402
 from genaug.generate.options import GenerateOptions  # noqa: E402
-from genaug.generate.ray_engine import check_ray_address, generate_ray  # noqa: E402
+from genaug.generate.ray_engine import check_ray_address  # noqa: E402
 
 
 def check_engine_options(engine, ray_address, num_gpus_per_worker, workers):
     """The engine flags checked together, as the command checks them (one options model)."""
     given = {"engine": engine, "ray_address": ray_address, "num_gpus_per_worker": num_gpus_per_worker}
     return GenerateOptions.parse({"shards": "x", **given, "workers": workers})
-from genaug.generate.runner import generate  # noqa: E402
+from genaug.generate.dispatch import generate  # noqa: E402
 from genaug.generate.status import column_status  # noqa: E402
 from genaug.shards.reader import iter_shard_raw  # noqa: E402
 from genaug.shards.verify import verify_set  # noqa: E402

@@ -12,8 +12,9 @@ import torch
 from PIL import Image
 
 from genaug.generate.base import variant_seed
+from genaug.generate.dispatch import generate
 from genaug.generate.models.unclip import UnCLIPGenerator
-from genaug.generate.runner import generate, resolve_recipe
+from genaug.generate.recipe import resolve_recipe
 from genaug.shards.manifest import read_manifest
 from genaug.shards.reader import iter_shard_raw
 from genaug.testing.img2img import write_clip_tokenizer as write_tokenizer

@@ -13,8 +13,8 @@ import yaml
 from genaug.cli import main as cli_main
 from genaug.core.errors import GenaugError
 from genaug.data.stream import build_train_loader
+from genaug.generate.dispatch import generate
 from genaug.generate.order import shard_priority
-from genaug.generate.runner import generate
 from genaug.shards.layout import ShardSet, parse_key
 from genaug.shards.manifest import open_gen_split, read_manifest
 from genaug.shards.writer import read_stats

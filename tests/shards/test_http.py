@@ -178,7 +178,7 @@ def test_generated_column_and_inspect_over_http_equal_local(hosts, site, tmp_pat
 
     from genaug.cli import main
     from genaug.data.stream import build_train_loader
-    from genaug.generate.runner import generate
+    from genaug.generate.dispatch import generate
 
     shutil.copytree(site / "set", site / "withgen")
     generate(model="tiny", shards=str(site / "withgen"), column="tiny", k=2, batch_size=4, progress=False)

@@ -208,7 +208,7 @@ def test_https_is_read_only():
 def test_generate_tiny_to_s3_with_lease_dir(s3, image_tree, tmp_path):
     """generate reads its source from s3:// and commits its column there; leases live in --lease-dir."""
     from genaug.data.stream import build_train_loader
-    from genaug.generate.runner import generate
+    from genaug.generate.dispatch import generate
     from genaug.shards.verify import verify_set
 
     url = f"s3://{s3}/gen-set"

@@ -30,7 +30,7 @@ def _one_thread_generate(**kw) -> dict:
     """The lease runner at one torch thread (what a 1-CPU Ray worker computes: byte equality needs the same count)."""
     import torch
 
-    from genaug.generate.runner import generate
+    from genaug.generate.dispatch import generate
 
     old = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -205,7 +205,7 @@ def _objects(bucket: str, prefix: str) -> dict[str, bytes]:
 def test_ray_engine_on_s3_with_lease_dir(env, sets, tmp_path, monkeypatch, request, capsys):
     """A 1-CPU local Ray started without the store's variables: the actors get them (and --storage-option)."""
     ray = pytest.importorskip("ray")
-    from genaug.generate.ray_engine import generate_ray
+    from genaug.generate.dispatch import generate_ray
     from genaug.shards.reader import iter_shard_raw
     from genaug.shards.verify import verify_set
 
