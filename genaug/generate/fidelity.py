@@ -17,8 +17,22 @@ import numpy as np
 import torch
 from PIL import Image
 
+from genaug.core.config import Number, setting
+from genaug.generate.recipe import Open
+
 THUMB = 64
 DEFAULTS = {"blank_std": 2.0, "near_copy_mad": 4.0, "thumb": THUMB}
+
+
+class FidelitySettings(Open):
+    """The fidelity settings a column's manifest records (`fidelity:`); also holds its `summary` once complete."""
+
+    space: str = setting(..., "The feature space scores are cosines in (clip-image, swav, ...).")
+    encoder: str = setting(..., "Who embedded: the generator itself, or a --scorer.")
+    blank_std: Number = setting(DEFAULTS["blank_std"], "A variant whose grey thumbnail's std is below this is blank.")
+    near_copy_mad: Number = setting(DEFAULTS["near_copy_mad"], "Below this mean |source - variant| it is a copy.")
+    thumb: int = setting(THUMB, "Thumbnail size of the pixel flags.", ge=1)
+    random_weights: bool = setting(False, "The encoder has random weights: its scores measure nothing.")
 DIGITS = 6  # scores are stored rounded to 6 decimals (float kernels differ across batch sizes at about 1e-6)
 
 
@@ -44,11 +58,10 @@ def thumbnail(image: Image.Image, size: int = THUMB) -> np.ndarray:
     return np.asarray(image.convert("L").resize((size, size), Image.BILINEAR), dtype=np.float32)
 
 
-def pixel_flags(source: np.ndarray, variant: np.ndarray, cfg: dict) -> tuple[bool, bool]:
+def pixel_flags(source: np.ndarray, variant: np.ndarray, cfg: FidelitySettings | dict) -> tuple[bool, bool]:
     """(blank, near_copy) of a variant from the source's and its thumbnails."""
-    blank = float(variant.std()) < float(cfg.get("blank_std", DEFAULTS["blank_std"]))
-    near = float(np.abs(source - variant).mean()) < float(cfg.get("near_copy_mad", DEFAULTS["near_copy_mad"]))
-    return blank, near
+    c = cfg if isinstance(cfg, FidelitySettings) else FidelitySettings.parse(cfg, "fidelity")
+    return float(variant.std()) < c.blank_std, float(np.abs(source - variant).mean()) < c.near_copy_mad
 
 
 def _unit(x: torch.Tensor) -> torch.Tensor:
@@ -102,10 +115,10 @@ class Scorer:
         flat = [v for vs in variants for v in vs]
         var = self.features(flat) if flat else torch.zeros(0, src.shape[1])
         docs, j = [], 0
-        size = int(self.cfg.get("thumb", THUMB))
+        cfg = FidelitySettings.parse(self.cfg, "fidelity")
         for i, vs in enumerate(variants):
-            st = thumbnail(sources[i], size)
-            flags = [pixel_flags(st, thumbnail(v, size), self.cfg) for v in vs]
-            docs.append(fidelity_doc(self.cfg["space"], src[i], var[j : j + len(vs)], flags))
+            st = thumbnail(sources[i], cfg.thumb)
+            flags = [pixel_flags(st, thumbnail(v, cfg.thumb), cfg) for v in vs]
+            docs.append(fidelity_doc(cfg.space, src[i], var[j : j + len(vs)], flags))
             j += len(vs)
         return docs

@@ -14,7 +14,7 @@ from genaug.core.devices import process_rank
 from genaug.core.jsonio import sample_json
 from genaug.generate.base import Generator, generator_class, variant_seed
 from genaug.generate.column import Column, column_hash
-from genaug.generate.fidelity import fidelity_doc, pixel_flags, thumbnail
+from genaug.generate.fidelity import FidelitySettings, fidelity_doc, pixel_flags, thumbnail
 from genaug.generate.job import GenerateJob
 from genaug.generate.leases import Heartbeat, clear_stale_leases, lease_home, try_acquire
 from genaug.generate.oom import free_memory, is_oom
@@ -50,7 +50,9 @@ class Runner:
         self.rank, self.world = process_rank()
         self.heartbeat = Heartbeat(max(0.05, lease_timeout / 4))
         self.rh = column_hash(recipe.as_written())
-        self.fid = column.manifest.get("fidelity") or None  # scores are written only into columns made with them
+        recorded = column.manifest["fidelity"] if "fidelity" in column.manifest else None
+        # scores are written only into columns made with them
+        self.fid = FidelitySettings.parse(recorded, "fidelity") if recorded else None
         self.output = recipe.output
         self.summary = {"shards": [], "images": 0, "failures": 0, "model_seconds": 0.0}
         total = self._remaining_images()
@@ -178,7 +180,7 @@ class Runner:
             self._fid = {"src": {}, "thumb": {}, "feat": {}, "flags": {}}
             for key in conds:
                 self._fid["src"][key] = self.gen.cond_embedding(conds[key])
-                self._fid["thumb"][key] = thumbnail(images[key], int(self.fid.get("thumb", 64)))
+                self._fid["thumb"][key] = thumbnail(images[key], self.fid.thumb)
         if kept:
             self._keep(job, kept)
         rows = [(key, k) for key in keys if key in conds for k in range(first[key], self.k)]
@@ -239,7 +241,7 @@ class Runner:
         """Embed the variants as stored (decoded JPEGs, one forward) and flag them against their source."""
         decoded = [decode_image(j) for j in jpgs]
         feats = self._timed(job, self.gen.embed, decoded)
-        t = int(self.fid.get("thumb", 64))
+        t = self.fid.thumb
         for (key, k), f, img in zip(batch, feats, decoded, strict=True):
             self._fid["feat"].setdefault(key, {})[k] = f.detach().float().cpu().flatten()
             self._fid["flags"].setdefault(key, {})[k] = pixel_flags(
@@ -255,7 +257,7 @@ class Runner:
                 continue
             feats = torch.stack([got[k] for k in range(self.k)])
             flags = [self._fid["flags"][key][k] for k in range(self.k)]
-            job.fidelity[key] = fidelity_doc(self.fid["space"], self._fid["src"][key], feats, flags)
+            job.fidelity[key] = fidelity_doc(self.fid.space, self._fid["src"][key], feats, flags)
         self._fid = None
 
     def _encode(self, job: ShardJob, keys: list[str], images: dict) -> dict[str, Any]:
