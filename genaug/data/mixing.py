@@ -14,12 +14,20 @@ CDF, so the number of draws per sample does not change.
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass
+from typing import Annotated, Literal
 
-from genaug.core.errors import GenaugError
+from pydantic import Field
 
-MIX_VIEWS = ("each", "second")
-WEIGHTINGS = ("uniform", "score")
+from genaug.core.config import Number, Probability, check_value
+
+#: the types of the mixing settings: declared once, checked by the recipe (genaug.train.recipe) and here alike
+MixViews = Literal["each", "second"]
+Weighting = Literal["uniform", "score"]
+Cosine = Annotated[Number, Field(ge=-1.0, le=1.0)]
+MIX_VIEWS: tuple[str, ...] = typing.get_args(MixViews)
+WEIGHTINGS: tuple[str, ...] = typing.get_args(Weighting)
 
 
 @dataclass(frozen=True)
@@ -32,14 +40,11 @@ class MixPolicy:
     weighting: str = "uniform"
 
     def __post_init__(self) -> None:
-        if not 0.0 <= float(self.p) <= 1.0:
-            raise GenaugError(f"--p must lie in [0, 1], got {self.p}")
-        if self.mix_views not in MIX_VIEWS:
-            raise GenaugError(f"--mix-views must be one of {', '.join(MIX_VIEWS)}, got {self.mix_views!r}")
-        if self.min_score is not None and not -1.0 <= float(self.min_score) <= 1.0:
-            raise GenaugError(f"--gen-min-score must lie in [-1, 1] (a cosine similarity), got {self.min_score}")
-        if self.weighting not in WEIGHTINGS:
-            raise GenaugError(f"--gen-weighting must be one of {', '.join(WEIGHTINGS)}, got {self.weighting!r}")
+        object.__setattr__(self, "p", check_value(Probability, self.p, "--p"))
+        check_value(MixViews, self.mix_views, "--mix-views")
+        if self.min_score is not None:
+            object.__setattr__(self, "min_score", check_value(Cosine, self.min_score, "--gen-min-score"))
+        check_value(Weighting, self.weighting, "--gen-weighting")
 
     @property
     def needs_scores(self) -> bool:

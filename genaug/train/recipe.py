@@ -18,6 +18,7 @@ from pydantic import AfterValidator, BeforeValidator
 
 from genaug.core.config import Number, PathText, Probability, Settings, check_value, close_key, lenient, setting
 from genaug.core.errors import GenaugError
+from genaug.data.mixing import Cosine, MixViews, Weighting
 from genaug.shards.cache import CACHE_DIR_HELP, CACHE_LIMIT_HELP
 
 
@@ -79,7 +80,7 @@ class Data(Settings):
 
     batch_size: int = setting(256, "Per-process batch size.", flag="--batch-size", ge=1)
     num_workers: int = setting(4, "Data loader worker processes per rank.", flag="--workers", ge=0)
-    mix_views: Literal["each", "second"] = setting("each", "Views that may be replaced: each or second.", "--mix-views")
+    mix_views: MixViews = setting("each", "Views that may be replaced: each or second.", "--mix-views")
     shuffle_buffer: int = setting(1000, "Samples in each worker's shuffle buffer.", ge=1)
     read_ahead: int = setting(1, "Remote shards fetched ahead per worker while one is decoded (0: none).", ge=0, le=16)
     cache_dir: PathText | None = setting(None, CACHE_DIR_HELP, flag="--cache-dir")
@@ -88,15 +89,13 @@ class Data(Settings):
         "auto", "Fetch only the variants views use: on, off, or auto (object stores)."
     )
     image_size: int | None = setting(None, "Filled in from views.size.", ge=1)
-    gen_min_score: Number | None = setting(
+    gen_min_score: Cosine | None = setting(
         None,
         "Draw only variants whose fidelity score is at least X (a source with none left keeps its image); needs "
         "scores (docs/fidelity.md).",
         flag="--gen-min-score",
-        ge=-1.0,
-        le=1.0,
     )
-    gen_weighting: Literal["uniform", "score"] = setting(
+    gen_weighting: Weighting = setting(
         "uniform", "uniform, or score: draw variant k in proportion to its fidelity score.", flag="--gen-weighting"
     )
 
