@@ -13,6 +13,7 @@ Steps upcast half-precision heads to float32 (`fp32`) and keep float64 as it is 
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from functools import partial
 
@@ -118,115 +119,71 @@ def hprob_uncertainty(self: SSLMethod, x: torch.Tensor) -> torch.Tensor:
     return uncertainty_score(self.h_head(self.backbone(x))[1].float())
 
 
-# --- the four registered methods ----------------------------------------------------------------------------------
+# --- the four registered methods: a base method plus the arguments and parts of one kind -------------------------
+
+#: the arguments each kind adds to its base method's (the base's own are taken from its signature, not repeated)
+KIND_ARGS = {
+    "z": (("samples", int, 12), ("prior", str, "normal"), ("components", int, 10)),
+    "h": (("samples", int, 12), ("prior", str, "normal"), ("components", int, 10), ("latent_dim", "int | None", None)),
+}
+KIND_PARTS = {
+    "z": {"training_step": zprob_step, "uncertainty": zprob_uncertainty},
+    "h": {"training_step": hprob_step, "encode": hprob_encode, "uncertainty": hprob_uncertainty},
+}
 
 
-@register_method("barlow-zprob")
-class BarlowZProb(BarlowTwins):
-    """Barlow Twins with stochastic projector outputs (Z-prob); published beta 1e-2."""
-
-    uncertainty_high_is_in_distribution = True  # reference OOD protocol: higher sigma = in-distribution
-    training_step = zprob_step
-    uncertainty = zprob_uncertainty
-
-    def __init__(
-        self,
-        backbone: nn.Module,
-        feat_dim: int,
-        proj_hidden: int = 8192,
-        proj_out: int = 8192,
-        proj_layers: int = 3,
-        lambd: float = 0.0051,
-        samples: int = 12,
-        beta: float = 1e-2,
-        prior: str = "normal",
-        components: int = 10,
-    ) -> None:
-        super().__init__(backbone, feat_dim, proj_hidden, proj_out, proj_layers, lambd)
-        attach_zprob(self, proj_out, partial(barlow_twins_loss, lambd=lambd), samples, beta, prior, components)
+def base_loss(m: SSLMethod) -> LossFn:
+    """The deterministic loss of a prob method's base (Barlow Twins or VICReg), with the method's coefficients."""
+    if isinstance(m, VICReg):
+        return partial(vicreg_loss, coeffs=m.coeffs)
+    return partial(barlow_twins_loss, lambd=m.lambd)
 
 
-@register_method("barlow-hprob")
-class BarlowHProb(BarlowTwins):
-    """Barlow Twins with stochastic backbone outputs (H-prob); published beta 1e-3."""
+def prob_method(name: str, title: str, base: type[SSLMethod], kind: str, beta: float, doc: str) -> type[SSLMethod]:
+    """Register `name` (class `title`): `base` with the Gaussian head and loss of `kind` (z or h) and published `beta`.
 
-    uncertainty_high_is_in_distribution = True
-    training_step = hprob_step
-    encode = hprob_encode
-    uncertainty = hprob_uncertainty
+    Its constructor takes the base's arguments (from the base's own signature) then samples, beta, prior, components
+    (and latent_dim for H-prob), so method_args are checked against one declaration of each argument."""
+    own = inspect.signature(base.__init__)
+    P = inspect.Parameter
+    extra = [P(n, P.POSITIONAL_OR_KEYWORD, default=d, annotation=t) for n, t, d in KIND_ARGS[kind]]
+    extra.insert(1, P("beta", P.POSITIONAL_OR_KEYWORD, default=beta, annotation=float))
+    sig = own.replace(parameters=[*own.parameters.values(), *extra])
+    base_names = [n for n in own.parameters if n != "self"]
 
-    def __init__(
-        self,
-        backbone: nn.Module,
-        feat_dim: int,
-        proj_hidden: int = 8192,
-        proj_out: int = 8192,
-        proj_layers: int = 3,
-        lambd: float = 0.0051,
-        samples: int = 12,
-        beta: float = 1e-3,
-        prior: str = "normal",
-        components: int = 10,
-        latent_dim: int | None = None,
-    ) -> None:
-        super().__init__(backbone, feat_dim, proj_hidden, proj_out, proj_layers, lambd)
-        base = partial(barlow_twins_loss, lambd=lambd)
-        attach_hprob(self, latent_dim, (proj_hidden, proj_out, proj_layers), base, samples, beta, prior, components)
+    def __init__(self: SSLMethod, *args: object, **kwargs: object) -> None:
+        bound = sig.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        a = bound.arguments
+        base.__init__(self, **{n: a[n] for n in base_names})
+        loss = base_loss(self)
+        if kind == "z":
+            attach_zprob(self, a["proj_out"], loss, a["samples"], a["beta"], a["prior"], a["components"])
+        else:
+            proj = (a["proj_hidden"], a["proj_out"], a["proj_layers"])
+            attach_hprob(self, a["latent_dim"], proj, loss, a["samples"], a["beta"], a["prior"], a["components"])
 
-
-@register_method("vicreg-zprob")
-class VICRegZProb(VICReg):
-    """VICReg with stochastic projector outputs (Z-prob); published beta 1e-3."""
-
-    uncertainty_high_is_in_distribution = True
-    training_step = zprob_step
-    uncertainty = zprob_uncertainty
-
-    def __init__(
-        self,
-        backbone: nn.Module,
-        feat_dim: int,
-        proj_hidden: int = 8192,
-        proj_out: int = 8192,
-        proj_layers: int = 3,
-        sim_coeff: float = 25.0,
-        std_coeff: float = 25.0,
-        cov_coeff: float = 1.0,
-        samples: int = 12,
-        beta: float = 1e-3,
-        prior: str = "normal",
-        components: int = 10,
-    ) -> None:
-        super().__init__(backbone, feat_dim, proj_hidden, proj_out, proj_layers, sim_coeff, std_coeff, cov_coeff)
-        base = partial(vicreg_loss, coeffs=self.coeffs)
-        attach_zprob(self, proj_out, base, samples, beta, prior, components)
+    __init__.__signature__ = sig  # type: ignore[attr-defined]
+    __init__.__annotations__ = {p.name: p.annotation for p in sig.parameters.values() if p.name != "self"}
+    attrs = {"__init__": __init__, "__doc__": doc, "__module__": __name__, "__qualname__": title,
+             "uncertainty_high_is_in_distribution": True, **KIND_PARTS[kind]}  # fmt: skip
+    return register_method(name)(type(title, (base,), attrs))
 
 
-@register_method("vicreg-hprob")
-class VICRegHProb(VICReg):
-    """VICReg with stochastic backbone outputs (H-prob); published beta 1e-4."""
-
-    uncertainty_high_is_in_distribution = True
-    training_step = hprob_step
-    encode = hprob_encode
-    uncertainty = hprob_uncertainty
-
-    def __init__(
-        self,
-        backbone: nn.Module,
-        feat_dim: int,
-        proj_hidden: int = 8192,
-        proj_out: int = 8192,
-        proj_layers: int = 3,
-        sim_coeff: float = 25.0,
-        std_coeff: float = 25.0,
-        cov_coeff: float = 1.0,
-        samples: int = 12,
-        beta: float = 1e-4,
-        prior: str = "normal",
-        components: int = 10,
-        latent_dim: int | None = None,
-    ) -> None:
-        super().__init__(backbone, feat_dim, proj_hidden, proj_out, proj_layers, sim_coeff, std_coeff, cov_coeff)
-        base = partial(vicreg_loss, coeffs=self.coeffs)
-        attach_hprob(self, latent_dim, (proj_hidden, proj_out, proj_layers), base, samples, beta, prior, components)
+# the reference OOD protocol of all four: a higher sigma means in-distribution
+BarlowZProb = prob_method(
+    "barlow-zprob", "BarlowZProb", BarlowTwins, "z", 1e-2,
+    "Barlow Twins with stochastic projector outputs (Z-prob); published beta 1e-2.",
+)  # fmt: skip
+BarlowHProb = prob_method(
+    "barlow-hprob", "BarlowHProb", BarlowTwins, "h", 1e-3,
+    "Barlow Twins with stochastic backbone outputs (H-prob); published beta 1e-3.",
+)  # fmt: skip
+VICRegZProb = prob_method(
+    "vicreg-zprob", "VICRegZProb", VICReg, "z", 1e-3,
+    "VICReg with stochastic projector outputs (Z-prob); published beta 1e-3.",
+)  # fmt: skip
+VICRegHProb = prob_method(
+    "vicreg-hprob", "VICRegHProb", VICReg, "h", 1e-4,
+    "VICReg with stochastic backbone outputs (H-prob); published beta 1e-4.",
+)  # fmt: skip
