@@ -54,7 +54,7 @@ class IngestOptions(Settings):
     layout: Literal["auto", "imagefolder", "flat", "wds", "hf"] = setting(
         "auto", "auto, imagefolder, flat, wds or hf (a `datasets` folder, parquet or hub name).", "--layout"
     )
-    order: Literal["shuffled", "sorted"] | None = setting(
+    order: str | None = setting(
         None,
         "shuffled (default: a seeded permutation of the input, recorded in the manifest) or sorted (the "
         "input's order). A split ingested before genaug recorded an order resumes sorted.",
@@ -120,6 +120,13 @@ class IngestOptions(Settings):
         check_name(v, "--split")
         if v == "gen":
             raise GenaugError("--split 'gen' is reserved for generated columns: choose another split name")
+        return v
+
+    @field_validator("order")
+    @classmethod
+    def _order(cls, v: str | None) -> str | None:
+        if v is not None and v not in ORDERS:
+            raise GenaugError(f"--order {v!r} is unknown: choose shuffled (the default) or sorted (the input's order)")
         return v
 
     @field_validator("workers")
