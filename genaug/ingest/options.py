@@ -4,7 +4,7 @@ ingest code (genaug.ingest.run.run_ingest); bounds are checked here, by the mode
 from __future__ import annotations
 
 import os
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 from pydantic import field_validator, model_validator
 
@@ -51,7 +51,7 @@ class IngestOptions(Settings):
     max_side: int | None = setting(None, "Downscale so the long side is at most this.", "--max-side", ge=1)
     quality: int = setting(95, "JPEG quality of re-encoded images.", "--quality", ge=1, le=100)
     workers: int | None = setting(None, "Worker processes (default: number of CPUs; 0 = none).", "--workers", ge=0)
-    layout: Literal["auto", "imagefolder", "flat", "wds", "hf"] = setting(
+    layout: str = setting(  # checked where sources are read (genaug.ingest.sources.LAYOUTS), for every caller
         "auto", "auto, imagefolder, flat, wds or hf (a `datasets` folder, parquet or hub name).", "--layout"
     )
     order: str | None = setting(
