@@ -117,3 +117,38 @@ def test_the_walker_sees_a_plain_option_and_a_missing_field():
     assert any("--x comes from no model field" in p for p in problems("one", cmd))
     cmd.params[:] = [p for p in cmd.params if p.name != "size"]  # the field --size lost its option
     assert any("_Opts.size is no option" in p for p in problems("one", cmd))
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        ("ingest", "--per-shard must lie in [1, 1000000], got 0"),
+        ("score", "--batch-size must be at least 1, got 0"),
+        ("fit", "--size must be at least 4, got 3"),
+        ("export", "--format must be one of 'timm', 'torchvision', got 'onnx'"),
+    ],
+)
+def test_the_python_faces_check_values_by_the_same_declaration(tmp_path, call, message):
+    """ingest(), score(), fit_config() and export_backbone() refuse a bad value with the line the flag gets, before
+    they read anything (the set named here does not exist)."""
+    from genaug.core.errors import GenaugError
+
+    nowhere = str(tmp_path / "nowhere")
+    with pytest.raises(GenaugError) as e:
+        if call == "ingest":
+            from genaug.ingest.run import ingest
+
+            ingest(nowhere, tmp_path / "set", per_shard=0, progress=False)
+        elif call == "score":
+            from genaug.score.run import score
+
+            score(nowhere, "tiny", batch_size=0, progress=False)
+        elif call == "fit":
+            from genaug.fit.run import fit_config
+
+            fit_config(size=3)
+        else:
+            from genaug.export import export_backbone
+
+            export_backbone(nowhere, "onnx")
+    assert str(e.value) == message

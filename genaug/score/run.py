@@ -186,8 +186,17 @@ def score(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Write fidelity scores of generated column `gen` into shards/<set>/scores/<gen>/<split>/ (resumable)."""
-    opts = {"shards": str(shards), "gen": gen, "split": split, "encoder": encoder, "weights": weights,
-            "device": device, "batch_size": batch_size, "overwrite": overwrite, "no_progress": not progress}
+    opts = {
+        "shards": str(shards),
+        "gen": gen,
+        "split": split,
+        "encoder": encoder,
+        "weights": weights,
+        "device": device,
+        "batch_size": batch_size,
+        "overwrite": overwrite,
+        "no_progress": not progress,
+    }
     return run_score(ScoreOptions.parse(opts))
 
 
