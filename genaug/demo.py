@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import ClassVar, Literal
 
 import typer
+
+from genaug.core.cli_model import command
+from genaug.core.config import Probability, Settings, setting
 
 
 def write_digits_tree(out: Path, size: int = 64, val_fraction: float = 0.2, seed: int = 0) -> dict[str, Path]:
@@ -94,10 +98,14 @@ def generate_variants(shards: Path, out: Path, model: str, k: int, size: int, fi
     else:
         say(f"    {fit['model']}: {fit['trained_steps']} steps in {fit['seconds']:.0f}s, last loss "
             f"{fit['log'][-1]['loss']:.4f}")  # fmt: skip
-    say(f"    generating K={k} variants per training image with `{model}` (SDEdit: noise each digit part-way, "
-        "denoise it back)")
+    say(
+        f"    generating K={k} variants per training image with `{model}` (SDEdit: noise each digit part-way, "
+        "denoise it back)"
+    )
     return generate(model=model, shards=str(shards), split="train", k=k, weights=fit["model"],
                     overrides={"output.size": size}, progress=progress)  # fmt: skip
+
+
 # The demo's probes are `genaug eval linear|knn` with these settings: the command each result records (and the demo
 # prints) reruns it into the same eval/<kind>-val-<setting id>.json with the same figure.
 DEMO_LINEAR = {"epochs": 50, "batchnorm": True}  # SGD, 50 epochs, BatchNorm without affine before the linear layer
@@ -219,34 +227,50 @@ def _pct(doc: dict, metric: str) -> str:
     return f"{value:.1f}%" + (f" [{100 * iv[0]:.1f}, {100 * iv[1]:.1f}]" if iv else "")
 
 
+class DemoOptions(Settings):
+    """The options of `genaug demo`, declared once (flags, defaults, bounds)."""
+
+    where: ClassVar[str] = "flag"
+
+    out: str = setting("genaug-demo", "Folder for everything the demo writes.", "--out")
+    size: int = setting(  # the views are cut from these images: smaller ones hold no crop
+        32, "Side of the upscaled digit images, in pixels.", "--size", ge=8
+    )
+    workers: int = setting(2, "Worker processes for ingest.", "--workers", ge=0)
+    k: int = setting(2, "Generated variants per training image.", "--k", ge=1)
+    method: str = setting("simclr", "SSL method to train.", "--method")
+    p: Probability = setting(0.5, "Probability of replacing a view by a generated variant.", "--p")
+    steps: int = setting(150, "Training steps.", "--steps", ge=1)
+    seed: int = setting(0, "Seed of the training run (init, data order, mixing).", "--seed")
+    model: Literal["img2img-ddpm", "tiny"] = setting(
+        "img2img-ddpm",
+        "img2img-ddpm: fit a digits diffusion model (cached) and make SDEdit variants; tiny: the random-weight "
+        "noise generator (a smoke run).",
+        "--model",
+    )
+    fit_steps: int = setting(DEMO_FIT["steps"], "Steps of the digits model's fit.", "--fit-steps", ge=1)
+
+
 def register(app: typer.Typer) -> None:
     """Add the `demo` command to the CLI."""
 
-    @app.command(
+    @command(
+        app,
         "demo",
-        help="Run the main job end to end on a bundled real dataset (scikit-learn's digits, "
+        "Run the main job end to end on a bundled real dataset (scikit-learn's digits, "
         "upscaled) on CPU in a few minutes, printing where each stage wrote its output.",
+        options=DemoOptions,
     )
-    def demo(
-        out: Path = typer.Option(Path("genaug-demo"), "--out", help="Folder for everything the demo writes."),
-        size: int = typer.Option(32, "--size", help="Side of the upscaled digit images, in pixels."),
-        workers: int = typer.Option(2, "--workers", help="Worker processes for ingest."),
-        k: int = typer.Option(2, "--k", help="Generated variants per training image."),
-        method: str = typer.Option("simclr", "--method", help="SSL method to train."),
-        p: float = typer.Option(0.5, "--p", help="Probability of replacing a view by a generated variant."),
-        steps: int = typer.Option(150, "--steps", help="Training steps."),
-        seed: int = typer.Option(0, "--seed", help="Seed of the training run (init, data order, mixing)."),
-        model: str = typer.Option(
-            "img2img-ddpm", "--model", help="img2img-ddpm: fit a digits diffusion model (cached) and make SDEdit "
-            "variants; tiny: the random-weight noise generator (a smoke run)."
-        ),
-        fit_steps: int = typer.Option(DEMO_FIT["steps"], "--fit-steps", help="Steps of the digits model's fit."),
-    ) -> None:
-        from genaug.core.flags import at_least
-
-        at_least(size, 8, "--size")  # the views are cut from these images: smaller ones hold no crop
-        if model not in ("img2img-ddpm", "tiny"):
-            from genaug.core.errors import GenaugError
-
-            raise GenaugError(f"demo --model must be img2img-ddpm or tiny, got {model!r}")
-        run_demo(out, size, workers, k, method, p, steps, seed=seed, model=model, fit_steps=fit_steps)
+    def demo(o: DemoOptions, overrides: dict) -> None:
+        run_demo(
+            Path(o.out),
+            o.size,
+            o.workers,
+            o.k,
+            o.method,
+            o.p,
+            o.steps,
+            seed=o.seed,
+            model=o.model,
+            fit_steps=o.fit_steps,
+        )

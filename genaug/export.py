@@ -17,17 +17,23 @@ from __future__ import annotations
 
 import json
 import os
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar, Literal
 
 import torch
 import typer
 from torch import nn
 
+from genaug.core.cli_model import command
+from genaug.core.config import Settings, check_value, setting
 from genaug.core.errors import GenaugError
 from genaug.core.files import tmp_suffix, write_json_atomic
 
-FORMATS = ("timm", "torchvision")
+#: the libraries a backbone is exported for (the --format choices)
+Format = Literal["timm", "torchvision"]
+FORMATS = typing.get_args(Format)
 TV_RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 
 
@@ -158,8 +164,7 @@ def export_backbone(run: str | os.PathLike, fmt: str, out: str | os.PathLike | N
     from genaug.core.hashing import file_sha256
     from genaug.ssl.artifacts import load_method
 
-    if fmt not in FORMATS:
-        raise GenaugError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    fmt = check_value(Format, fmt, "--format")
     loaded = load_method(run)
     backbone = loaded.method.backbone.eval()
     target = target_for(backbone, loaded.recipe, fmt)
@@ -197,19 +202,27 @@ def export_backbone(run: str | os.PathLike, fmt: str, out: str | os.PathLike | N
     return info
 
 
+class ExportOptions(Settings):
+    """The options of `genaug export`, declared once."""
+
+    where: ClassVar[str] = "flag"
+
+    run: str = setting(..., "Run folder, its model.safetensors or a checkpoint-<step>.pt.", "RUN", argument=True)
+    fmt: Format = setting(..., "timm or torchvision.", "--format")
+    out: str | None = setting(None, "Output .safetensors (default <run>/export/<format>-<arch>).", "--out")
+
+
 def register(app: typer.Typer) -> None:
     """Add the `export` command to the CLI."""
 
-    @app.command(
+    @command(
+        app,
         "export",
-        help="Export a trained run's backbone for timm (timm.create_model(NAME, pretrained=True, "
+        "Export a trained run's backbone for timm (timm.create_model(NAME, pretrained=True, "
         "pretrained_cfg_overlay=dict(file=F, num_classes=0))) or torchvision (load_state_dict), checked by loading "
         "it back with that library.",
+        options=ExportOptions,
     )
-    def export(
-        run: Path = typer.Argument(..., help="Run folder, its model.safetensors or a checkpoint-<step>.pt."),
-        fmt: str = typer.Option(..., "--format", help="timm or torchvision."),
-        out: Path = typer.Option(None, "--out", help="Output .safetensors (default <run>/export/<format>-<arch>)."),
-    ) -> None:
-        info = export_backbone(run, fmt, out)
+    def export(o: ExportOptions, overrides: dict) -> None:
+        info = export_backbone(o.run, o.fmt, o.out)
         typer.echo(f"wrote {info['file']} ({info['format']} {info['architecture']}); load it with:\n{info['load']}")

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageOps
 
+from genaug.core.config import Probability, check_value
 from genaug.core.errors import GenaugError
 from genaug.core.files import write_json_atomic
 from genaug.core.jsonio import sample_json
@@ -392,8 +393,7 @@ def views_sheet(
     training run folder) takes the views and mixing rule the run resolved and trained with (its recipe.yaml, with
     every override) instead. A custom `make_views(source, variants, p, rng)` replaces the stream (one call per pair).
     """
-    if not 0.0 <= p <= 1.0:
-        raise GenaugError(f"--p {p} must be between 0 and 1")
+    p = check_value(Probability, p, "--p")  # the one declaration of a probability, as the CLI's --p checks it
     views_from = None
     if make_views is None:
         from genaug.core.recipes import load_recipe

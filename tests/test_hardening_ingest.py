@@ -292,6 +292,7 @@ def test_second_concurrent_ingest_into_a_split_is_refused(tmp_path, flat, capsys
 
 
 def test_cli_default_max_bytes_matches_the_library():
-    from genaug.ingest import cli, images
+    from genaug.ingest import images
+    from genaug.ingest.options import IngestOptions
 
-    assert cli.DEFAULT_MAX_BYTES == images.DEFAULT_MAX_BYTES == 256 * 1024 * 1024
+    assert IngestOptions.model_fields["max_bytes"].default == images.DEFAULT_MAX_BYTES == 256 * 1024 * 1024

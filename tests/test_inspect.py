@@ -150,7 +150,7 @@ def test_custom_make_views_and_errors(gen_set, tmp_path):
         contact_sheet(gen_set, "tiny", keys=["s000000r000099"], out=tmp_path / "x.png")
     with pytest.raises(GenaugError, match="run `genaug generate"):
         contact_sheet(gen_set, "sd", out=tmp_path / "x.png")
-    with pytest.raises(GenaugError, match="between 0 and 1"):
+    with pytest.raises(GenaugError, match=r"--p must lie in \[0, 1\]"):
         views_sheet(gen_set, "tiny", p=1.5, out=tmp_path / "x.png")
 
 

@@ -30,52 +30,19 @@ from PIL import Image
 
 from genaug.core.errors import GenaugError
 from genaug.core.files import fsync_dir, tmp_suffix
+from genaug.fit.options import FitSettings
 from genaug.shards.writer import _fault
 from genaug.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 
-FIT_DEFAULTS: dict[str, Any] = {
-    "size": 8,  # training side in pixels (the digits' native 8 x 8); generation resizes to and from it
-    "channels": 3,  # RGB; 1 trains on grey images
-    "widths": [32, 64],  # UNet2DModel block_out_channels (one down / up block each, no attention)
-    "layers_per_block": 1,
-    "norm_groups": 8,
-    "steps": 1500,
-    "batch_size": 64,
-    "lr": 2e-3,
-    "warmup": 50,  # linear LR warmup steps, then cosine decay to 10%
-    "ema_decay": 0.999,  # EMAModel decay (with its warmup: 1 - (1 + step)^-0.75, capped here)
-    "train_timesteps": 1000,
-    "beta_schedule": "squaredcos_cap_v2",
-    "seed": 0,
-}
+#: the settings of a fit and their defaults (declared in genaug.fit.options.FitSettings)
+FIT_DEFAULTS: dict[str, Any] = FitSettings().as_recipe()
 RUN_ONLY = ("ckpt_every", "log_every")  # may differ between a run and its resume
 
 
 def fit_config(**overrides: Any) -> dict:
-    """FIT_DEFAULTS with the non-None overrides applied and checked."""
-    cfg = dict(FIT_DEFAULTS)
-    for key, value in overrides.items():
-        if value is None:
-            continue
-        if key not in FIT_DEFAULTS:
-            raise GenaugError(f"fit-generator has no setting {key!r} (settings: {', '.join(FIT_DEFAULTS)})")
-        cfg[key] = list(value) if isinstance(value, (list, tuple)) else value
-    for key, lo in (("size", 4), ("steps", 1), ("batch_size", 1), ("layers_per_block", 1), ("train_timesteps", 2)):
-        if not isinstance(cfg[key], int) or isinstance(cfg[key], bool) or cfg[key] < lo:
-            raise GenaugError(f"fit-generator --{key.replace('_', '-')} must be an integer >= {lo}, got {cfg[key]!r}")
-    if cfg["channels"] not in (1, 3):
-        raise GenaugError(f"fit-generator --channels must be 1 or 3, got {cfg['channels']!r}")
-    widths = cfg["widths"]
-    if not widths or any(not isinstance(w, int) or w < 1 or w % cfg["norm_groups"] for w in widths):
-        raise GenaugError(f"fit-generator --widths must be positive multiples of {cfg['norm_groups']}, got {widths}")
-    if cfg["size"] % (2 ** (len(widths) - 1)):
-        raise GenaugError(f"fit-generator --size {cfg['size']} must be divisible by 2^{len(widths) - 1} "
-                          f"(one halving per extra width in --widths {widths})")  # fmt: skip
-    if not (isinstance(cfg["lr"], (int, float)) and 0 < cfg["lr"] < 1):
-        raise GenaugError(f"fit-generator --lr must be in (0, 1), got {cfg['lr']!r}")
-    if not 0.0 <= float(cfg["ema_decay"]) < 1.0:
-        raise GenaugError(f"fit-generator --ema-decay must be in [0, 1), got {cfg['ema_decay']!r}")
-    return cfg
+    """FIT_DEFAULTS with the non-None overrides applied, checked by FitSettings."""
+    given = {k: (list(v) if isinstance(v, tuple) else v) for k, v in overrides.items() if v is not None}
+    return FitSettings.parse(given).as_recipe()
 
 
 def build_unet(cfg: dict) -> Any:

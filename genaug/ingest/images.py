@@ -11,9 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
+from genaug.ingest.options import DEFAULT_MAX_BYTES  # the cap of --max-bytes, declared once with the flag
+
 ImageFile.LOAD_TRUNCATED_IMAGES = False
-#: default cap on the bytes read from one source file or tar member (--max-bytes)
-DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 
 
 class BadImage(Exception):

@@ -21,17 +21,16 @@ from genaug import __version__
 from genaug.core.errors import GenaugError
 from genaug.core.locks import folder_lock
 from genaug.ingest.hf import HFOptions
-from genaug.ingest.images import DEFAULT_MAX_BYTES, BadImage, ImageOptions, process_image, read_file
+from genaug.ingest.images import BadImage, ImageOptions, process_image, read_file
+from genaug.ingest.options import DEFAULT_MAX_BYTES, MAX_PER_SHARD, ORDERS, IngestOptions  # noqa: F401 - re-exported
 from genaug.ingest.sources import Source, SourceItem, check_label, check_label_key, enumerate_source
-from genaug.shards.layout import ShardSet, check_name, make_key, shard_name
+from genaug.shards.layout import ShardSet, make_key, shard_name
 from genaug.shards.manifest import read_manifest
 from genaug.shards.writer import ShardWriter
 
 SOURCE_REQUIRED = ("jpg", "json")
 #: rows and shards are numbered with 6 digits (s000042r000007, 000042.tar)
-MAX_PER_SHARD = 1_000_000
 MAX_SHARDS = 1_000_000
-ORDERS = ("shuffled", "sorted")
 #: seed of the shuffled order when none is given (recorded in the manifest either way)
 DEFAULT_ORDER_SEED = 0
 #: a `.txt` caption is kept up to this many bytes (a longer one is dropped and noted in the sample's json)
@@ -202,51 +201,6 @@ def _task(
     return (it.ref, data, opts, None, max_bytes, _caption(tars, it))
 
 
-def check_options(
-    split: str,
-    per_shard: int,
-    short_side: int | None,
-    max_side: int | None,
-    quality: int,
-    workers: int | None,
-    min_side: int,
-    max_pixels: int,
-    max_bytes: int,
-    order: str | None = None,
-    seed: int | None = None,
-) -> None:
-    """Raise a one-line GenaugError naming the first invalid ingest flag."""
-    check_name(split, "--split")
-    if split == "gen":
-        raise GenaugError("--split 'gen' is reserved for generated columns: choose another split name")
-    if not _is_int(per_shard) or not 1 <= per_shard <= MAX_PER_SHARD:
-        raise GenaugError(f"--per-shard must be in 1..{MAX_PER_SHARD} (samples per tar), got {per_shard}")
-    if not _is_int(quality) or not 1 <= quality <= 100:
-        raise GenaugError(f"--quality must be in 1..100 (JPEG quality), got {quality}")
-    for flag, v in (("--short-side", short_side), ("--max-side", max_side)):
-        if v is not None and (not _is_int(v) or v < 1):
-            raise GenaugError(f"{flag} must be a positive number of pixels, got {v}")
-    top = max(256, 4 * (os.cpu_count() or 1))
-    if workers is not None and (not _is_int(workers) or not 0 <= workers <= top):
-        raise GenaugError(f"--workers must be in 0..{top} (0 = no worker processes), got {workers}")
-    if not _is_int(min_side) or min_side < 1:
-        raise GenaugError(f"--min-side must be at least 1 pixel (1 accepts every size), got {min_side}")
-    if not _is_int(max_pixels) or max_pixels < 1:
-        raise GenaugError(f"--max-pixels must be a positive number of pixels, got {max_pixels}")
-    if not _is_int(max_bytes) or max_bytes < 1:
-        raise GenaugError(f"--max-bytes must be a positive number of bytes, got {max_bytes}")
-    if order is not None and order not in ORDERS:
-        raise GenaugError(f"--order {order!r} is unknown: choose shuffled (the default) or sorted (the input's order)")
-    if seed is not None and (not _is_int(seed) or not 0 <= seed < 2**63):
-        raise GenaugError(f"--order-seed must be an integer in [0, 2**63), got {seed}")
-    if seed is not None and order == "sorted":
-        raise GenaugError("--order-seed seeds the shuffled order: it does not apply to --order sorted")
-
-
-def _is_int(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
 def ingest(
     source: str | os.PathLike,
     shards: str | os.PathLike,
@@ -268,20 +222,37 @@ def ingest(
     label_key: str | None = None,
     hf: HFOptions | None = None,
 ) -> dict:
-    """Ingest `source` into shard set `shards`, split `split`; resumable; returns a summary dict.
+    """Ingest `source` into shard set `shards`, split `split` (the options of IngestOptions as keywords); see
+    run_ingest."""
+    hf = hf or HFOptions()
+    opts = IngestOptions.parse(
+        {
+            "source": os.fspath(source), "shards": os.fspath(shards), "split": split, "per_shard": per_shard,
+            "short_side": short_side, "max_side": max_side, "quality": quality, "workers": workers, "layout": layout,
+            "min_side": min_side, "max_pixels": max_pixels, "reencode": reencode, "overwrite": overwrite,
+            "quiet": not progress, "max_bytes": max_bytes, "order": order, "order_seed": order_seed,
+            "label_key": label_key, "image_column": hf.image_column, "label_column": hf.label_column,
+            "hf_config": hf.config, "hf_split": hf.split, "hf_cache_dir": hf.cache_dir,
+        }
+    )  # fmt: skip
+    return run_ingest(opts)
 
-    `order` is shuffled (a seeded permutation of the input, `order_seed`, default 0) or sorted (the input's own
+
+def run_ingest(o: IngestOptions) -> dict:
+    """Ingest `o.source` into shard set `o.shards`, split `o.split`; resumable; returns a summary dict.
+
+    `o.order` is shuffled (a seeded permutation of the input, `o.order_seed`, default 0) or sorted (the input's own
     order); None means shuffled, except when resuming a split whose manifest records no order (made before genaug
     recorded one, so sorted). One ingest at a time per split: a second one gets a one-line GenaugError naming the
     holder of the lock.
     """
-    check_options(
-        split, per_shard, short_side, max_side, quality, workers, min_side, max_pixels, max_bytes, order, order_seed
-    )
+    source, shards, split, per_shard, progress = o.source, o.shards, o.split, o.per_shard, not o.quiet
+    order, order_seed, overwrite, label_key = o.order, o.order_seed, o.overwrite, o.label_key
     check_label_key(label_key)
-    opts = ImageOptions(short_side, max_side, quality, min_side, max_pixels, reencode)
+    opts = ImageOptions(o.short_side, o.max_side, o.quality, o.min_side, o.max_pixels, o.reencode)
+    max_bytes, workers = o.max_bytes, o.workers
     t0 = time.perf_counter()
-    src = enumerate_source(source, layout, label_key=label_key, hf=hf, progress=progress, split=split)
+    src = enumerate_source(source, o.layout, label_key=label_key, hf=o.hf_options(), progress=progress, split=split)
     sset = ShardSet.open(shards, must_exist=False)
     folder = sset.split_dir(split)
     if order is None:

@@ -22,6 +22,7 @@ from genaug.core.locks import folder_lock
 from genaug.generate.base import generator_class
 from genaug.generate.column import source_indices
 from genaug.generate.fidelity import Scorer, random_weight_mark, settings
+from genaug.score.options import ScoreOptions
 from genaug.shards.complete import finish_folder
 from genaug.shards.layout import IMAGE_FIELDS, shard_name
 from genaug.shards.manifest import open_gen_split, open_split, read_manifest, write_manifest
@@ -185,8 +186,24 @@ def score(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Write fidelity scores of generated column `gen` into shards/<set>/scores/<gen>/<split>/ (resumable)."""
-    if batch_size < 1:
-        raise GenaugError(f"--batch-size must be at least 1 (got {batch_size})")
+    opts = {
+        "shards": str(shards),
+        "gen": gen,
+        "split": split,
+        "encoder": encoder,
+        "weights": weights,
+        "device": device,
+        "batch_size": batch_size,
+        "overwrite": overwrite,
+        "no_progress": not progress,
+    }
+    return run_score(ScoreOptions.parse(opts))
+
+
+def run_score(o: ScoreOptions) -> dict[str, Any]:
+    """Write fidelity scores of generated column `o.gen` into shards/<set>/scores/<gen>/<split>/ (resumable)."""
+    shards, gen, split, encoder, weights, device = o.shards, o.gen, o.split, o.encoder, o.weights, o.device
+    batch_size, overwrite, progress = o.batch_size, o.overwrite, not o.no_progress
     ss, src, src_man = open_split(shards, split)
     gdir, gman = open_gen_split(ss, gen, split, shards)
     indices = source_indices(src, src_man)
