@@ -16,6 +16,8 @@ from genaug.core.config import Settings, flag_of, setting
 #: the commands whose options are generated from settings models (genaug.core.cli_model.command); a command built
 #: that way must be listed here, and a listed one must be built that way
 CONVERTED = [
+    "train",
+    "generate",
     "ingest",
     "score",
     "fit-generator",

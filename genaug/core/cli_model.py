@@ -41,7 +41,8 @@ def _cli_type(tp: Any) -> Any:
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if any(typing.get_origin(a) in (list, tuple) for a in args):
             return list[str]
-        if all(a is bool or typing.get_origin(a) is Literal for a in args) and bool in args:
+        has_literal = any(typing.get_origin(a) is Literal for a in args)
+        if has_literal and bool in args and all(a is bool or typing.get_origin(a) is Literal for a in args):
             return str  # bool | Literal['auto']: typed as text, parsed by the model
         kinds = [_cli_type(a) for a in args]
         return kinds[0] if len(set(kinds)) == 1 else str

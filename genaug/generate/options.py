@@ -10,7 +10,7 @@ from pydantic import model_validator
 
 from genaug.core.config import Number, PathText, Settings, setting
 from genaug.core.errors import GenaugError
-from genaug.shards.storage import STORAGE_OPTION_HELP
+from genaug.shards.options import storage_option_field
 
 _ADDRESS = re.compile(r"^(ray://)?(\[[0-9a-fA-F:]+\]|[A-Za-z0-9][A-Za-z0-9.-]*):(\d{1,5})$")
 
@@ -64,7 +64,7 @@ class GenerateOptions(Settings):
         "folder; for s3:// the bucket itself by conditional PUT (the Ray engine: this machine's cache).",
         flag="--lease-dir",
     )
-    storage_option: list[str] = setting(factory=list, help=STORAGE_OPTION_HELP, flag="--storage-option")
+    storage_option: list[str] = storage_option_field()
     status: bool = setting(False, "Report the column's progress (needs --column or --model) and exit.", "--status")
     as_json: bool = setting(False, "With --status: print JSON.", flag="--json")
     engine: Literal["lease", "ray"] = setting(

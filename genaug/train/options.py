@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from genaug.core.config import PathText, Settings, setting
-from genaug.shards.storage import STORAGE_OPTION_HELP
+from genaug.shards.options import storage_option_field
 
 
 class TrainOptions(Settings):
@@ -26,4 +26,4 @@ class TrainOptions(Settings):
         help="Trust this plug-in method module named by the recipe's module: (repeatable).",
         flag="--allow-module",
     )
-    storage_option: list[str] = setting(factory=list, help=STORAGE_OPTION_HELP, flag="--storage-option")
+    storage_option: list[str] = storage_option_field()
