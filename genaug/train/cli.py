@@ -72,6 +72,12 @@ def register(app: typer.Typer) -> None:
         gen_weighting: str = typer.Option(
             None, "--gen-weighting", help="uniform, or score: draw variant k in proportion to its fidelity score."
         ),
+        gen_partial: bool = typer.Option(
+            False,
+            "--gen-partial",
+            help="Train while the --gen column is still being generated: each epoch uses the column shards committed "
+            "when it starts (the others' samples keep their source images); coverage per epoch in metrics.jsonl.",
+        ),
         cache_dir: Path = typer.Option(None, "--cache-dir", help=CACHE_DIR_HELP),
         cache_limit: str = typer.Option(None, "--cache-limit", help=CACHE_LIMIT_HELP),
         seed: int = typer.Option(None, "--seed", help="Seed of the run (model init, data order, mixing)."),
@@ -133,6 +139,7 @@ def register(app: typer.Typer) -> None:
             mix_views=mix_views,
             gen_min_score=gen_min_score,
             gen_weighting=gen_weighting,
+            gen_partial=gen_partial or None,  # not given: the recipe's data.gen_partial
             cache_dir=cache_dir,
             cache_limit=cache_limit,
             seed=seed,

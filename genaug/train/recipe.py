@@ -55,6 +55,7 @@ class Data:
     image_size: int | None = bounded(None, 1)  # filled in from views.size
     gen_min_score: float | None = bounded(None, -1.0, 1.0)  # draw only variants scoring at least this (fidelity)
     gen_weighting: Literal["uniform", "score"] = "uniform"  # draw variant k uniformly or in proportion to its score
+    gen_partial: bool = False  # train on --gen columns still being made: each epoch uses the shards committed so far
 
 
 @dataclass

@@ -44,6 +44,7 @@ def _resolve(method: str, flags: dict[str, Any], overrides: dict[str, Any] | Non
         "mix_views": "data.mix_views",
         "gen_min_score": "data.gen_min_score",
         "gen_weighting": "data.gen_weighting",
+        "gen_partial": "data.gen_partial",
         "cache_dir": "data.cache_dir",
         "cache_limit": "data.cache_limit",
         "image_size": "views.size",
@@ -105,6 +106,7 @@ def train(
     mix_views: str | None = None,
     gen_min_score: float | None = None,
     gen_weighting: str | None = None,
+    gen_partial: bool | None = None,
     cache_dir: str | Path | None = None,
     cache_limit: str | None = None,
     seed: int | None = None,
@@ -126,7 +128,7 @@ def train(
     tb/ events, and at the end backbone.safetensors and model.safetensors. A run directory that holds a
     checkpoint is resumed (exactly); `stop_after` ends this session after that many steps (as a preemption would).
     `backbone_weights` (a local .safetensors or torch checkpoint) is the backbone's starting point, recorded with its
-    sha256 in the recipe.
+    sha256 in the recipe. `gen_partial` trains on --gen columns still being generated (genaug.data.partial).
     """
     if not 0.0 <= float(p) <= 1.0:
         raise GenaugError(f"--p must lie in [0, 1], got {p}")
@@ -148,6 +150,7 @@ def train(
         mix_views=mix_views,
         gen_min_score=gen_min_score,
         gen_weighting=gen_weighting,
+        gen_partial=gen_partial,
         cache_dir=str(cache_dir) if cache_dir is not None else None,
         cache_limit=cache_limit,
         image_size=image_size,
@@ -172,6 +175,10 @@ def train(
     if backbone_weights is not None:
         raw.setdefault("backbone", {})["weights"] = str(backbone_weights)
     recipe = validate_train_recipe(raw)
+    if recipe["data"]["gen_partial"] and not gen_cols:
+        raise GenaugError(
+            "--gen-partial (data.gen_partial) trains on a generated column while it is made: pass --gen NAME too"
+        )
     from genaug.shards.cache import parse_size
 
     parse_size(recipe["data"].get("cache_limit"), "--cache-limit (data.cache_limit)")  # before the set is opened
@@ -243,6 +250,7 @@ def _loader(recipe: dict, acc):
         range_reads=str(data.get("range_reads") or "auto"),
         gen_min_score=data.get("gen_min_score"),
         gen_weighting=data.get("gen_weighting") or "uniform",
+        gen_partial=bool(data.get("gen_partial", False)),
     )
 
 

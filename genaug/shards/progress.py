@@ -1,0 +1,220 @@
+"""The progress record of a generated column: progress.json lists the shards committed so far.
+
+Training on a column that is still being generated (`genaug train --gen-partial`) must learn, at each epoch
+boundary, which column shards are committed, without a request per shard. Every generating process (the lease
+runner and the Ray workers share one writer thread, genaug.generate.writer) calls `note_committed` right after a
+shard's commit (tar, index, stats last); it adds the shard's entry (count, bytes, sha256: the fields of its stats) to
+the record. A reader (`read_progress`) opens it with one GET.
+
+    {"format": "genaug-progress/1", "recipe_hash": "...", "shards": {"000003.tar": {"count": 64, "bytes": ...,
+     "sha256": "..."}, ...}}
+
+Two processes committing at once must not lose each other's entries; the record is rewritten by read-modify-write
+under a condition that fails when a peer wrote in between:
+
+- on a filesystem: an exclusive fcntl lock on progress.json.lock around read, merge and an atomic replace (temp
+  file + fsync + rename), so a reader sees the old record or the new one, whole;
+- in an S3 store that honours conditional PUT (probed once per column, as the shard leases do): a PUT with
+  If-Match of the ETag read (If-None-Match: * for the first), retried with a fresh read when a peer won;
+- in a store without it (GCS, an S3 clone without conditions): a plain PUT of the merge of what was read and every
+  entry this process has noted, so a racing peer's update can delay a shard (it joins once its writer commits its
+  next shard, or when the column's completion record exists), never list an uncommitted one.
+
+An entry is added only after the shard's stats exist, so the record never names a shard that is not committed.
+The record is derived data, like the completion record: the stream still checks every shard's bytes against the
+sha256 it lists when it reads them, so a stale entry can cost a shard's variants (reported), never serve wrong
+bytes. A record of another recipe hash (a column remade under the same name) is replaced by the next commit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import threading
+import time
+import warnings
+from pathlib import Path
+
+from genaug.core.files import fsync_dir, tmp_suffix
+from genaug.shards.storage import Location, RemotePath, as_location
+
+FORMAT = "genaug-progress/1"
+PROGRESS_NAME = "progress.json"
+#: attempts of a conditional update before giving up on this commit's entry (a later commit or completion adds it)
+ATTEMPTS = 30
+
+_NOTED: dict[str, dict[str, dict]] = {}  # str(folder) -> entries this process committed (merged into plain PUTs)
+_LOCK = threading.Lock()
+
+
+def entry_of(stats: dict) -> dict:
+    """The progress entry of a committed shard: its count, size and sha256 (from its stats)."""
+    return {"count": int(stats["count"]), "bytes": int(stats["bytes"]), "sha256": str(stats["sha256"])}
+
+
+def _merged(doc: dict | None, recipe_hash: str, add: dict[str, dict]) -> dict:
+    """`doc` with the entries `add` (a record of another recipe hash, or no valid record, starts afresh)."""
+    ok = isinstance(doc, dict) and doc.get("format") == FORMAT and doc.get("recipe_hash") == recipe_hash
+    shards = dict(doc["shards"]) if ok and isinstance(doc.get("shards"), dict) else {}
+    shards.update(add)
+    return {"format": FORMAT, "recipe_hash": recipe_hash, "shards": dict(sorted(shards.items()))}
+
+
+def _encode(doc: dict) -> bytes:
+    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode("utf-8") + b"\n"
+
+
+def _parse(data: bytes | None) -> dict | None:
+    if data is None:
+        return None
+    try:
+        doc = json.loads(data.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def note_committed(folder: Location, name: str, stats: dict, recipe_hash: str) -> bool:
+    """Add committed shard `name` (its stats as commit_shard returned them) to `folder`'s progress record.
+
+    True when the record holds it afterwards; False (with a warning) when it could not be written: the shard then
+    joins readers later (see the module docstring), generation goes on."""
+    folder = as_location(folder)
+    add = {name: entry_of(stats)}
+    with _LOCK:
+        mine = _NOTED.setdefault(str(folder), {})
+        mine.update(add)
+        mine = dict(mine)
+    try:
+        if isinstance(folder, RemotePath):
+            return _note_remote(folder, add, mine, recipe_hash)
+        _note_local(Path(folder), add, recipe_hash)
+        return True
+    except Exception as e:  # noqa: BLE001 - derived data: a failure to record it never fails the generation
+        warnings.warn(
+            f"genaug: could not update {folder / PROGRESS_NAME} ({type(e).__name__}: {e}); training with "
+            "--gen-partial sees this shard once a later commit rewrites the record or the column completes",
+            stacklevel=2,
+        )
+        return False
+
+
+def _note_local(folder: Path, add: dict[str, dict], recipe_hash: str) -> None:
+    """Read, merge and replace the record under an exclusive lock (every local writer takes the same one)."""
+    import fcntl
+
+    path = folder / PROGRESS_NAME
+    fd = os.open(folder / (PROGRESS_NAME + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            old = _parse(path.read_bytes())
+        except FileNotFoundError:
+            old = None
+        tmp = path.with_name(f"{path.name}{tmp_suffix()}-{threading.get_ident()}")
+        try:
+            with open(tmp, "wb") as f:
+                f.write(_encode(_merged(old, recipe_hash, add)))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        fsync_dir(folder)
+    finally:
+        os.close(fd)  # closing drops the lock
+
+
+def _note_remote(folder: RemotePath, add: dict[str, dict], mine: dict[str, dict], recipe_hash: str) -> bool:
+    """Conditional read-modify-write where the store honours it, else a plain PUT of everything this process noted."""
+    from genaug.generate.leases.objects import supports_conditional_put
+
+    path = folder / PROGRESS_NAME
+    if folder.scheme != "s3" or not supports_conditional_put(folder):
+        try:
+            old = _parse(path.read_bytes())
+        except FileNotFoundError:
+            old = None
+        path.write_bytes(_encode(_merged(old, recipe_hash, mine)))
+        return True
+    for _ in range(ATTEMPTS):
+        etag, old = _get_tagged(path)
+        cond = {"IfMatch": etag} if etag is not None else {"IfNoneMatch": "*"}
+        if _put_if(path, _encode(_merged(old, recipe_hash, add)), cond):
+            return True
+        time.sleep(random.uniform(0.01, 0.2))  # a peer wrote in between: read its record and merge again
+    raise RuntimeError(f"{ATTEMPTS} conditional writes lost to concurrent writers")
+
+
+def _get_tagged(path: RemotePath) -> tuple[str | None, dict | None]:
+    """(ETag, parsed record) of the record object by one GET; (None, None) when there is none."""
+    from genaug.generate.leases.objects import _bucket_key, _call, _not_found
+
+    bucket, key = _bucket_key(path)
+    try:
+        r = _call(path, "get_object", Bucket=bucket, Key=key)
+    except Exception as e:  # noqa: BLE001
+        if _not_found(e):
+            return None, None
+        raise
+    return r["ETag"], _parse(r["Body"].read())
+
+
+def _put_if(path: RemotePath, data: bytes, cond: dict) -> bool:
+    """PUT the record under `cond`; False when the condition failed (a peer wrote first)."""
+    from genaug.generate.leases.objects import _bucket_key, _call, _precondition_failed
+
+    bucket, key = _bucket_key(path)
+    try:
+        _call(path, "put_object", Bucket=bucket, Key=key, Body=data, **cond)
+    except Exception as e:  # noqa: BLE001
+        if _precondition_failed(e):
+            return False
+        raise
+    path.fs.invalidate_cache(path.parent.key)
+    return True
+
+
+def progress_problem(doc: dict, manifest: dict, counts: dict[str, int]) -> str | None:
+    """Why record `doc` does not describe the column of `manifest` (None when it does); `counts`: source counts."""
+    if doc.get("format") != FORMAT:
+        return f"format {doc.get('format')!r} is not {FORMAT}"
+    if doc.get("recipe_hash") != manifest.get("recipe_hash"):
+        return "it was written for another recipe hash than manifest.json's"
+    shards = doc.get("shards")
+    if not isinstance(shards, dict):
+        return "its shard list is not a mapping"
+    for name, e in shards.items():
+        if name not in counts:
+            return f"it lists {name!r}, a shard manifest.json does not name"
+        if not isinstance(e, dict) or not isinstance(e.get("sha256"), str) or not isinstance(e.get("bytes"), int):
+            return f"its entry of {name} lacks its size or sha256"
+        if isinstance(e.get("count"), bool) or e.get("count") != counts[name]:
+            return f"its entry of {name} counts {e.get('count')!r} samples, the source shard {counts[name]}"
+    return None
+
+
+def read_progress(folder: Location, manifest: dict, counts: dict[str, int]) -> dict[str, dict] | None:
+    """{shard name: {count, bytes, sha256}} of the shards `folder`'s record lists as committed, by one GET.
+
+    None when there is no record (a column made before records existed) or it is damaged or foreign (with a
+    warning): the caller then checks shard by shard."""
+    folder = as_location(folder)
+    path = folder / PROGRESS_NAME
+    try:
+        if isinstance(path, RemotePath):
+            path.fs.invalidate_cache(path.key)  # a fresh GET: a cached answer could be an epoch old
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    doc = _parse(data)
+    why = "it is not a JSON object" if doc is None else progress_problem(doc, manifest, counts)
+    if why is not None:
+        warnings.warn(
+            f"genaug: ignoring {path} ({why}): checking the column's shards one by one instead",
+            stacklevel=2,
+        )
+        return None
+    return dict(doc["shards"])
