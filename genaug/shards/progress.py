@@ -149,17 +149,22 @@ def _note_remote(folder: RemotePath, add: dict[str, dict], mine: dict[str, dict]
 
 
 def _get_tagged(path: RemotePath) -> tuple[str | None, dict | None]:
-    """(ETag, parsed record) of the record object by one GET; (None, None) when there is none."""
+    """(ETag, parsed record) of the record object, (None, None) when there is none.
+
+    The body is read after the HEAD: if a peer rewrote it in between, the PUT conditioned on the older ETag fails
+    and the update is retried, so a merge is never based on a record other than the one its condition names."""
     from genaug.generate.leases.objects import _bucket_key, _call, _not_found
 
     bucket, key = _bucket_key(path)
     try:
-        r = _call(path, "get_object", Bucket=bucket, Key=key)
+        etag = _call(path, "head_object", Bucket=bucket, Key=key)["ETag"]
+        path.fs.invalidate_cache(path.key)
+        data = path.read_bytes()
     except Exception as e:  # noqa: BLE001
         if _not_found(e):
             return None, None
         raise
-    return r["ETag"], _parse(r["Body"].read())
+    return etag, _parse(data)
 
 
 def _put_if(path: RemotePath, data: bytes, cond: dict) -> bool:

@@ -1,0 +1,208 @@
+"""`train --gen-partial`: training on a column still being generated, its progress record, coverage, exact resume.
+
+The column here is committed shard by shard by the test itself between training sessions (the real commit and
+progress-record code `generate`'s writer runs), so every epoch's shard set is known in advance;
+test_gen_partial_live.py runs a real `genaug generate` and `genaug train` side by side.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from gen_partial_helpers import (  # noqa: E402
+    COUNTS,
+    TINY,
+    column_folder,
+    commit_column_shard,
+    image_folder,
+    ingest_source,
+    losses,
+    partial_state,
+    set_record,
+    start_column,
+)
+
+from genaug.cli import main as cli_main  # noqa: E402
+from genaug.data.stream import build_train_loader  # noqa: E402
+from genaug.shards.layout import parse_key, shard_name  # noqa: E402
+from genaug.shards.progress import PROGRESS_NAME, note_committed, read_progress  # noqa: E402
+from genaug.shards.writer import read_stats  # noqa: E402
+from genaug.train.runner import train  # noqa: E402
+
+SPE = sum(COUNTS) // 4  # steps per epoch at batch 4
+NAMES = [shard_name(i) for i in range(len(COUNTS))]
+
+
+def _kw(shards: str, **extra) -> dict:
+    return dict(
+        method="simclr",
+        shards=shards,
+        gen="flat",
+        gen_partial=True,
+        p=0.5,
+        steps=4 * SPE,
+        batch_size=4,
+        backbone="tiny",
+        image_size=16,
+        workers=0,
+        log_every=1,
+        ckpt_every=1,
+        overrides=TINY,
+        progress_bar=False,
+        **extra,
+    )
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> Path:
+    return image_folder(tmp_path_factory.mktemp("partial-images"))
+
+
+def _fresh(images: Path, shards: str) -> str:
+    ingest_source(images, shards)
+    start_column(shards)
+    return shards
+
+
+def _resumed_and_reference(shards: str, runs: Path) -> None:
+    """Run A: stops mid-epoch 1 while a shard commits, resumes; run B: the same shard sets, stopped only at epoch
+    boundaries. Both must train on the same batches, with coverage 6/20, 12/20, 18/20, 1 by epoch."""
+    a, b = runs / "a", runs / "b"
+    commit_column_shard(shards, 0)
+    train(out=a, stop_after=SPE, **_kw(shards))  # epoch 0: shard 0 only
+    commit_column_shard(shards, 1)
+    train(out=a, stop_after=2, **_kw(shards))  # epoch 1 starts with shards 0, 1
+    commit_column_shard(shards, 2)  # committed mid-epoch: it must not join epoch 1, even after a resume
+    train(out=a, stop_after=SPE - 2 + SPE, **_kw(shards))  # the rest of epoch 1, then epoch 2 with shard 2
+    commit_column_shard(shards, 3)  # the column is complete (its completion record is written)
+    assert train(out=a, **_kw(shards))["step"] == 4 * SPE
+    st = partial_state(a)
+    assert st["sets"] == {0: NAMES[:1], 1: NAMES[:2], 2: NAMES[:3], 3: NAMES}
+    assert st["coverage"] == {0: 6 / 20, 1: 12 / 20, 2: 18 / 20, 3: 1.0}  # by samples: shard 3 holds only 2
+    # the reference: the same sets, each epoch run whole (the column's shards all on disk: the record decides)
+    for committed in [[0], [0, 1], [0, 1, 2], [0, 1, 2, 3]]:
+        set_record(shards, committed)
+        train(out=b, stop_after=SPE, **_kw(shards))
+    got, want = losses(a), losses(b)
+    assert len(got) == 4 * SPE and got == want  # same batches: bitwise equal losses, same coverage on every row
+    assert [(r[3], r[4]) for r in got[::SPE]] == [(0, 0.3), (1, 0.6), (2, 0.9), (3, 1.0)]
+
+
+def test_epochs_use_the_shards_committed_when_they_start_and_resume_exactly(images, tmp_path):
+    shards = _fresh(images, str(tmp_path / "set"))
+    _resumed_and_reference(shards, tmp_path)
+
+
+def test_same_against_an_object_store(images, tmp_path, s3):
+    shards = _fresh(images, f"s3://{s3}/set")
+    _resumed_and_reference(shards, tmp_path)
+
+
+def test_samples_of_uncommitted_shards_take_their_source_images_only(images, tmp_path):
+    shards = _fresh(images, str(tmp_path / "set"))
+    commit_column_shard(shards, 1)
+    loader = build_train_loader(
+        shards, gen_columns=["flat"], p=1.0, batch_size=4, num_workers=0, gen_partial=True, views_recipe={"size": 16}
+    )
+    seen = {}
+    for batch in loader:
+        for key, rep in zip(batch["key"], batch["replaced"].tolist(), strict=True):
+            seen[parse_key(key)[0]] = seen.get(parse_key(key)[0], set()) | set(rep)
+    assert seen[1] == {True}  # p = 1: every view of a committed shard's sample is a variant
+    assert all(seen[i] == {False} for i in seen if i != 1) and len(seen) > 1  # the others: their source images
+    assert loader.coverage_of(0) == 6 / 20
+
+
+def test_the_progress_record_not_a_listing_decides(images, tmp_path):
+    shards = _fresh(images, str(tmp_path / "set"))
+    commit_column_shard(shards, 0)
+    commit_column_shard(shards, 2)
+    set_record(shards, [0])  # shard 2 is committed on disk, but the record (one GET) does not list it yet
+    loader = build_train_loader(shards, gen_columns=["flat"], p=0.5, batch_size=4, num_workers=0, gen_partial=True)
+    next(iter(loader))
+    assert loader._sets[0] == (frozenset(NAMES[:1]),) and loader.coverage_of(0) == 6 / 20
+
+
+def test_a_damaged_record_falls_back_to_the_shards_stats(images, tmp_path):
+    shards = _fresh(images, str(tmp_path / "set"))
+    commit_column_shard(shards, 0)
+    commit_column_shard(shards, 2)
+    folder = column_folder(shards)
+    man = {"recipe_hash": "flat"}
+    counts = dict(zip(NAMES, COUNTS, strict=True))
+    for damage in (
+        b'{"format": "genaug-progress/1", "recipe_hash": "fl',
+        b'{"format": "genaug-progress/1", '
+        b'"recipe_hash": "flat", "shards": {"000003.tar": {"count": 5, "bytes": 1, "sha256": "x"}}}',
+    ):
+        (folder / PROGRESS_NAME).write_bytes(damage)
+        with pytest.warns(UserWarning, match="ignoring .*progress.json"):
+            assert read_progress(folder, man, counts) is None
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            loader = build_train_loader(
+                shards, gen_columns=["flat"], p=0.5, batch_size=4, num_workers=0, gen_partial=True
+            )
+            next(iter(loader))
+        assert any("checking the column's shards one by one" in str(w.message) for w in caught)
+        # the stats decide: shards 0 and 2, never shard 3 the damaged record names with a wrong count
+        assert loader._sets[0] == (frozenset([NAMES[0], NAMES[2]]),)
+
+
+def test_an_incomplete_column_without_the_flag_is_refused_naming_it(images, tmp_path, capsys):
+    shards = _fresh(images, str(tmp_path / "set"))
+    commit_column_shard(shards, 0)
+    argv = ["train", "--shards", shards, "--gen", "flat", "--p", "0.5", "--steps", "1", "--out", str(tmp_path / "r")]
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--gen-partial" in err[0] and "finish `genaug generate` first" in err[0]
+
+
+def test_concurrent_writers_lose_no_entry(tmp_path):
+    folder = tmp_path / "col"
+    folder.mkdir()
+    _race(folder)
+    got = read_progress(folder, {"recipe_hash": "rh"}, {f"{i:06d}.tar": 1 for i in range(N)})
+    assert sorted(got) == [f"{i:06d}.tar" for i in range(N)]
+
+
+def test_concurrent_writers_lose_no_entry_in_an_object_store(s3):
+    from genaug.shards.storage import as_location
+
+    folder = as_location(f"s3://{s3}/col")
+    _race(folder)
+    got = read_progress(folder, {"recipe_hash": "rh"}, {f"{i:06d}.tar": 1 for i in range(N)})
+    assert sorted(got) == [f"{i:06d}.tar" for i in range(N)]
+
+
+N, WRITERS = 16, 4  # entries noted in a race, by this many writers at once (interleaved)
+
+
+def _race(folder) -> None:
+    """WRITERS threads note N / WRITERS shards each into one record at the same time (each its own lock handle or
+    conditional PUT, as separate processes would)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def write(w: int) -> list[bool]:
+        stats = {"count": 1, "bytes": 10, "sha256": "ab"}
+        return [note_committed(folder, f"{i:06d}.tar", stats, "rh") for i in range(w, N, WRITERS)]
+
+    with ThreadPoolExecutor(WRITERS) as pool:
+        assert all(all(ok) for ok in pool.map(write, range(WRITERS)))
+
+
+def test_note_keeps_the_stats_of_the_commit(images, tmp_path):
+    shards = _fresh(images, str(tmp_path / "set"))
+    doc = commit_column_shard(shards, 3)
+    got = read_progress(column_folder(shards), {"recipe_hash": "flat"}, dict(zip(NAMES, COUNTS, strict=True)))
+    assert got == {NAMES[3]: {"count": 2, "bytes": doc["bytes"], "sha256": doc["sha256"]}}
+    assert read_stats(column_folder(shards), 3)["sha256"] == doc["sha256"]
+    note_committed(column_folder(shards), NAMES[0], read_stats(column_folder(shards), 3), "other-recipe")
+    got = read_progress(column_folder(shards), {"recipe_hash": "other-recipe"}, {NAMES[0]: 2})
+    assert got is not None and list(got) == [NAMES[0]]  # a record of another recipe hash starts afresh
