@@ -6,7 +6,7 @@ Public API (what the trainer codes against):
                                 views_recipe=recipe.get("views"), batch_size=256, num_workers=8, seed=0,
                                 rank=None, world_size=None, epoch=0, shuffle_buffer=1000,
                                 augment_device="cpu", device=None, pin_memory=None, read_ahead=1,
-                                cache_dir=None, cache_limit=None, range_reads="auto")
+                                cache_dir=None, cache_limit=None, range_reads="auto", gen_partial=False)
     loader.steps_per_epoch            # batches per epoch on every rank (fixed: uneven shards never hang DDP)
     loader.set_epoch(e)               # before each epoch (same e as the current one keeps a restored position)
     for batch in loader:              # exactly steps_per_epoch batches (fewer after a mid-epoch restore)
@@ -19,6 +19,7 @@ Public API (what the trainer codes against):
     loader.skipped                    # corrupt samples skipped so far (counted, never fatal)
     loader.io                         # this epoch's I/O so far: {"bytes_fetched": ..., "bytes_used": ...} (IO_FIELDS)
     loader.last_io                    # those of the last finished epoch
+    loader.coverage_of(e)             # gen_partial=True: share of epoch e's samples that had variants
 
     eval_loader = build_eval_loader(shards, split="val", views_recipe=..., batch_size=256, num_workers=4)
     for batch in eval_loader: batch["image"] (float [B,3,S,S]), batch["label"], batch["key"]  # fixed order
