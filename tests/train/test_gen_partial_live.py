@@ -1,13 +1,14 @@
 """`genaug generate` and `genaug train --gen-partial` at the same time, as real processes; the trainer killed -9.
 
 The generator is slowed down per shard (GENAUG_TEST_DELAY: each shard's tar sits without its stats, i.e. not yet
-committed, for a while). The trainer starts when the column's manifest exists. Whenever it checkpoints in the middle
-of a new epoch that had only part of the column, it is killed -9 and resumed once the progress record lists more
-shards than that epoch used (so a resume that looked again would train on other batches). The reference is the same
-run uninterrupted within each epoch, given the same shard sets: the test rewinds the column's progress record to
-each epoch's recorded set and trains epoch after epoch (a checkpoint at an epoch's end resumes exactly, and the
-next epoch reads its set from the record when it starts). Both must produce the same losses on every step, with the
-same coverage history.
+committed, for a while). The trainer (a `genaug train` process) starts when the column's manifest exists and is
+killed -9 at a checkpoint in the middle of an epoch that had only part of the column. Once the progress record lists
+more shards than that epoch used (so a resume that looked again would train on other batches), it is resumed, one
+epoch per session while the generator goes on, the last epoch after the generation has finished. The reference is
+the same run uninterrupted within each epoch, given the same shard sets: the test rewinds the column's progress
+record to each epoch's recorded set and trains epoch after epoch (a checkpoint at an epoch's end resumes exactly,
+and the next epoch reads its set from the record when it starts). Both must produce the same losses on every step,
+with the same coverage history.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -86,43 +88,39 @@ def _live(shards: str, tmp: Path, env: dict) -> None:
         stderr=subprocess.PIPE,
     )
     run = tmp / "run"
-    kills, errs = [], []
-
-    def start() -> subprocess.Popen:
-        return subprocess.Popen(_train_argv(shards, run), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
     trainer = None
     try:
         deadline = time.time() + 240
         while not (column / "manifest.json").exists() and gen.poll() is None and time.time() < deadline:
             time.sleep(0.05)
-        trainer = start()
-        while gen.poll() is None and trainer.poll() is None and time.time() < deadline:
-            st = _state(run)
-            if not (_killable(st) and (not kills or st["epoch"] > kills[-1]["epoch"])):
-                time.sleep(0.02)
-                continue
-            trainer.send_signal(signal.SIGKILL)  # mid-epoch, in an epoch with only part of the column
-            errs.append(trainer.communicate(timeout=60)[1].decode())
-            assert trainer.returncode == -signal.SIGKILL, f"the trainer ended before it could be killed: {errs[-1]}"
-            killed = _state(run)
-            assert _killable(killed), killed
-            kills.append(killed)
-            # resume only once more shards are committed than the interrupted epoch used: a resume that looked
-            # again instead of using the checkpoint's set would then train on other batches
-            while _listed(column) <= set(killed["sets"][killed["epoch"]]) and time.time() < deadline:
-                time.sleep(0.05)
-            trainer = start()
-        _, gen_err = gen.communicate(timeout=240)
-        assert gen.returncode == 0, gen_err.decode()
-        errs.append(trainer.communicate(timeout=300)[1].decode())
-        assert trainer.returncode == 0, errs[-1]
+        trainer = subprocess.Popen(_train_argv(shards, run), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        while not _killable(_state(run)) and trainer.poll() is None and time.time() < deadline:
+            time.sleep(0.02)
+        trainer.send_signal(signal.SIGKILL)  # mid-epoch, in an epoch with only part of the column
+        err = trainer.communicate(timeout=60)[1].decode()
+        assert trainer.returncode == -signal.SIGKILL, f"the trainer ended before it could be killed: {err}"
+        killed = _state(run)
+        assert _killable(killed), f"no checkpoint in a partial epoch to kill at (generation too fast?): {killed}"
+        # resume only once more shards are committed than the interrupted epoch used: a resume that looked again
+        # instead of using the checkpoint's set would then train on other batches
+        while _listed(column) <= set(killed["sets"][killed["epoch"]]) and time.time() < deadline:
+            time.sleep(0.05)
+        # resumed in this process, one epoch per session while the generator goes on (each epoch reads the record
+        # when it starts, so the coverage rises as shards commit); the last epoch once the generation has finished
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            step = killed["epoch"] * SPE + killed["step"]
+            for e in range(killed["epoch"], EPOCHS):
+                if e == EPOCHS - 1:
+                    assert gen.wait(timeout=240) == 0, gen.stderr.read().decode()
+                step = train(shards=shards, out=run, stop_after=(e + 1) * SPE - step, **TRAIN_FLAGS)["step"]
+        assert step == EPOCHS * SPE
     finally:
         for p in (gen, trainer):
             if p is not None and p.poll() is None:
                 p.kill()
                 p.wait()
-    assert kills, "the generation finished before the trainer checkpointed a partial epoch: slow the generator"
+    errs = [err, *(str(w.message) for w in caught)]
     warned = "".join(errs)
     for bad in ("checksum", "missing", "skipping", "misaligned"):  # no shard read before its commit, none damaged
         assert bad not in warned, warned
@@ -131,10 +129,9 @@ def _live(shards: str, tmp: Path, env: dict) -> None:
     total = sum(COUNTS)
     for e in range(EPOCHS):  # coverage is the share of samples of the epoch's shards
         assert cover[e] == sum(c for n, c in zip(NAMES, COUNTS, strict=True) if n in st["sets"][e]) / total
-    print("coverage by epoch", cover, "kills at", [(k["epoch"], k["step"]) for k in kills])
+    print("coverage by epoch", cover, "killed at", (killed["epoch"], killed["step"]))
     assert cover == sorted(cover) and cover[0] < 1.0 and cover[-1] == 1.0, cover  # rises to 1.0
-    for k in kills:  # each resumed epoch kept its set
-        assert st["sets"][k["epoch"]] == k["sets"][k["epoch"]]
+    assert st["sets"][killed["epoch"]] == killed["sets"][killed["epoch"]]  # the resumed epoch kept its set
     rows = losses(run)
     assert [r[0] for r in rows] == list(range(1, EPOCHS * SPE + 1))
     assert all(r[4] == cover[r[3]] for r in rows)
