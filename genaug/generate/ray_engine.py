@@ -26,6 +26,8 @@ from genaug.generate.leases import clear_stale_leases, lease_home
 from genaug.generate.order import shard_priority
 from genaug.generate.ray_worker import ShardWorker
 from genaug.generate.runner import prepare_column
+from genaug.shards.layout import shard_name
+from genaug.shards.progress import reconcile
 from genaug.shards.storage import RemotePath
 from genaug.shards.writer import read_stats
 
@@ -249,6 +251,8 @@ def generate_ray(
         clear_stale_leases(lease_home(col.folder, lease_dir), set(col.indices), lease_timeout)
         _fidelity_summary(col)
         return base
+    done = sorted(set(col.indices) - set(pending))
+    reconcile(col.folder, [shard_name(i) for i in done], col.recipe_hash)  # commits a killed run left out
     started = _connect(ray, check_ray_address(ray_address), None)
     try:
         out = _drive(ray, col, recipe, pending, weights, device, lease_timeout, progress,

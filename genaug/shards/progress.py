@@ -80,8 +80,33 @@ def note_committed(folder: Location, name: str, stats: dict, recipe_hash: str) -
 
     True when the record holds it afterwards; False (with a warning) when it could not be written: the shard then
     joins readers later (see the module docstring), generation goes on."""
+    return note_many(folder, {name: stats}, recipe_hash)
+
+
+def reconcile(folder: Location, done: list[str], recipe_hash: str) -> bool:
+    """Note the shards of `done` (committed, found by a starting run) that the record lacks: a process killed
+    between a commit and its note left them out. One read of the record, then the stats of those only."""
+    from genaug.shards.writer import read_stats
+
     folder = as_location(folder)
-    add = {name: entry_of(stats)}
+    try:
+        try:
+            old = _parse((folder / PROGRESS_NAME).read_bytes())
+        except FileNotFoundError:
+            old = None
+        listed = set(_merged(old, recipe_hash, {})["shards"])
+        found = {n: read_stats(folder, int(n[:6])) for n in done if n not in listed}
+    except Exception as e:  # noqa: BLE001 - derived data (see note_committed)
+        warnings.warn(f"genaug: could not read {folder / PROGRESS_NAME} ({type(e).__name__}: {e})", stacklevel=2)
+        return False
+    add = {n: st for n, st in found.items() if st is not None and st.get("sha256") and "count" in st}
+    return note_many(folder, add, recipe_hash) if add else True
+
+
+def note_many(folder: Location, stats_of: dict[str, dict], recipe_hash: str) -> bool:
+    """Add committed shards {name: stats} to `folder`'s progress record in one update (see note_committed)."""
+    folder = as_location(folder)
+    add = {name: entry_of(st) for name, st in stats_of.items()}
     with _LOCK:
         mine = _NOTED.setdefault(str(folder), {})
         mine.update(add)
@@ -108,6 +133,8 @@ def _note_local(folder: Path, add: dict[str, dict], recipe_hash: str) -> None:
     fd = os.open(folder / (PROGRESS_NAME + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
+        for left in folder.glob(f"{PROGRESS_NAME}.tmp-*"):  # a writer killed mid-update (every writer holds the lock
+            left.unlink(missing_ok=True)  # while its temp file exists, so any found now is a dead one's)
         try:
             old = _parse(path.read_bytes())
         except FileNotFoundError:
