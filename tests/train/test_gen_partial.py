@@ -206,3 +206,30 @@ def test_note_keeps_the_stats_of_the_commit(images, tmp_path):
     note_committed(column_folder(shards), NAMES[0], read_stats(column_folder(shards), 3), "other-recipe")
     got = read_progress(column_folder(shards), {"recipe_hash": "other-recipe"}, {NAMES[0]: 2})
     assert got is not None and list(got) == [NAMES[0]]  # a record of another recipe hash starts afresh
+
+
+def test_progress_bar_shows_the_epochs_coverage(images, tmp_path, capsys):
+    shards = _fresh(images, str(tmp_path / "set"))
+    commit_column_shard(shards, 0)
+    train(out=tmp_path / "run", **{**_kw(shards), "steps": 2, "progress_bar": True})
+    assert "cover=30%" in capsys.readouterr().err
+
+
+def test_elastic_resume_keeps_the_interrupted_epochs_set(images, tmp_path):
+    shards = _fresh(images, str(tmp_path / "set"))
+    commit_column_shard(shards, 0)
+    kw = dict(gen_columns=["flat"], p=1.0, batch_size=2, num_workers=0, gen_partial=True, views_recipe={"size": 16})
+    one = build_train_loader(shards, rank=0, world_size=1, **kw)
+    it = iter(one)
+    next(it), next(it)
+    state = one.state_dict()
+    commit_column_shard(shards, 1)  # committed after the checkpoint: not part of the interrupted epoch
+    for rank in (0, 1):  # the rest of the epoch dealt over 2 ranks
+        two = build_train_loader(shards, rank=rank, world_size=2, **kw)
+        two.load_state_dict([state])
+        for batch in two:
+            for key, rep in zip(batch["key"], batch["replaced"].all(dim=1).tolist(), strict=True):
+                assert rep == (parse_key(key)[0] == 0)  # p = 1: variants exactly for shard 0's samples
+        assert two.coverage_of(0) == 6 / 20
+        next(iter(two))
+        assert two.epoch == 1 and two.coverage_of(1) == 12 / 20  # the next epoch looks again
