@@ -118,3 +118,24 @@ def partial_state(run: Path) -> dict:
         "sets": {int(e): sorted(unpack_sets(names, p)[0]) for e, p in saved["sets"].items()},
         "coverage": {int(e): c for e, c in saved["coverage"].items()},
     }
+
+
+class Recorder:
+    """The request log of a moto server started with MOTO_RECORDER_FILEPATH (moto's own recorder, not genaug's)."""
+
+    def __init__(self, url: str, path: Path) -> None:
+        self.url, self.path = url, path
+        self._post("start-recording")
+
+    def _post(self, what: str) -> None:
+        import urllib.request
+
+        req = urllib.request.Request(f"{self.url}/moto-api/recorder/{what}", data=b"", method="POST")
+        with urllib.request.urlopen(req, timeout=30):
+            pass
+
+    def count(self, fn) -> tuple[int, object]:
+        """(requests the server answered while fn() ran, fn's result)."""
+        self._post("reset-recording")
+        out = fn()
+        return len([x for x in self.path.read_text().splitlines() if x.strip()]), out

@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from gen_partial_helpers import (  # noqa: E402
     COUNTS,
     TINY,
+    Recorder,
     column_folder,
     commit_column_shard,
     image_folder,
@@ -233,3 +234,54 @@ def test_elastic_resume_keeps_the_interrupted_epochs_set(images, tmp_path):
         assert two.coverage_of(0) == 6 / 20
         next(iter(two))
         assert two.epoch == 1 and two.coverage_of(1) == 12 / 20  # the next epoch looks again
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory):
+    """A moto S3 server of this module recording every request it answers, with a bucket."""
+    boto3 = pytest.importorskip("boto3")
+    pytest.importorskip("s3fs")
+    from genaug.testing.servers import AWS_TEST_ENV, ServerUnavailable, start_moto, stop_server
+
+    log = tmp_path_factory.mktemp("moto") / "requests.jsonl"
+    try:
+        proc, url = start_moto({"MOTO_RECORDER_FILEPATH": str(log)})
+    except ServerUnavailable as e:
+        pytest.skip(str(e))
+    boto3.client("s3", endpoint_url=url, region_name="us-east-1", **_keys(AWS_TEST_ENV)).create_bucket(Bucket="rec")
+    yield url, Recorder(url, log)
+    stop_server(proc)
+
+
+def _keys(env: dict) -> dict:
+    return {"aws_access_key_id": env["AWS_ACCESS_KEY_ID"], "aws_secret_access_key": env["AWS_SECRET_ACCESS_KEY"]}
+
+
+def test_an_epochs_look_costs_the_same_requests_whatever_the_column_size(recording, monkeypatch):
+    from genaug.data.partial import committed_shards
+    from genaug.shards.layout import make_key
+    from genaug.shards.manifest import write_manifest
+    from genaug.shards.storage import as_location
+    from genaug.shards.writer import commit_shard
+    from genaug.testing.servers import AWS_TEST_ENV
+
+    url, rec = recording
+    for k, v in {"AWS_ENDPOINT_URL": url, **AWS_TEST_ENV}.items():
+        monkeypatch.setenv(k, v)
+    costs = {}
+    for n in (2, 8):
+        col = as_location(f"s3://rec/n{n}/gen/a/train")
+        names = [shard_name(i) for i in range(n)]
+        write_manifest(col, {"kind": "generated", "recipe_hash": "a", "k": 1, "shards": names})
+        for i in range(0, n, 2):  # half the shards committed, each noted as generate's writer does
+            doc = commit_shard(col, i, [{"__key__": make_key(i, 0), "json": "{}", "gen_0.jpg": b"x"}], ("json",))
+            note_committed(col, doc["shard"], doc, "a")
+        with_record, got = rec.count(lambda col=col, names=names, n=n: committed_shards(col, names, [1] * n))
+        assert got == frozenset(names[::2])
+        (col / PROGRESS_NAME).unlink()
+        with pytest.warns(UserWarning, match="no progress record"):
+            without, got = rec.count(lambda col=col, names=names, n=n: committed_shards(col, names, [1] * n))
+        assert got == frozenset(names[::2])  # the per-shard fallback finds the same shards
+        costs[n] = (with_record, without)
+    assert costs[2][0] == costs[8][0] <= 6  # manifest, completion record, progress record: O(1)
+    assert costs[8][1] >= costs[2][1] + 6  # shard by shard: grows with the column
