@@ -1,10 +1,11 @@
 """`genaug generate` and `genaug train --gen-partial` at the same time, as real processes; the trainer killed -9.
 
 The generator is slowed down per shard (GENAUG_TEST_DELAY: each shard's tar sits without its stats, i.e. not yet
-committed, for a while). The trainer (a `genaug train` process) starts when the column's manifest exists and is
-killed -9 at a checkpoint in the middle of an epoch that had only part of the column. Once the progress record lists
-more shards than that epoch used (so a resume that looked again would train on other batches), it is resumed, one
-epoch per session while the generator goes on, the last epoch after the generation has finished. The reference is
+committed, for a while); a first one makes all shards but the last (--limit-shards), a second one the rest. The
+trainer (a `genaug train` process) starts when the column's manifest exists and is killed -9 at a checkpoint in the
+middle of an epoch that had only part of the column. Once the progress record lists more shards than that epoch
+used (so a resume that looked again would train on other batches), it is resumed, one epoch per session while the
+second generator runs, the last epoch after the generation has finished. The reference is
 the same run uninterrupted within each epoch, given the same shard sets: the test rewinds the column's progress
 record to each epoch's recorded set and trains epoch after epoch (a checkpoint at an epoch's end resumes exactly,
 and the next epoch reads its set from the record when it starts). Both must produce the same losses on every step,
@@ -81,17 +82,23 @@ def _live(shards: str, tmp: Path, env: dict) -> None:
     env = {**env, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     ingest_source(image_folder(tmp / "images"), shards)
     column = as_location(f"{shards}/gen/tiny/train")
-    gen = subprocess.Popen(
-        [sys.executable, "-m", "genaug", "generate", "--shards", shards, *GEN],
-        env={**env, "GENAUG_TEST_DELAY": "tar-renamed=1.5"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+
+    def generate(*extra: str) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-m", "genaug", "generate", "--shards", shards, *GEN, *extra],
+            env={**env, "GENAUG_TEST_DELAY": "tar-renamed=0.5"},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+
+    # the first generator makes shards 0-2 only: the column stays partial until the test starts the second, so the
+    # trainer is sure to checkpoint in a partial epoch whatever the machine's speed
+    gens = [generate("--limit-shards", str(len(COUNTS) - 1))]
     run = tmp / "run"
     trainer = None
     try:
         deadline = time.time() + 240
-        while not (column / "manifest.json").exists() and gen.poll() is None and time.time() < deadline:
+        while not (column / "manifest.json").exists() and gens[0].poll() is None and time.time() < deadline:
             time.sleep(0.05)
         trainer = subprocess.Popen(_train_argv(shards, run), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         while not _killable(_state(run)) and trainer.poll() is None and time.time() < deadline:
@@ -100,7 +107,8 @@ def _live(shards: str, tmp: Path, env: dict) -> None:
         err = trainer.communicate(timeout=60)[1].decode()
         assert trainer.returncode == -signal.SIGKILL, f"the trainer ended before it could be killed: {err}"
         killed = _state(run)
-        assert _killable(killed), f"no checkpoint in a partial epoch to kill at (generation too fast?): {killed}"
+        assert _killable(killed), f"no checkpoint in a partial epoch to kill at: {killed}"
+        gens.append(generate())  # the rest of the column (beside the first, by leases), while the trainer resumes
         # resume only once more shards are committed than the interrupted epoch used: a resume that looked again
         # instead of using the checkpoint's set would then train on other batches
         while _listed(column) <= set(killed["sets"][killed["epoch"]]) and time.time() < deadline:
@@ -112,11 +120,12 @@ def _live(shards: str, tmp: Path, env: dict) -> None:
             step = killed["epoch"] * SPE + killed["step"]
             for e in range(killed["epoch"], EPOCHS):
                 if e == EPOCHS - 1:
-                    assert gen.wait(timeout=240) == 0, gen.stderr.read().decode()
+                    for g in gens:
+                        assert g.wait(timeout=240) == 0, g.stderr.read().decode()
                 step = train(shards=shards, out=run, stop_after=(e + 1) * SPE - step, **TRAIN_FLAGS)["step"]
         assert step == EPOCHS * SPE
     finally:
-        for p in (gen, trainer):
+        for p in (*gens, trainer):
             if p is not None and p.poll() is None:
                 p.kill()
                 p.wait()
