@@ -20,7 +20,9 @@ under a condition that fails when a peer wrote in between:
   entry this process has noted, so a racing peer's update can delay a shard (it joins once its writer commits its
   next shard, or when the column's completion record exists), never list an uncommitted one.
 
-An entry is added only after the shard's stats exist, so the record never names a shard that is not committed.
+An entry is added only after the shard's stats exist, so the record never names a shard that is not committed. A
+process killed between a commit and its note leaves the shard out; the next generating run adds it when it starts
+(`reconcile`: one read of the record, then the stats of the committed shards it lacks).
 The record is derived data, like the completion record: the stream still checks every shard's bytes against the
 sha256 it lists when it reads them, so a stale entry can cost a shard's variants (reported), never serve wrong
 bytes. A record of another recipe hash (a column remade under the same name) is replaced by the next commit.

@@ -133,6 +133,8 @@ def _live(shards: str, tmp: Path, env: dict) -> None:
     warned = "".join(errs)
     for bad in ("checksum", "missing", "skipping", "misaligned"):  # no shard read before its commit, none damaged
         assert bad not in warned, warned
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert all(r["gen_fallback"] == 0 and r["data_skipped"] == 0 for r in metrics)  # no shard left out as damaged
     st = partial_state(run)
     cover = [st["coverage"][e] for e in range(EPOCHS)]
     total = sum(COUNTS)
