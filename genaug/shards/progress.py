@@ -14,11 +14,12 @@ under a condition that fails when a peer wrote in between:
 
 - on a filesystem: an exclusive fcntl lock on progress.json.lock around read, merge and an atomic replace (temp
   file + fsync + rename), so a reader sees the old record or the new one, whole;
-- in an S3 store that honours conditional PUT (probed once per column, as the shard leases do): a PUT with
-  If-Match of the ETag read (If-None-Match: * for the first), retried with a fresh read when a peer won;
-- in a store without it (GCS, an S3 clone without conditions): a plain PUT of the merge of what was read and every
-  entry this process has noted, so a racing peer's update can delay a shard (it joins once its writer commits its
-  next shard, or when the column's completion record exists), never list an uncommitted one.
+- in an S3 store: a PUT with If-Match of the ETag its HEAD saw (If-None-Match: * for the first), retried with a
+  fresh read when a peer won;
+- in a store without conditional PUT (GCS, an S3 clone that refuses or ignores the conditions): a plain PUT. Every
+  write (conditional or not) merges what was read with every entry this process has noted, so there a racing
+  peer's update can delay a shard (it joins once its writer commits its next shard, or when the column's
+  completion record exists), never list an uncommitted one.
 
 An entry is added only after the shard's stats exist, so the record never names a shard that is not committed. A
 process killed between a commit and its note leaves the shard out; the next generating run adds it when it starts
@@ -157,24 +158,42 @@ def _note_local(folder: Path, add: dict[str, dict], recipe_hash: str) -> None:
 
 
 def _note_remote(folder: RemotePath, add: dict[str, dict], mine: dict[str, dict], recipe_hash: str) -> bool:
-    """Conditional read-modify-write where the store honours it, else a plain PUT of everything this process noted."""
-    from genaug.generate.leases.objects import supports_conditional_put
+    """Conditional read-modify-write in an S3 store, else (or when the store refuses conditions) a plain PUT.
 
+    Both write the merge of what was read with every entry this process has noted, so on a store that accepts the
+    conditions but ignores them a lost race still costs only a delay (see the module docstring)."""
     path = folder / PROGRESS_NAME
-    if folder.scheme != "s3" or not supports_conditional_put(folder):
-        try:
-            old = _parse(path.read_bytes())
-        except FileNotFoundError:
-            old = None
-        path.write_bytes(_encode(_merged(old, recipe_hash, mine)))
-        return True
-    for _ in range(ATTEMPTS):
-        etag, old = _get_tagged(path)
-        cond = {"IfMatch": etag} if etag is not None else {"IfNoneMatch": "*"}
-        if _put_if(path, _encode(_merged(old, recipe_hash, add)), cond):
-            return True
-        time.sleep(random.uniform(0.01, 0.2))  # a peer wrote in between: read its record and merge again
-    raise RuntimeError(f"{ATTEMPTS} conditional writes lost to concurrent writers")
+    if folder.scheme == "s3" and hasattr(folder.fs, "call_s3"):
+        for _ in range(ATTEMPTS):
+            etag, old = _get_tagged(path)
+            cond = {"IfMatch": etag} if etag is not None else {"IfNoneMatch": "*"}
+            done = _put_if(path, _encode(_merged(old, recipe_hash, mine)), cond)
+            if done is None:
+                break  # the store does not take conditional PUTs: a plain one below
+            if done:
+                return True
+            time.sleep(random.uniform(0.01, 0.2))  # a peer wrote in between: read its record and merge again
+        else:
+            raise RuntimeError(f"{ATTEMPTS} conditional writes lost to concurrent writers")
+    try:
+        old = _parse(path.read_bytes())
+    except FileNotFoundError:
+        old = None
+    path.write_bytes(_encode(_merged(old, recipe_hash, mine)))
+    return True
+
+
+def _code(e: BaseException) -> str:
+    """The S3 error code of `e` or of what caused it ('' when none)."""
+    seen: set[int] = set()
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        code = str(getattr(cur, "response", {}).get("Error", {}).get("Code", ""))
+        if code:
+            return code
+        cur = cur.__cause__ or cur.__context__
+    return ""
 
 
 def _get_tagged(path: RemotePath) -> tuple[str | None, dict | None]:
@@ -182,30 +201,32 @@ def _get_tagged(path: RemotePath) -> tuple[str | None, dict | None]:
 
     The body is read after the HEAD: if a peer rewrote it in between, the PUT conditioned on the older ETag fails
     and the update is retried, so a merge is never based on a record other than the one its condition names."""
-    from genaug.generate.leases.objects import _bucket_key, _call, _not_found
-
-    bucket, key = _bucket_key(path)
+    bucket, _, key = path.key.partition("/")
     try:
-        etag = _call(path, "head_object", Bucket=bucket, Key=key)["ETag"]
+        etag = path.fs.call_s3("head_object", Bucket=bucket, Key=key)["ETag"]
         path.fs.invalidate_cache(path.key)
         data = path.read_bytes()
+    except FileNotFoundError:
+        return None, None
     except Exception as e:  # noqa: BLE001
-        if _not_found(e):
+        if _code(e) in ("404", "NoSuchKey", "NotFound"):
             return None, None
         raise
     return etag, _parse(data)
 
 
-def _put_if(path: RemotePath, data: bytes, cond: dict) -> bool:
-    """PUT the record under `cond`; False when the condition failed (a peer wrote first)."""
-    from genaug.generate.leases.objects import _bucket_key, _call, _precondition_failed
-
-    bucket, key = _bucket_key(path)
+def _put_if(path: RemotePath, data: bytes, cond: dict) -> bool | None:
+    """PUT the record under `cond`: True when stored, False when the condition failed (a peer wrote first), None
+    when the store (or an older botocore) does not take the condition at all."""
+    bucket, _, key = path.key.partition("/")
     try:
-        _call(path, "put_object", Bucket=bucket, Key=key, Body=data, **cond)
+        path.fs.call_s3("put_object", Bucket=bucket, Key=key, Body=data, **cond)
     except Exception as e:  # noqa: BLE001
-        if _precondition_failed(e):
+        code = _code(e)
+        if code in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409"):
             return False
+        if code in ("NotImplemented", "501") or type(e).__name__ == "ParamValidationError":
+            return None
         raise
     path.fs.invalidate_cache(path.parent.key)
     return True

@@ -90,11 +90,21 @@ def commit_column_shard(shards: str, index: int, name: str = "flat", k: int = 2)
 
 def set_record(shards: str, committed: list[int], name: str = "flat") -> None:
     """Rewind the column's records so they list exactly shards `committed` (their stats stay on disk)."""
-    dst = column_folder(shards, name)
-    (dst / RECORD_NAME).unlink(missing_ok=True)
-    (dst / PROGRESS_NAME).unlink(missing_ok=True)
-    for i in committed:
-        note_committed(dst, shard_name(i), read_stats(dst, i), name)
+    write_record(column_folder(shards, name), [shard_name(i) for i in committed])
+
+
+def write_record(column: Location, names: list[str]) -> None:
+    """Make the column's progress record list exactly `names` (from their stats), its completion record gone."""
+    from genaug.shards.progress import FORMAT
+    from genaug.shards.storage import put_atomic
+
+    (column / RECORD_NAME).unlink(missing_ok=True)
+    entries = {}
+    for n in names:
+        st = read_stats(column, int(n[:6]))
+        entries[n] = {"count": st["count"], "bytes": st["bytes"], "sha256": st["sha256"]}
+    doc = {"format": FORMAT, "recipe_hash": read_manifest(column)["recipe_hash"], "shards": entries}
+    put_atomic(column / PROGRESS_NAME, json.dumps(doc).encode("utf-8"))
 
 
 def losses(run: Path) -> list[tuple]:

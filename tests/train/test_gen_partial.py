@@ -7,6 +7,7 @@ test_gen_partial_live.py runs a real `genaug generate` and `genaug train` side b
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import warnings
 from pathlib import Path
@@ -177,12 +178,33 @@ def test_concurrent_writers_lose_no_entry_in_an_object_store(s3):
     from genaug.shards.storage import as_location
 
     folder = as_location(f"s3://{s3}/col")
-    _race(folder)
-    got = read_progress(folder, {"recipe_hash": "rh"}, {f"{i:06d}.tar": 1 for i in range(N)})
-    assert sorted(got) == [f"{i:06d}.tar" for i in range(N)]
+    _race_processes(str(folder), 60, 3)  # processes: each merges what its own process noted, threads would mask
+    got = read_progress(folder, {"recipe_hash": "rh"}, {f"{i:06d}.tar": 1 for i in range(60)})
+    assert sorted(got) == [f"{i:06d}.tar" for i in range(60)]
 
 
 N, WRITERS = 16, 4  # entries noted in a race, by this many writers at once (interleaved)
+
+
+WRITER = """
+import sys
+from genaug.shards.progress import note_committed
+folder, first, n, step = sys.argv[1], *map(int, sys.argv[2:])
+stats = {"count": 1, "bytes": 10, "sha256": "ab"}
+assert all([note_committed(folder, f"{i:06d}.tar", stats, "rh") for i in range(first, n, step)])
+"""
+
+
+def _race_processes(folder: str, n: int, writers: int) -> None:
+    """`writers` processes note n / writers shards each into one record at the same time."""
+    args = [str(n), str(writers)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", WRITER, folder, str(w), *args], stderr=subprocess.PIPE)
+        for w in range(writers)
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err.decode()
 
 
 def _race(folder) -> None:

@@ -27,12 +27,19 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from gen_partial_helpers import COUNTS, TINY, image_folder, ingest_source, losses, partial_state  # noqa: E402
+from gen_partial_helpers import (  # noqa: E402
+    COUNTS,
+    TINY,
+    image_folder,
+    ingest_source,
+    losses,
+    partial_state,
+    write_record,
+)
 
 from genaug.shards.layout import shard_name  # noqa: E402
 from genaug.shards.progress import PROGRESS_NAME  # noqa: E402
-from genaug.shards.storage import as_location, put_atomic  # noqa: E402
-from genaug.shards.writer import read_stats  # noqa: E402
+from genaug.shards.storage import as_location  # noqa: E402
 from genaug.train.checkpoint import list_checkpoints  # noqa: E402
 from genaug.train.runner import train  # noqa: E402
 
@@ -153,7 +160,7 @@ def _live(shards: str, tmp: Path, env: dict) -> None:
         n = 1
         while e + n < EPOCHS and st["sets"][e + n] == st["sets"][e]:
             n += 1  # epochs of one set: one session
-        _rewind(column, st["sets"][e])
+        write_record(column, st["sets"][e])
         train(shards=shards, out=ref, stop_after=n * SPE, **TRAIN_FLAGS)
         e += n
     assert losses(ref) == rows  # the same batches: bitwise equal losses, the same coverage on every step
@@ -165,21 +172,6 @@ def _listed(column) -> set[str]:
         return set(json.loads((column / PROGRESS_NAME).read_bytes())["shards"])
     except FileNotFoundError:
         return set()
-
-
-def _rewind(column, names: list[str]) -> None:
-    """Make the column's records list exactly `names` (every shard stays on disk; an empty record for none)."""
-    from genaug.shards.layout import RECORD_NAME
-    from genaug.shards.manifest import read_manifest
-    from genaug.shards.progress import FORMAT
-
-    (column / RECORD_NAME).unlink(missing_ok=True)
-    entries = {}
-    for name in names:
-        st = read_stats(column, int(name[:6]))
-        entries[name] = {"count": st["count"], "bytes": st["bytes"], "sha256": st["sha256"]}
-    doc = {"format": FORMAT, "recipe_hash": read_manifest(column)["recipe_hash"], "shards": entries}
-    put_atomic(column / PROGRESS_NAME, json.dumps(doc).encode("utf-8"))
 
 
 def test_generate_and_train_at_once_killed_trainer_resumes_exactly(tmp_path):
