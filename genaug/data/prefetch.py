@@ -101,7 +101,9 @@ class ShardPrefetcher:
         counter: dict | None = None,
         known: dict | None = None,
         columns: Callable | None = None,
+        skip: Callable[[Location, str], bool] | None = None,
     ) -> None:
+        self.skip = skip  # (folder, name) -> True for a shard not to fetch (a column shard the epoch leaves out)
         self.cache, self.counter = cache, counter  # where remote shards come through; where their bytes are counted
         self.known = known or {}  # str(folder / name) -> its stats, read when the split was opened
         self.folders = [f for f in folders if isinstance(f, RemotePath)]
@@ -118,7 +120,7 @@ class ShardPrefetcher:
         for name in self.order[i : i + 1 + self.depth]:
             for folder in self.folders:
                 key = (str(folder), name)
-                if key not in self.pending:
+                if key not in self.pending and not (self.skip is not None and self.skip(folder, name)):
                     self.pending[key] = self.pool.submit(fetch_now, folder, name, *self._how(folder, name))
             if self.job is not None and ("", name) not in self.pending:
                 self.pending[("", name)] = self.pool.submit(self.job, name)

@@ -6,7 +6,7 @@ Public API (what the trainer codes against):
                                 views_recipe=recipe.get("views"), batch_size=256, num_workers=8, seed=0,
                                 rank=None, world_size=None, epoch=0, shuffle_buffer=1000,
                                 augment_device="cpu", device=None, pin_memory=None, read_ahead=1,
-                                cache_dir=None, cache_limit=None, range_reads="auto")
+                                cache_dir=None, cache_limit=None, range_reads="auto", gen_partial=False)
     loader.steps_per_epoch            # batches per epoch on every rank (fixed: uneven shards never hang DDP)
     loader.set_epoch(e)               # before each epoch (same e as the current one keeps a restored position)
     for batch in loader:              # exactly steps_per_epoch batches (fewer after a mid-epoch restore)
@@ -19,6 +19,7 @@ Public API (what the trainer codes against):
     loader.skipped                    # corrupt samples skipped so far (counted, never fatal)
     loader.io                         # this epoch's I/O so far: {"bytes_fetched": ..., "bytes_used": ...} (IO_FIELDS)
     loader.last_io                    # those of the last finished epoch
+    loader.coverage_of(e)             # gen_partial=True: share of epoch e's samples that had variants
 
     eval_loader = build_eval_loader(shards, split="val", views_recipe=..., batch_size=256, num_workers=4)
     for batch in eval_loader: batch["image"] (float [B,3,S,S]), batch["label"], batch["key"]  # fixed order
@@ -76,6 +77,7 @@ from genaug.data.color import apply_color_stage, normalize
 from genaug.data.decode import CorruptImage
 from genaug.data.elastic import RestPlan, offsets, pack, plan_rest, union, unpack
 from genaug.data.mixing import MixPolicy
+from genaug.data.partial import committed_shards, coverage, pack_sets, unpack_sets
 from genaug.data.prefetch import ShardPrefetcher, count_bytes, fetch_now, take_counts
 from genaug.data.ranges import ColumnsRead, read_columns, resolve_range_reads, variant_fields, variant_scores
 from genaug.data.transforms import ViewsRecipe, eval_view, make_views, parse_views
@@ -117,11 +119,16 @@ class Columns:
 
 
 def open_columns(
-    shards: str | Path, split: str, gen_columns: list[str] | tuple[str, ...] = (), need_scores: str | None = None
+    shards: str | Path,
+    split: str,
+    gen_columns: list[str] | tuple[str, ...] = (),
+    need_scores: str | None = None,
+    partial: bool = False,
 ) -> Columns:
     """Check and open a split and its generated columns (same shard list, complete shards) and their scores.
 
     `need_scores` (the flag that needs them) makes a column without fidelity scores an error naming `genaug score`.
+    `partial` (--gen-partial) accepts generated columns whose shards are not all committed yet (genaug.data.partial).
     A folder with a valid completion record (genaug.shards.complete) is opened from it with one read; one without
     (written before records existed, or not finished) is checked shard by shard.
     """
@@ -141,10 +148,13 @@ def open_columns(
         gdir, gman = open_gen_split(ss, col, split, shards)
         if tuple(gman.get("shards") or []) != names:
             raise MisalignedColumn(f"generated column {gdir} lists other shards than {src}: regenerate it")
-        if read_record(gdir, gman) is None:
+        if not partial and read_record(gdir, gman) is None:
             for name in names:
                 if not (gdir / name).exists():
-                    raise GenaugError(f"generated shard {gdir / name} is missing: finish `genaug generate` first")
+                    raise GenaugError(
+                        f"generated shard {gdir / name} is missing: finish `genaug generate` first, or pass "
+                        "--gen-partial to train on the shards committed so far"
+                    )
         gens.append(gdir)
         found = require_scores(ss, col, split, need_scores) if need_scores else score_source(ss, col, split)
         side = found[1] if found and found[0] == "side" else None
@@ -349,6 +359,20 @@ class _TrainStream(IterableDataset):
         self.resume: dict = {}
         self.rest: RestPlan | None = None  # rest of an epoch interrupted on another world size (genaug.data.elastic)
         self.first = 0  # the step at which that rest began (0: a whole epoch)
+        self.partial = False  # --gen-partial: the epoch uses only the column shards of `avail` (genaug.data.partial)
+        self.avail: tuple[frozenset[str], ...] | None = None  # per column: its shards this epoch uses (None: all)
+
+    def cols_for(self, name: str) -> tuple[Columns, tuple[bool, ...]]:
+        """The columns (and their range-read flags) whose shard `name` this epoch uses: all but a partial column's
+        shards not committed when the epoch started (their samples take their source images only)."""
+        if self.avail is None:
+            return self.cols, self.ranged
+        use = [c for c, got in enumerate(self.avail) if name in got]
+        if len(use) == len(self.cols.gens):
+            return self.cols, self.ranged
+        scores = self.cols.scores or (None,) * len(self.cols.gens)
+        cols = replace(self.cols, gens=tuple(self.cols.gens[c] for c in use), scores=tuple(scores[c] for c in use))
+        return cols, tuple(self.ranged[c] for c in use)
 
     def _raw(self, mine: list[tuple[str, np.ndarray | None]], rng: np.random.Generator, counter: dict):
         """Samples of (shard, rows to read or None for all) `mine`, shuffled in a buffer, each with its id."""
@@ -372,21 +396,23 @@ class _TrainStream(IterableDataset):
 
                 def read_cols(name, first=first, draws=draws, keep_of=keep_of):
                     rows = draws[first[name] : first[name] + count[name]]
-                    return read_columns(self.cols, name, rows, self.policy, nv, self.ranged, keep_of[name])
+                    cols, ranged = self.cols_for(name)
+                    return read_columns(cols, name, rows, self.policy, nv, ranged, keep_of[name])
 
             remote = read_cols is not None and any(isinstance(g, RemotePath) for g in self.cols.gens)
             folders = [self.cols.source] if read_cols is not None else [self.cols.source, *self.cols.gens]
             known = self.cols.stats if self.cache is not None else None  # with a cache: a warm epoch sends nothing
             names = [m[0] for m in order]
             pre = ShardPrefetcher(
-                folders, names, self.read_ahead, self.cache, counter, known, read_cols if remote else None
-            )
+                folders, names, self.read_ahead, self.cache, counter, known, read_cols if remote else None,
+                skip=self._unused if self.avail is not None else None,
+            )  # fmt: skip
             try:
                 for i, (name, _) in enumerate(order):
                     pre.start(i)
                     keep = keep_of[name]
                     got = pre.columns if remote else read_cols
-                    for row, s in enumerate(_safe_shard(self.cols, name, counter, pre.fetch, got)):
+                    for row, s in enumerate(_safe_shard(self.cols_for(name)[0], name, counter, pre.fetch, got)):
                         if row >= count[name]:
                             counter["bad_shards"] += 1
                             warnings.warn(
@@ -416,6 +442,10 @@ class _TrainStream(IterableDataset):
                     f"run {verify_command(self.cols.source)}"
                 )
             passes += 1
+
+    def _unused(self, folder: Location, name: str) -> bool:
+        """True for a generated column's shard this epoch does not use (never fetched ahead)."""
+        return any(folder == g and name not in got for g, got in zip(self.cols.gens, self.avail or (), strict=False))
 
     def worker_batches(self, logical: int):
         """The batches of logical worker `logical` of this rank, for the current epoch from start_step."""
@@ -544,6 +574,9 @@ class TrainLoader:
         self._rng: dict[int, dict] = {}
         self._seen: np.ndarray | None = None  # ids of the samples this epoch's delivered batches consumed
         self._rest: tuple[bytes, int, RestPlan] | None = None  # (consumed before, first step, plan) of an elastic rest
+        self.partial = stream.partial  # --gen-partial: each epoch uses the column shards committed when it started
+        self._sets: dict[int, tuple[frozenset[str], ...]] = {}  # epoch -> per column: the shards it uses (partial)
+        self.coverage: dict[int, float] = {}  # epoch -> share of samples with variants in it (partial)
 
     def __len__(self) -> int:
         return self.steps_per_epoch - self.step
@@ -562,10 +595,62 @@ class TrainLoader:
             self._seen = np.zeros(self.stream.cols.total, dtype=bool)
         return self._seen
 
+    def _epoch_sets(self) -> tuple[frozenset[str], ...]:
+        """The column shards the current epoch uses: recorded (a resumed epoch), else looked up now (partial)."""
+        if self.epoch not in self._sets:
+            s = self.stream
+            before = [e for e in self._sets if e < self.epoch]
+            known = self._sets[max(before)] if before else (frozenset(),) * len(s.cols.gens)
+            sets = None
+            if s.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+                box = [None]  # one look, on rank 0, for every rank: the ranks' epochs use the same shards
+                if s.rank == 0:
+                    box = [self._look(known)]
+                torch.distributed.broadcast_object_list(box, src=0)
+                sets = box[0]
+            self._sets[self.epoch] = sets if sets is not None else self._look(known)
+            self.coverage[self.epoch] = coverage(s.cols.shards, s.cols.counts, self._sets[self.epoch])
+        return self._sets[self.epoch]
+
+    def _look(self, known: tuple[frozenset[str], ...]) -> tuple[frozenset[str], ...]:
+        s = self.stream
+        return tuple(
+            committed_shards(g, s.cols.shards, s.cols.counts, k) for g, k in zip(s.cols.gens, known, strict=True)
+        )
+
+    def coverage_of(self, epoch: int) -> float | None:
+        """The share of samples with variants in data epoch `epoch` (--gen-partial; None otherwise or not started)."""
+        return self.coverage.get(int(epoch)) if self.partial else None
+
+    def _partial_state(self) -> dict | None:
+        if not self.partial:
+            return None
+        names = self.stream.cols.shards
+        return {
+            "sets": {str(e): pack_sets(names, sets) for e, sets in sorted(self._sets.items())},
+            "coverage": {str(e): c for e, c in sorted(self.coverage.items())},
+        }
+
+    def _load_partial(self, saved: dict | None) -> None:
+        """The shard sets (and coverage) of the epochs a checkpoint recorded: the interrupted epoch reuses its own."""
+        self._sets, self.coverage = {}, {}
+        if not self.partial or not isinstance(saved, dict):
+            return
+        names = self.stream.cols.shards
+        for e, packed in (saved.get("sets") or {}).items():
+            if len(packed) != len(self.stream.cols.gens):
+                raise GenaugError(
+                    f"cannot resume the data stream: its checkpoint records {len(packed)} generated columns' shards, "
+                    f"this run has {len(self.stream.cols.gens)}: resume with the same --gen"
+                )
+            self._sets[int(e)] = unpack_sets(names, packed)
+        self.coverage = {int(e): float(c) for e, c in (saved.get("coverage") or {}).items()}
+
     def state_dict(self) -> dict:
         """Epoch, step within it, per-worker stream positions and RNG states, settings that must match."""
         s = self.stream
         return {
+            "gen_partial": self._partial_state(),  # --gen-partial: the column shards each epoch used, its coverage
             "epoch": self.epoch,
             "step": self.step,
             "pos": dict(self._pos),
@@ -634,6 +719,7 @@ class TrainLoader:
         self._rng = {int(k): v for k, v in sd.get("rng", {}).items()}
         total = s.cols.total
         self._seen = unpack(sd["seen"], total) if sd.get("seen") is not None and sd.get("total") == total else None
+        self._load_partial(sd.get("gen_partial"))
         self._rest = None
         if sd.get("rest"):  # in the rest of an elastically resumed epoch: the same plan again
             base = unpack(sd["rest"]["consumed"], total)
@@ -655,6 +741,7 @@ class TrainLoader:
             )
         seen = union(states, s.cols.total)
         self._new_epoch(epoch)
+        self._load_partial(states[0].get("gen_partial"))  # the same on every rank (rank 0 looked for all)
         if s.rank == 0:  # the counters are per rank: rank 0 carries the old ranks' sums, so the totals stay right
             for k in ("skipped", "gen_fallback", "gen_seen", "gen_filtered"):
                 setattr(self, k, sum(int(st.get(k, 0)) for st in states))
@@ -708,6 +795,7 @@ class TrainLoader:
             self.io = dict.fromkeys(IO_FIELDS, 0)
         s.epoch, s.start_step, s.resume = self.epoch, self.step, {"pos": dict(self._pos), "rng": dict(self._rng)}
         s.rest, s.first = (self._rest[2], self._rest[1]) if self._rest is not None else (None, 0)
+        s.avail = self._epoch_sets() if self.partial else None  # fixed for the whole epoch
         if s.num_workers > 0:
             it = DataLoader(
                 s,
@@ -766,12 +854,15 @@ def build_train_loader(
     cache_dir: str | Path | None = None,
     cache_limit: str | int | None = None,
     range_reads: str = "auto",
+    gen_partial: bool = False,
 ) -> TrainLoader:
     """The training loader of one rank (see the module docstring; fidelity filtering and weighting in mixing).
 
     `cache_dir` (and its size `cache_limit`, e.g. "500G") is the machine's shard cache of remote shards.
     `range_reads` (auto, on, off): read generated columns by byte ranges of the variants the views use
-    (genaug.data.ranges; auto: columns in an object store when no cache is set, see resolve_range_reads)."""
+    (genaug.data.ranges; auto: columns in an object store when no cache is set, see resolve_range_reads).
+    `gen_partial` (--gen-partial): train on generated columns still being made; each epoch uses the column shards
+    committed when it starts (genaug.data.partial), the others' samples their source images only."""
     if augment_device is not None:  # gpu_augment=True defers to any device (CPU too: tests, benchmarks)
         gpu_augment = resolve_augment_device(augment_device, device)
     if pin_memory is None:  # pinned host memory only pays for a copy to a CUDA device
@@ -781,7 +872,9 @@ def build_train_loader(
     why = None
     if policy.needs_scores:
         why = "--gen-min-score" if gen_min_score is not None else "--gen-weighting score"
-    cols = open_columns(shards, split, list(gen_columns), need_scores=why)
+    if gen_partial and not gen_columns:
+        raise GenaugError("--gen-partial needs a generated column to train on while it is made: pass --gen NAME")
+    cols = open_columns(shards, split, list(gen_columns), need_scores=why, partial=bool(gen_partial))
     recipe = views_recipe if isinstance(views_recipe, ViewsRecipe) else parse_views(views_recipe)
     if p > 0 and not gen_columns:
         raise GenaugError(f"--p {p} needs at least one generated column: pass --gen NAME (or --p 0 for plain SSL)")
@@ -822,6 +915,7 @@ def build_train_loader(
         ],
     )
     stream.epoch = int(epoch)
+    stream.partial = bool(gen_partial)
     loader = TrainLoader(stream, device=device, pin_memory=pin_memory)
     loader.epoch = int(epoch)
     return loader

@@ -26,6 +26,8 @@ from genaug.generate.job import GenerateJob
 from genaug.generate.leases import clear_stale_leases, lease_home
 from genaug.generate.options import _ADDRESS, GenerateOptions, check_ray_address  # noqa: F401 (re-export)
 from genaug.generate.ray_worker import ShardWorker
+from genaug.shards.layout import shard_name
+from genaug.shards.progress import reconcile
 from genaug.shards.storage import RemotePath
 from genaug.shards.writer import read_stats
 
@@ -183,6 +185,8 @@ def run_ray(opts: GenerateOptions, flags: dict[str, Any]) -> dict:
         clear_stale_leases(lease_home(col.folder, lease_dir), set(col.indices), opts.lease_timeout)
         _fidelity_summary(col)
         return base
+    done = sorted(set(col.indices) - set(pending))
+    reconcile(col.folder, [shard_name(i) for i in done], col.recipe_hash)  # commits a killed run left out
     started = _connect(ray, check_ray_address(opts.ray_address), None)
     try:
         out = _drive(ray, job, pending, lease_dir)

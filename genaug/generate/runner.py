@@ -22,6 +22,7 @@ from genaug.generate.recipe import GenerateRecipe
 from genaug.generate.writer import ShardJob, ShardWriterThread, encode_jpeg
 from genaug.shards.layout import IMAGE_FIELDS, shard_name
 from genaug.shards.manifest import read_manifest, write_manifest
+from genaug.shards.progress import reconcile
 from genaug.shards.reader import decode_image, iter_shard_raw
 from genaug.shards.scores import column_summary
 from genaug.shards.writer import cleanup_shard, is_shard_done, read_stats
@@ -109,6 +110,7 @@ class Runner:
                 order = order[cut:] + order[:cut]
             done = {i for i in order if self.column.is_current(i)}
             clear_stale_leases(self.leases, done, self.lease_timeout)
+            reconcile(self.column.folder, [shard_name(i) for i in sorted(done)], self.rh)  # commits a kill left out
             while True:
                 pending = [i for i in order if not self.column.is_current(i)]
                 if not pending:

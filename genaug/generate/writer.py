@@ -1,4 +1,5 @@
-"""The writer thread: resize + JPEG-encode variants, assemble each shard in source order, commit it, free its lease."""
+"""The writer thread: resize + JPEG-encode variants, assemble each shard in source order, commit it, note it in the
+column's progress record (genaug.shards.progress), free its lease."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from PIL import Image
 from genaug.generate.base import Variant
 from genaug.generate.column import required_fields
 from genaug.generate.leases import Heartbeat, Lease
+from genaug.shards.progress import note_committed
 from genaug.shards.scores import summarize
 from genaug.shards.storage import as_location
 from genaug.shards.writer import commit_shard
@@ -172,5 +174,6 @@ class ShardWriterThread:
             space = next((d.get("space") for d in job.fidelity.values()), None)
             stats["fidelity"] = summarize([d for key, d in job.fidelity.items() if key not in job.failed], space)
         doc = commit_shard(self.folder, job.index, samples, required_fields(self.k), stats, with_index=True)
+        note_committed(self.folder, doc["shard"], doc, self.recipe_hash)  # what `train --gen-partial` reads
         self.heartbeat.release(job.lease)
         self.on_commit(job, doc)

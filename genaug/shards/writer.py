@@ -29,6 +29,14 @@ def _fault(point: str, index: int) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+def _delay(point: str) -> None:
+    """Slow-down for tests: GENAUG_TEST_DELAY=<point>=<seconds> sleeps there at every shard (e.g. tar-renamed: each
+    shard's tar then sits committed-looking, without its stats, for that long, as on a slow store)."""
+    name, _, secs = os.environ.get("GENAUG_TEST_DELAY", "").partition("=")
+    if name == point and secs:
+        time.sleep(float(secs))
+
+
 class ShardValidationError(RuntimeError):
     """A freshly written shard failed its re-read check (a bug or a failing disk, never committed)."""
 
@@ -98,6 +106,7 @@ def commit_shard(
             if tmp.exists():
                 tmp.unlink()
     _fault("tar-renamed", index)
+    _delay("tar-renamed")
     doc = dict(stats or {})
     if with_index:
         doc["index"] = write_index(folder, index, build_index(written, final.name))

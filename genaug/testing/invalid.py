@@ -273,4 +273,8 @@ def session_29_invalid_invocations(
         ("fit-generator: --split missing", [*fit, "--split", "test"]),
         ("export: --format unknown", ["export", run, "--format", "onnx"]),
         ("export: run folder missing", ["export", str(r / "no-run"), "--format", "timm"]),
+        ("train: --gen-partial without --gen", [*tr, "--gen-partial"]),
+        ("train: data.gen_partial=true without --gen", [*tr, "--set", "data.gen_partial=true"]),
+        ("train: --gen-partial with a column that does not exist", [*tr, "--gen", "nosuch", "--gen-partial"]),
+        ("train: data.gen_partial not a boolean", [*tr, "--gen", "tiny", "--set", "data.gen_partial=sometimes"]),
     ]

@@ -258,8 +258,21 @@ class Trainer:
             # every rank's state: on another world size or worker count the stream deals the epoch's rest out again
             self.loader.load_state_dict(every if all(e is not None for e in every) else data["loader"])
             self._skip = 0
+            self._sync_data_epoch()
         else:  # a deterministic stream without state: replay up to the saved position
             self._skip = self.data_batches
+
+    def _sync_data_epoch(self) -> None:
+        """Follow a restored loader's epoch: one checkpointed right at the end of an epoch (or whose elastic rest was
+        empty) goes on with the next epoch, and the loop counts that epoch, not the finished one (which it would
+        otherwise select again at its next epoch boundary, repeating it)."""
+        lo = self.loader
+        if not hasattr(lo, "epoch") or not hasattr(lo, "set_epoch"):
+            return
+        if int(getattr(lo, "step", 0)) >= int(getattr(lo, "steps_per_epoch", math.inf)):
+            lo.set_epoch(int(lo.epoch) + 1)
+        if int(lo.epoch) != self.data_epoch:
+            self.data_epoch, self.data_batches = int(lo.epoch), int(getattr(lo, "step", 0))
 
     def resume(self, path: Path) -> None:
         """Load checkpoint `path`."""
@@ -379,6 +392,7 @@ class Trainer:
                     / max(1, int(getattr(self.loader, "gen_seen", 0))),
                     # this data epoch's I/O on this rank (see io_row): from the store, the shard cache, used
                     **io_row(self.loader),
+                    **coverage_row(self.loader, self.data_epoch),  # --gen-partial: the epoch's column coverage
                 }
                 last = row
                 if logger is not None:
@@ -392,6 +406,7 @@ class Trainer:
                         fetched=_megabytes(row.get("bytes_fetched", 0)),
                         used=_megabytes(row.get("bytes_used", 0)),
                         cached=_megabytes(row.get("bytes_from_cache", 0)),
+                        **({"cover": f"{row['gen_coverage']:.0%}"} if "gen_coverage" in row else {}),
                     )
                 window = {"t0": time.perf_counter(), "wait": 0.0, "images": 0, "sums": {}, "n": 0}
                 self._window = window
@@ -418,6 +433,14 @@ def io_row(loader) -> dict:
     if getattr(loader, "step", 0) == 0 and epoch > 0 and any(getattr(loader, "last_io", {}).values()):
         io, epoch = loader.last_io, epoch - 1
     return {"io_epoch": epoch, **{k: int(v) for k, v in io.items()}}
+
+
+def coverage_row(loader, epoch: int) -> dict:
+    """{"gen_epoch", "gen_coverage"}: the data epoch of the last batch and the share of its samples that had
+    generated variants (--gen-partial only: a column still being made; {} otherwise)."""
+    of = getattr(loader, "coverage_of", None)
+    got = of(epoch) if of is not None else None
+    return {} if got is None else {"gen_epoch": int(epoch), "gen_coverage": float(got)}
 
 
 def _megabytes(n: int) -> str:

@@ -98,6 +98,12 @@ class Data(Settings):
     gen_weighting: Weighting = setting(
         "uniform", "uniform, or score: draw variant k in proportion to its fidelity score.", flag="--gen-weighting"
     )
+    gen_partial: bool = setting(
+        False,
+        "Train while the --gen column is still being generated: each epoch uses the column shards committed when it "
+        "starts (the others' samples keep their source images); coverage per epoch in metrics.jsonl.",
+        flag="--gen-partial",
+    )
 
 
 class Optim(Settings):
@@ -259,6 +265,10 @@ def parse_train_recipe(doc: dict) -> TrainRecipe:
     rec.method_args = method_arguments(rec.as_recipe())
     parse_views(rec.views)  # raises naming the views key
     check_backbone_name(rec.backbone.name)
+    if rec.data.gen_partial and not rec.run.gen:
+        raise GenaugError(
+            "--gen-partial (data.gen_partial) trains on a generated column while it is made: pass --gen NAME too"
+        )
     rec.resolved = None
     return rec
 

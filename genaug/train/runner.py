@@ -157,6 +157,7 @@ def _loader(rec: TrainRecipe, acc):
         range_reads=data.range_reads,
         gen_min_score=data.gen_min_score,
         gen_weighting=data.gen_weighting,
+        gen_partial=data.gen_partial,
     )
 
 

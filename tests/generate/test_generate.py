@@ -136,11 +136,15 @@ def test_kill_and_resume_equals_clean_run(source_set, clean_column):
     assert set(out["shards"]) == set(range(NUM_SHARDS)) - set(done)
     assert tar_bytes(source_set, "resumed") == tar_bytes(source_set, "clean")
     assert sorted(p.name for p in folder.iterdir()) == sorted(
-        [".leases", "complete.json", "manifest.json"]
+        [".leases", "complete.json", "manifest.json", "progress.json", "progress.json.lock"]
         + [f"{i:06d}.{e}" for i in range(NUM_SHARDS) for e in ("tar", "json", "idx.json")]
     )
     left = [(p.name, p.read_text()) for p in (folder / ".leases").iterdir()]
     assert not left
+    # the progress record (train --gen-partial) lists every shard, those of the killed run and of the resumed one
+    assert sorted(json.loads((folder / "progress.json").read_text())["shards"]) == [
+        f"{i:06d}.tar" for i in range(NUM_SHARDS)
+    ]
 
 
 def test_two_processes_share_shards_without_duplicates(source_set, clean_column):
@@ -155,6 +159,9 @@ def test_two_processes_share_shards_without_duplicates(source_set, clean_column)
     assert tar_bytes(source_set, "duo") == tar_bytes(source_set, "clean")
     pids = {read_stats(col_dir(source_set, "duo"), i)["pid"] for i in range(NUM_SHARDS)}
     assert len(pids) == len([m for m in made if m])
+    record = json.loads((col_dir(source_set, "duo") / "progress.json").read_text())["shards"]
+    assert sorted(record) == [f"{i:06d}.tar" for i in range(NUM_SHARDS)]  # both processes' commits, none lost
+    assert all(record[f"{i:06d}.tar"]["sha256"] == read_stats(col_dir(source_set, "duo"), i)["sha256"] for i in (0, 1))
 
 
 def test_failing_image_is_recorded_and_skipped(tmp_path):

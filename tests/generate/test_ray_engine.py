@@ -107,10 +107,12 @@ def check_column(root: Path, column: str, reference: list[bytes]) -> None:
         src = [s["__key__"] for s in iter_shard_raw(root / "train" / f"{i:06d}.tar")]
         assert keys == src
     assert sorted(p.name for p in folder.iterdir()) == sorted(
-        [".leases", "complete.json", "manifest.json"]
+        [".leases", "complete.json", "manifest.json", "progress.json", "progress.json.lock"]
         + [f"{i:06d}.{e}" for i in range(NUM_SHARDS) for e in ("tar", "json", "idx.json")]
     )
     assert not list((folder / ".leases").iterdir())
+    record = json.loads((folder / "progress.json").read_text())  # what train --gen-partial reads: every shard
+    assert sorted(record["shards"]) == [f"{i:06d}.tar" for i in range(NUM_SHARDS)]
     _, problems = verify_set(str(root))
     assert not [p for p in problems if f"/{column}/" in p], problems
 

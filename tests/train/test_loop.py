@@ -81,6 +81,16 @@ def test_stopped_and_resumed_run_equals_uninterrupted(shard_set, tmp_path):
     assert method.encode(torch.randn(2, 3, 16, 16)).shape == (2, method.feat_dim)
 
 
+def test_run_stopped_right_at_an_epoch_end_resumes_with_the_next_epoch(shard_set, tmp_path):
+    # 32 samples, batch 8: 4 steps per epoch; stopped after epoch 0, the resumed run must go on with epoch 1 (the
+    # loop once re-selected the finished epoch at the next boundary and repeated it)
+    full = _train(shard_set, tmp_path / "full", method="simclr", steps=12)
+    _train(shard_set, tmp_path / "part", method="simclr", steps=12, stop_after=4)
+    again = _train(shard_set, tmp_path / "part", method="simclr", steps=12)
+    assert full["step"] == again["step"] == 12
+    assert _losses(tmp_path / "part") == _losses(tmp_path / "full")
+
+
 def test_killed_process_resumes_exactly(shard_set, tmp_path):
     args = [
         "--method",

@@ -13,16 +13,19 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from stream_fixtures import write_gen_column  # noqa: E402
 
+from genaug.shards.layout import parse_key  # noqa: E402
+from genaug.shards.progress import note_committed  # noqa: E402
+from genaug.shards.writer import read_stats  # noqa: E402
 from genaug.testing.shards import write_synthetic_split  # noqa: E402
 
 WORKER = Path(__file__).with_name("stream_ddp_worker.py")
 ELASTIC = Path(__file__).with_name("stream_elastic_worker.py")
 
 
-def _torchrun(root: Path, out: Path) -> list[dict]:
+def _torchrun(root: Path, out: Path, *extra: str) -> list[dict]:
     torchrun = Path(sys.executable).with_name("torchrun")
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).parents[2]))
-    cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", str(WORKER), str(root), str(out)]
+    cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", str(WORKER), str(root), str(out), *extra]
     try:
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     except subprocess.TimeoutExpired:
@@ -39,12 +42,19 @@ def _keys(root: Path) -> set[str]:
 
 def test_two_ranks_two_workers_see_every_sample_once(tmp_path):
     write_synthetic_split(tmp_path, "train", num_shards=8, per_shard=8, size=16)
-    write_gen_column(tmp_path, "train", "sd", k=2)
-    ranks = _torchrun(tmp_path, tmp_path)
+    col = write_gen_column(tmp_path, "train", "sd", k=2)
+    for i in (0, 2, 5):  # --gen-partial: the column's progress record lists 3 of its 8 shards
+        note_committed(col, f"{i:06d}.tar", read_stats(col, i), "sd")
+    ranks = _torchrun(tmp_path, tmp_path, "partial")
     seen = ranks[0]["keys"] + ranks[1]["keys"]
     assert ranks[0]["steps"] == ranks[1]["steps"] == ranks[0]["steps_per_epoch"] == 8
     assert len(seen) == len(set(seen)) == 64
     assert set(seen) == _keys(tmp_path)
+    # rank 0 looked and broadcast: both ranks' epoch uses the same 3 shards; only their samples had variants
+    assert ranks[0]["sets"] == ranks[1]["sets"] == ["000000.tar", "000002.tar", "000005.tar"]
+    assert ranks[0]["coverage"] == ranks[1]["coverage"] == 3 / 8
+    replaced = {parse_key(k)[0] for r in ranks for k in r["replaced"]}
+    assert replaced and replaced <= {0, 2, 5}
 
 
 def test_uneven_shards_do_not_hang(tmp_path):
