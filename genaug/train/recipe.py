@@ -109,6 +109,7 @@ class Loop:
     keep_checkpoints: int = bounded(2, 0)
     tensorboard: bool = True
     wandb: bool = False
+    log_keys: bool = False  # write each micro-batch's sample keys to keys/rank<R>.jsonl (step, data epoch, keys)
 
 
 @dataclass

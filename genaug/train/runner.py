@@ -22,7 +22,8 @@ from genaug.train.recipe import validate_train_recipe
 
 # keys of a recipe that may change between a run and its resumption (how it runs, not what it learns)
 RESUME_FREE = ("loop",)
-DATA_RESUME_FREE = ("cache_dir", "cache_limit")  # data.* keys that change where bytes come from, never the stream
+# data.* keys a resumed run may change: where bytes come from, and the loader workers (the stream resumes on any count)
+DATA_RESUME_FREE = ("cache_dir", "cache_limit", "num_workers")
 
 
 def _precision(name: str) -> str:
@@ -214,9 +215,9 @@ def _accelerator(recipe: dict):
     return acc, prec
 
 
-def _loader(recipe: dict, acc):
-    """The training stream of this process (its rank's share of the shards), its colour stage where
-    loop.augment_device says (auto: on the training device when it is CUDA, else in the workers)."""
+def _loader(recipe: dict, acc, batch_size: int):
+    """The training stream of this process (its rank's share of the shards, `batch_size` samples a batch), its
+    colour stage where loop.augment_device says (auto: on the training device when it is CUDA, else the workers)."""
     from genaug.data.stream import build_train_loader
 
     run, data = recipe["run"], recipe["data"]
@@ -231,7 +232,7 @@ def _loader(recipe: dict, acc):
         p=run["p"],
         mix_views=data.get("mix_views", "each"),
         views_recipe=recipe.get("views"),
-        batch_size=int(data.get("batch_size", 256)),
+        batch_size=int(batch_size),
         num_workers=int(data.get("num_workers", 4)),
         seed=int(run["seed"]),
         rank=acc.process_index,
@@ -247,8 +248,11 @@ def _loader(recipe: dict, acc):
 
 
 def resolve_plan(recipe: dict, loader_steps_per_epoch: int, world_size: int, precision: str) -> dict:
-    """The `resolved:` section: total and warm-up steps, global batch, scaled learning rates, precision, world size."""
+    """The `resolved:` section of a new run: total and warm-up steps, global batch, scaled learning rates, precision,
+    and this session's world size, workers, per-process batch and grad_accum (with its history, genaug.train.
+    resume_plan)."""
     from genaug.train.optim import scaled_lr
+    from genaug.train.resume_plan import session
 
     data, loop, optim, sched = recipe["data"], recipe["loop"], recipe["optim"], recipe["schedule"]
     accum = int(loop.get("grad_accum", 1))
@@ -268,6 +272,10 @@ def resolve_plan(recipe: dict, loader_steps_per_epoch: int, world_size: int, pre
         "bias_lr": scaled_lr(float(bias_lr), global_batch, scaling, ref) if bias_lr is not None else None,
         "precision": precision,
         "world_size": world_size,
+        "workers": int(data.get("num_workers", 4)),
+        "batch_size": int(data.get("batch_size", 256)),
+        "grad_accum": accum,
+        "history": [session(0, world_size, int(data.get("num_workers", 4)), int(data.get("batch_size", 256)), accum)],
     }
 
 
@@ -316,7 +324,7 @@ def _loop_config(recipe: dict, progress_bar: bool):
     return LoopConfig(
         total_steps=res["total_steps"],
         steps_per_epoch=res["steps_per_epoch"],
-        grad_accum=int(loop.get("grad_accum", 1)),
+        grad_accum=int(res.get("grad_accum") or loop.get("grad_accum", 1)),
         clip_grad=recipe["optim"].get("clip_grad"),
         log_every=int(loop.get("log_every", 10)),
         ckpt_every=int(loop.get("ckpt_every", 0) or 0),
@@ -328,34 +336,44 @@ def _loop_config(recipe: dict, progress_bar: bool):
         progress_bar=progress_bar,
         tensorboard=bool(loop.get("tensorboard", True)),
         wandb=bool(loop.get("wandb", False)),
+        log_keys=bool(loop.get("log_keys", False)),
     )
 
 
-def _check_resume(recipe: dict, run_dir: Path, resume) -> Path | None:
-    """The checkpoint to resume from; a run folder of another recipe or data is refused."""
+def _check_resume(recipe: dict, run_dir: Path, resume, precision: str) -> tuple[Path | None, dict | None]:
+    """(checkpoint to resume from, the run's saved recipe.yaml or None); a run folder of another recipe or data is
+    refused. The number of processes and workers may change (genaug.train.resume_plan keeps the run's plan)."""
     from genaug.core.yamlio import read_yaml
     from genaug.train.checkpoint import resolve_resume
 
     ckpt = resolve_resume(resume, run_dir)
     saved = run_dir / "recipe.yaml"
-    if ckpt is not None and saved.exists():
-        old = read_yaml(saved)
-        mine = _resume_view(_public(recipe))
-        if not isinstance(old, dict) or recipe_hash(_resume_view(old), RESUME_FREE) != recipe_hash(mine, RESUME_FREE):
-            was = (old.get("resolved") or {}).get("world_size") if isinstance(old, dict) else None
-            now = recipe["resolved"]["world_size"]
-            if was != now and recipe_hash(_resume_view(old), (*RESUME_FREE, "resolved")) == recipe_hash(
-                mine, (*RESUME_FREE, "resolved")
-            ):  # the data stream could resume elastically, but the plan (global batch, lr, steps) depends on it
+    if ckpt is None or not saved.exists():
+        return ckpt, None
+    old = read_yaml(saved)
+    mine = _resume_view(_public({**recipe, "resolved": None}))
+    ignore = (*RESUME_FREE, "resolved")
+    if not isinstance(old, dict) or recipe_hash(_resume_view(old), ignore) != recipe_hash(mine, ignore):
+        was = ((old.get("data") or {}).get("batch_size") if isinstance(old, dict) else None) or 0
+        now = recipe["data"].get("batch_size")
+        if was != now and isinstance(old, dict):
+            same = {**old, "data": {**(old.get("data") or {}), "batch_size": now}}
+            if recipe_hash(_resume_view(same), ignore) == recipe_hash(mine, ignore):
                 raise GenaugError(
-                    f"{run_dir} was trained on {was} processes and this run has {now}: `genaug train` resumes on the "
-                    f"same number of processes (its global batch, learning rate and steps follow from it); relaunch "
-                    f"with {was}, or choose a new --out"
+                    f"{run_dir} was started with --batch-size {was} and this run has {now}: a resume keeps the run's "
+                    f"global batch (it sets the per-process batch from the number of processes itself); pass "
+                    f"--batch-size {was}, or choose a new --out"
                 )
-            raise GenaugError(
-                f"{run_dir} holds a run of another recipe or data: resume it with the same flags, or choose a new --out"
-            )
-    return ckpt
+        raise GenaugError(
+            f"{run_dir} holds a run of another recipe or data: resume it with the same flags, or choose a new --out"
+        )
+    was = (old.get("resolved") or {}).get("precision")
+    if was is not None and was != precision:
+        raise GenaugError(
+            f"{run_dir} was trained in precision {was} and this run resolves to {precision}: pass --precision {was} "
+            "to resume it, or choose a new --out"
+        )
+    return ckpt, old
 
 
 def _resume_view(recipe: dict) -> dict:
@@ -370,22 +388,27 @@ def _train(recipe: dict, run_dir: Path, resume, stop_after: int | None, progress
     from genaug.ssl.artifacts import export_model
     from genaug.ssl.methods import build_method
     from genaug.train.loop import Trainer
+    from genaug.train.resume_plan import continue_plan, record_session
 
     run = recipe["run"]
     for section in ("data", "loop", "optim", "schedule"):
         recipe.setdefault(section, {})
     acc, prec = _accelerator(recipe)
-    loader = _loader(recipe, acc)
     recipe.setdefault("views", {})
     recipe["views"].setdefault("size", _image_size(recipe))
-    recipe["resolved"] = resolve_plan(recipe, loader.steps_per_epoch, acc.num_processes, prec)
     recipe["data"]["image_size"] = int(recipe["views"]["size"])
+    # a run folder being resumed keeps its plan (global batch, lr, steps) on any number of processes; read-only here,
+    # before the loader (its batch follows from the plan); the folder's lock is taken below before anything is written
+    ckpt, saved = _check_resume(recipe, run_dir, resume, prec)
+    if saved is not None:
+        recipe["resolved"] = continue_plan(saved, recipe, acc.num_processes, run_dir)
+        loader = _loader(recipe, acc, recipe["resolved"]["batch_size"])
+    else:
+        loader = _loader(recipe, acc, int(recipe["data"].get("batch_size", 256)))
+        recipe["resolved"] = resolve_plan(recipe, loader.steps_per_epoch, acc.num_processes, prec)
     use_probe = probe and (recipe.get("probe") or {}).get("enabled", True)
     num_classes = _num_classes(run["shards"], run["split"]) if use_probe else None
-    from genaug.train.checkpoint import resolve_resume
-
-    fresh = resolve_resume(resume, run_dir) is None  # a resumed run takes its weights from the checkpoint
-    method = build_method(recipe, init_weights=fresh)
+    method = build_method(recipe, init_weights=ckpt is None)  # a resumed run takes its weights from the checkpoint
     make_opt, make_sched = _factories(recipe, method)
     cfg = _loop_config(recipe, progress_bar)
     if acc.is_main_process:
@@ -406,13 +429,15 @@ def _train(recipe: dict, run_dir: Path, resume, stop_after: int | None, progress
     if refused:
         raise GenaugError(refused)
     try:
-        ckpt = _check_resume(recipe, run_dir, resume)
+        trainer = Trainer(method, loader, make_opt, make_sched, cfg, run_dir, num_classes, _public(recipe), acc)
+        if ckpt is not None:
+            # the run's plan kept (saved): the per-process batch may differ from the checkpoint's
+            trainer.resume(ckpt, rebatch=saved is not None)
+        recipe["resolved"] = record_session(recipe["resolved"], trainer.step)
+        trainer.recipe = _public(recipe)
         if acc.is_main_process:
             dump_recipe(_public(recipe), run_dir / "recipe.yaml")
         acc.wait_for_everyone()
-        trainer = Trainer(method, loader, make_opt, make_sched, cfg, run_dir, num_classes, _public(recipe), acc)
-        if ckpt is not None:
-            trainer.resume(ckpt)
         if stop_after is not None:
             trainer.cfg.stop_at = trainer.step + int(stop_after)
         metrics = trainer.fit()

@@ -81,6 +81,23 @@ def test_stopped_and_resumed_run_equals_uninterrupted(shard_set, tmp_path):
     assert method.encode(torch.randn(2, 3, 16, 16)).shape == (2, method.feat_dim)
 
 
+def test_a_run_stopped_at_an_epoch_end_resumes_exactly(shard_set, tmp_path):
+    """Stopped right after an epoch's last batch (4 steps of 8 of 32 samples): the resumed run starts the next epoch
+    once, as the uninterrupted run does (it once replayed that epoch twice), and keeps its plan and keys log."""
+    kw = dict(steps=10, batch_size=8, backbone="tiny", image_size=16, workers=0, log_every=1, progress_bar=False)
+    kw["overrides"] = {**TINY, "loop.log_keys": True}
+    train("simclr", shards=shard_set, out=tmp_path / "full", **kw)
+    train("simclr", shards=shard_set, out=tmp_path / "part", stop_after=4, **kw)
+    train("simclr", shards=shard_set, out=tmp_path / "part", **kw)
+    assert _losses(tmp_path / "part") == _losses(tmp_path / "full")
+    rows = [(tmp_path / run / "keys" / "rank0.jsonl").read_text() for run in ("full", "part")]
+    assert rows[0] == rows[1] and rows[0].count("\n") == 10
+    import yaml
+
+    resolved = yaml.safe_load((tmp_path / "part" / "recipe.yaml").read_text())["resolved"]
+    assert resolved["history"] == [{"from_step": 0, "world_size": 1, "workers": 0, "batch_size": 8, "grad_accum": 1}]
+
+
 def test_killed_process_resumes_exactly(shard_set, tmp_path):
     args = [
         "--method",

@@ -140,17 +140,22 @@ def test_elastic_resume_errors_are_one_line(data, two_by_two):
         one.load_state_dict(states[0])
 
 
-def test_train_resume_on_another_process_count_is_one_line(tmp_path):
+def test_train_resume_check_lets_the_process_count_change_but_not_the_recipe(tmp_path):
+    """The run folder check of `genaug train` (the trainer-level elastic runs: tests/train/test_train_elastic.py)."""
     import yaml
 
     from genaug.train.runner import _check_resume
 
-    recipe = {"run": {"p": 0.5}, "data": {"batch_size": 8}, "resolved": {"world_size": 1, "global_batch": 8}}
+    recipe = {"run": {"p": 0.5}, "data": {"batch_size": 8, "num_workers": 1}, "resolved": None}
     (tmp_path / "checkpoint-00000004.pt").write_bytes(b"")
-    old = {**recipe, "resolved": {"world_size": 2, "global_batch": 16}}
+    old = {**recipe, "data": {"batch_size": 8, "num_workers": 4}, "resolved": {"world_size": 2, "precision": "no"}}
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(old))
-    with pytest.raises(GenaugError, match="was trained on 2 processes and this run has 1"):
-        _check_resume(recipe, tmp_path, None)
+    ckpt, saved = _check_resume(recipe, tmp_path, None, "no")  # 2 processes x 4 workers -> any: the plan is kept
+    assert ckpt.name == "checkpoint-00000004.pt" and saved["resolved"]["world_size"] == 2
+    with pytest.raises(GenaugError, match="trained in precision no and this run resolves to bf16"):
+        _check_resume(recipe, tmp_path, None, "bf16")
+    with pytest.raises(GenaugError, match="started with --batch-size 8 and this run has 4: a resume keeps the run's"):
+        _check_resume({**recipe, "data": {"batch_size": 4}}, tmp_path, None, "no")
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump({**old, "run": {"p": 0.1}}))
     with pytest.raises(GenaugError, match="another recipe or data"):
-        _check_resume(recipe, tmp_path, None)
+        _check_resume(recipe, tmp_path, None, "no")
