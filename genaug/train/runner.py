@@ -2,7 +2,8 @@
 
 The recipe schema (sections, types, defaults) is genaug.train.recipe.TrainRecipe; the resolved recipe, with
 every default filled in and a `resolved:` section (total steps, warm-up steps, global batch, lr, precision, world
-size), is written to <run>/recipe.yaml.
+size), is written to <run>/recipe.yaml. A resumed run keeps that plan on any number of processes
+(genaug.train.resume_plan: per-process batch and grad_accum share the global batch; `resolved.history`).
 """
 
 from __future__ import annotations
