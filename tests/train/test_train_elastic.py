@@ -147,3 +147,26 @@ def test_a_process_count_that_cannot_share_the_global_batch_is_one_line(tmp_path
         assert share(12, 1, 5, tmp_path, first) == (2, 6)  # the next divisor of 12 / 1 above 5
     plan = continue_plan(saved, {"loop": {"grad_accum": 1}, "data": {"num_workers": 3}}, 4, tmp_path)
     assert plan["lr"] == 0.1 and plan["total_steps"] == 5 and (plan["batch_size"], plan["workers"]) == (3, 3)
+
+
+@pytest.mark.slow  # a torchrun launch that fails at once; the plan's rule is checked in the fast test above
+def test_resuming_on_a_count_that_cannot_share_the_global_batch_exits_2(tmp_path):
+    """A 1-process run of --batch-size 3 (global batch 3) relaunched on 2 processes: each rank says why, exit 2."""
+    from genaug.train.runner import train
+
+    root = tmp_path / "set"
+    write_synthetic_split(root, "train", num_shards=4, per_shard=3, size=16, seed=3)
+    run = tmp_path / "run"
+    over = {k: v for k, v in TINY_SETS.items() if k != "loop.log_keys"}
+    kw = dict(steps=2, backbone="tiny", image_size=16, workers=0, progress_bar=False, probe=False, overrides=over)
+    train("simclr", shards=root, out=run, batch_size=3, stop_after=1, **kw)
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "genaug",
+        "train", "--method", "simclr", "--shards", str(root), "--out", str(run), "--steps", "2", "--batch-size", "3",
+        "--workers", "0", "--backbone", "tiny", "--image-size", "16", "--quiet", "--no-probe",
+    ] + [a for k, v in over.items() for a in ("--set", f"{k}={v}")]  # fmt: skip
+    proc = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("genaug: error:")]
+    assert len(lines) == 2 and "which 2 processes cannot share evenly: resume on 1, 3 processes" in lines[0], lines
+    assert "exitcode  : 2" in proc.stderr  # torchrun's report of each rank's exit status
