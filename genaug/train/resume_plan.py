@@ -16,7 +16,12 @@ import warnings
 from pathlib import Path
 
 from genaug.core.errors import GenaugError
+from genaug.core.recipes import recipe_hash
 
+# keys of a recipe that may change between a run and its resumption (how it runs, not what it learns)
+RESUME_FREE = ("loop", "resolved")
+# data.* keys a resumed run may change: where bytes come from, and the loader workers (the stream resumes on any count)
+DATA_RESUME_FREE = ("cache_dir", "cache_limit", "num_workers")
 #: the parts of `resolved:` a session may change; every other value is the run's, kept from its first session
 SESSION_KEYS = ("world_size", "workers", "batch_size", "grad_accum", "history")
 
@@ -98,3 +103,47 @@ def record_session(plan: dict, step: int) -> dict:
         k: v for k, v in now.items() if k != "from_step"
     }
     return {**plan, "history": kept if same else [*kept, now]}
+
+
+def _resume_view(recipe: dict) -> dict:
+    """`recipe` without the data.* keys a resumed run may change (DATA_RESUME_FREE)."""
+    data = recipe.get("data") if isinstance(recipe, dict) else None
+    if not isinstance(data, dict):
+        return recipe
+    return {**recipe, "data": {k: v for k, v in data.items() if k not in DATA_RESUME_FREE}}
+
+
+def check_resume(recipe: dict, run_dir: Path, resume, precision: str) -> tuple[Path | None, dict | None]:
+    """(checkpoint to resume from, the run folder's saved recipe.yaml or None) for the plain-YAML `recipe` of this
+    invocation; a run folder of another recipe or data, batch size or precision is refused in one line. The number
+    of processes and workers may change: continue_plan keeps the run's plan."""
+    from genaug.core.yamlio import read_yaml
+    from genaug.train.checkpoint import resolve_resume
+
+    ckpt = resolve_resume(resume, run_dir)
+    saved = Path(run_dir) / "recipe.yaml"
+    if ckpt is None or not saved.exists():
+        return ckpt, None
+    old = read_yaml(saved)
+    mine = recipe_hash(_resume_view(recipe), RESUME_FREE)
+    if not isinstance(old, dict) or recipe_hash(_resume_view(old), RESUME_FREE) != mine:
+        was = ((old.get("data") or {}).get("batch_size") if isinstance(old, dict) else None) or 0
+        now = (recipe.get("data") or {}).get("batch_size")
+        if isinstance(old, dict) and was != now:
+            same = {**old, "data": {**(old.get("data") or {}), "batch_size": now}}
+            if recipe_hash(_resume_view(same), RESUME_FREE) == mine:
+                raise GenaugError(
+                    f"{run_dir} was started with --batch-size {was} and this run has {now}: a resume keeps the run's "
+                    f"global batch (it sets the per-process batch from the number of processes itself); pass "
+                    f"--batch-size {was}, or choose a new --out"
+                )
+        raise GenaugError(
+            f"{run_dir} holds a run of another recipe or data: resume it with the same flags, or choose a new --out"
+        )
+    was = (old.get("resolved") or {}).get("precision")
+    if was is not None and was != precision:
+        raise GenaugError(
+            f"{run_dir} was trained in precision {was} and this run resolves to {precision}: pass --precision {was} "
+            "to resume it, or choose a new --out"
+        )
+    return ckpt, old

@@ -18,13 +18,8 @@ import yaml
 
 from genaug.core.errors import GenaugError
 from genaug.core.locks import folder_lock
-from genaug.core.recipes import dump_recipe, load_recipe, recipe_hash
+from genaug.core.recipes import dump_recipe, load_recipe
 from genaug.train.recipe import validate_train_recipe
-
-# keys of a recipe that may change between a run and its resumption (how it runs, not what it learns)
-RESUME_FREE = ("loop",)
-# data.* keys a resumed run may change: where bytes come from, and the loader workers (the stream resumes on any count)
-DATA_RESUME_FREE = ("cache_dir", "cache_limit", "num_workers")
 
 
 def _precision(name: str) -> str:
@@ -342,47 +337,10 @@ def _loop_config(recipe: dict, progress_bar: bool):
 
 
 def _check_resume(recipe: dict, run_dir: Path, resume, precision: str) -> tuple[Path | None, dict | None]:
-    """(checkpoint to resume from, the run's saved recipe.yaml or None); a run folder of another recipe or data is
-    refused. The number of processes and workers may change (genaug.train.resume_plan keeps the run's plan)."""
-    from genaug.core.yamlio import read_yaml
-    from genaug.train.checkpoint import resolve_resume
+    """(checkpoint to resume from, the run's saved recipe.yaml or None): genaug.train.resume_plan.check_resume."""
+    from genaug.train.resume_plan import check_resume
 
-    ckpt = resolve_resume(resume, run_dir)
-    saved = run_dir / "recipe.yaml"
-    if ckpt is None or not saved.exists():
-        return ckpt, None
-    old = read_yaml(saved)
-    mine = _resume_view(_public({**recipe, "resolved": None}))
-    ignore = (*RESUME_FREE, "resolved")
-    if not isinstance(old, dict) or recipe_hash(_resume_view(old), ignore) != recipe_hash(mine, ignore):
-        was = ((old.get("data") or {}).get("batch_size") if isinstance(old, dict) else None) or 0
-        now = recipe["data"].get("batch_size")
-        if was != now and isinstance(old, dict):
-            same = {**old, "data": {**(old.get("data") or {}), "batch_size": now}}
-            if recipe_hash(_resume_view(same), ignore) == recipe_hash(mine, ignore):
-                raise GenaugError(
-                    f"{run_dir} was started with --batch-size {was} and this run has {now}: a resume keeps the run's "
-                    f"global batch (it sets the per-process batch from the number of processes itself); pass "
-                    f"--batch-size {was}, or choose a new --out"
-                )
-        raise GenaugError(
-            f"{run_dir} holds a run of another recipe or data: resume it with the same flags, or choose a new --out"
-        )
-    was = (old.get("resolved") or {}).get("precision")
-    if was is not None and was != precision:
-        raise GenaugError(
-            f"{run_dir} was trained in precision {was} and this run resolves to {precision}: pass --precision {was} "
-            "to resume it, or choose a new --out"
-        )
-    return ckpt, old
-
-
-def _resume_view(recipe: dict) -> dict:
-    """`recipe` without the data.* keys a resumed run may change (DATA_RESUME_FREE)."""
-    data = recipe.get("data") if isinstance(recipe, dict) else None
-    if not isinstance(data, dict):
-        return recipe
-    return {**recipe, "data": {k: v for k, v in data.items() if k not in DATA_RESUME_FREE}}
+    return check_resume(_public({**recipe, "resolved": None}), run_dir, resume, precision)
 
 
 def _train(recipe: dict, run_dir: Path, resume, stop_after: int | None, progress_bar: bool, probe: bool) -> dict:
