@@ -117,6 +117,20 @@ def test_resume_inside_the_rest_is_exact_and_can_change_size_again(data, two_by_
     assert len(seen) == len(set(seen)) == SHARDS * PER_SHARD
 
 
+def test_another_batch_size_is_dealt_out_only_when_the_caller_keeps_the_global_batch(data, two_by_two):
+    """rebatch=True (what `genaug train` passes: it keeps the global batch itself): same 2 x 2, batch 2 -> 3."""
+    before, states = two_by_two
+    after = []
+    for ld in loaders(data, 2, 2, batch_size=3):
+        with pytest.raises(GenaugError, match="batch_size was 2"):
+            ld.load_state_dict(states)
+        ld.load_state_dict(states, rebatch=True)
+        assert len(ld) == (SHARDS * PER_SHARD - len(before)) // (2 * 3)
+        after += keys(take(ld))
+    seen = before + after
+    assert len(seen) == len(set(seen)) == SHARDS * PER_SHARD
+
+
 def test_the_rest_read_by_ranges_gives_the_batches_of_whole_reads(data, two_by_two):
     """Range reads (member indexes, variants drawn up front per pass) in the rest of an epoch on 1 x 3 workers."""
     _, states = two_by_two
