@@ -674,24 +674,27 @@ class TrainLoader:
             "gen_weighting": s.policy.weighting,
         }
 
-    def load_state_dict(self, sd: dict | list[dict]) -> None:
+    def load_state_dict(self, sd: dict | list[dict], rebatch: bool = False) -> None:
         """Restore a state_dict: the next iteration continues the saved epoch at the saved step.
 
         `sd` is this rank's state, or the list of every rank's states (what a Trainer checkpoint holds). With the
-        same world size and workers the stream continues bitwise; with others (the list needed) the rest of the
-        interrupted epoch is dealt out again over this world size (genaug.data.elastic)."""
+        same world size, workers and batch size the stream continues bitwise; with others (the list needed) the rest
+        of the interrupted epoch is dealt out again over this world size (genaug.data.elastic). Another batch size
+        is refused unless `rebatch` (a caller that keeps the global batch itself, as `genaug train` does)."""
         s = self.stream
         states = list(sd) if isinstance(sd, (list, tuple)) else [sd]
         if not states:
             raise GenaugError("cannot resume the data stream: the checkpoint holds no data state")
         for k in ("seed", "batch_size"):
+            if k == "batch_size" and rebatch:
+                continue
             if states[0].get(k) != getattr(s, k):
                 raise GenaugError(
                     f"cannot resume the data stream: {k} was {states[0].get(k)} in the checkpoint and is "
                     f"{getattr(s, k)} now; resume with the same {k}"
                 )
         old_world, old_workers = states[0].get("world_size"), states[0].get("num_workers")
-        if old_world == s.world_size and old_workers == s.num_workers:
+        if old_world == s.world_size and old_workers == s.num_workers and states[0].get("batch_size") == s.batch_size:
             mine = states[s.rank] if len(states) == old_world else states[0]
             if len(states) != old_world and states[0].get("rank") != s.rank:
                 raise GenaugError(
@@ -703,8 +706,8 @@ class TrainLoader:
         if len(states) != old_world or sorted(int(st.get("rank", -1)) for st in states) != list(range(old_world)):
             raise GenaugError(
                 f"cannot resume the data stream on {s.world_size} x {s.num_workers} workers: it was checkpointed "
-                f"on {old_world} x {old_workers}, and another world size needs the data state of every one of "
-                f"its {old_world} ranks (the Trainer's checkpoint holds them), got {len(states)}"
+                f"on {old_world} x {old_workers}, and another world size (or batch size) needs the data state of "
+                f"every one of its {old_world} ranks (the Trainer's checkpoint holds them), got {len(states)}"
             )
         self._elastic(states)
 

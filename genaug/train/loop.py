@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -38,6 +39,7 @@ class LoopConfig:
     tensorboard: bool = True
     wandb: bool = False
     stop_at: int | None = None  # end this session at this step (a preemption), checkpointing first
+    log_keys: bool = False  # write the sample keys of every micro-batch to keys/rank<R>.jsonl (see KeysLog)
 
 
 @torch.no_grad()
@@ -148,6 +150,38 @@ class MetricsLogger:
             self.wb.finish()
 
 
+class KeysLog:
+    """keys/rank<R>.jsonl of a run: one row {step, epoch, keys} per micro-batch this process consumed (`step`: the
+    optimizer step it went into; `epoch`: its data epoch). A session starting at step s first drops every rank's
+    rows past s (their steps were lost with the process), so the files list what the run's checkpoint trained on."""
+
+    def __init__(self, run_dir: Path, step: int, acc: Any) -> None:
+        folder = Path(run_dir) / "keys"
+        if acc.is_main_process:
+            folder.mkdir(parents=True, exist_ok=True)
+            for path in sorted(folder.glob("rank*.jsonl")):
+                rows = []
+                for line in path.read_text().splitlines():
+                    try:
+                        row = json.loads(line)
+                    except json.JSONDecodeError:
+                        break  # a torn last line of a killed process
+                    if int(row.get("step", 0)) <= step:
+                        rows.append(line + "\n")
+                path.write_text("".join(rows))
+        acc.wait_for_everyone()
+        self.file = open(folder / f"rank{acc.process_index}.jsonl", "a")  # noqa: SIM115 - open for the whole fit
+
+    def write(self, step: int, epoch: int, keys) -> None:
+        """Append the row of one micro-batch (flushed: a killed process leaves whole rows)."""
+        self.file.write(json.dumps({"step": int(step), "epoch": int(epoch), "keys": list(keys or [])}) + "\n")
+        self.file.flush()
+
+    def close(self) -> None:
+        """Close this process's file."""
+        self.file.close()
+
+
 def fresh_accelerate_state() -> None:
     """Forget the precision of a previous Accelerator in this process (Accelerate keeps it in a singleton and
     refuses another one), but keep the distributed state (the process group of torchrun / accelerate launch)."""
@@ -237,8 +271,10 @@ class Trainer:
         w = getattr(self, "_window", None) or {"sums": {}, "n": 0}
         return {"sums": {k: float(_scalar(v)) for k, v in w["sums"].items()}, "n": int(w["n"])}
 
-    def load_state_dict(self, st: dict) -> None:
-        """Restore from state_dict() (same number of processes for exact RNG continuation)."""
+    def load_state_dict(self, st: dict, rebatch: bool = False) -> None:
+        """Restore from state_dict(): exactly on the same number of processes and workers; on others (or, with
+        `rebatch`, another per-process batch: the caller keeps the global batch) the data stream deals the rest of
+        the interrupted epoch out again and each process's RNGs are seeded from (run seed, step, rank)."""
         self.module.load_state_dict(st["model"])
         self.optimizer.load_state_dict(st["optimizer"])
         self.scheduler.load_state_dict(st["scheduler"])
@@ -249,34 +285,47 @@ class Trainer:
         win = st.get("log_window")
         if isinstance(win, dict) and isinstance(win.get("sums"), dict):
             self._resumed_window = {"sums": dict(win["sums"]), "n": int(win.get("n", 0))}
-        r = self.acc.process_index if len(st["rng"]) == self.acc.num_processes else 0
-        set_rng_state(st["rng"][r])
+        same = len(st["rng"]) == self.acc.num_processes
+        r = self.acc.process_index if same else 0
+        if same:
+            set_rng_state(st["rng"][r])
+        else:  # another world size: no saved state is this rank's; fresh streams, distinct per rank
+            from accelerate.utils import set_seed
+
+            seed = int((self.recipe.get("run") or {}).get("seed", 0))
+            set_seed(int(np.random.SeedSequence([seed, self.step, self.acc.process_index]).generate_state(1)[0]))
         data = st["data"][r]
         self.data_epoch, self.data_batches = int(data["epoch"]), int(data["batches"])
         if data.get("loader") is not None and hasattr(self.loader, "load_state_dict"):
             every = [d.get("loader") for d in st["data"]]
             # every rank's state: on another world size or worker count the stream deals the epoch's rest out again
-            self.loader.load_state_dict(every if all(e is not None for e in every) else data["loader"])
+            got = every if all(e is not None for e in every) else data["loader"]
+            if rebatch:
+                self.loader.load_state_dict(got, rebatch=True)
+            else:
+                self.loader.load_state_dict(got)
             self._skip = 0
-            self._sync_data_epoch()
+            self._sync_epoch()
         else:  # a deterministic stream without state: replay up to the saved position
             self._skip = self.data_batches
 
-    def _sync_data_epoch(self) -> None:
-        """Follow a restored loader's epoch: one checkpointed right at the end of an epoch (or whose elastic rest was
-        empty) goes on with the next epoch, and the loop counts that epoch, not the finished one (which it would
-        otherwise select again at its next epoch boundary, repeating it)."""
-        lo = self.loader
-        if not hasattr(lo, "epoch") or not hasattr(lo, "set_epoch"):
+    def _sync_epoch(self) -> None:
+        """Follow a just-restored loader's epoch: one saved right after its epoch's last batch (the iterator had not
+        yet ended), or whose resumed rest is empty, starts the next epoch once, as the uninterrupted run does (the
+        loop once re-selected the finished epoch at the next boundary and repeated it)."""
+        ld = self.loader
+        if not hasattr(ld, "epoch") or not hasattr(ld, "set_epoch"):
             return
-        if int(getattr(lo, "step", 0)) >= int(getattr(lo, "steps_per_epoch", math.inf)):
-            lo.set_epoch(int(lo.epoch) + 1)
-        if int(lo.epoch) != self.data_epoch:
-            self.data_epoch, self.data_batches = int(lo.epoch), int(getattr(lo, "step", 0))
+        if getattr(ld, "step", 0) >= getattr(ld, "steps_per_epoch", math.inf):
+            if hasattr(ld, "io"):
+                ld.last_io = dict(ld.io)  # the finished epoch's I/O counts, as its iterator would have kept them
+            ld.set_epoch(int(ld.epoch) + 1)
+        if int(ld.epoch) != self.data_epoch:
+            self.data_epoch, self.data_batches = int(ld.epoch), int(getattr(ld, "step", 0))
 
-    def resume(self, path: Path) -> None:
-        """Load checkpoint `path`."""
-        self.load_state_dict(load_checkpoint(path))
+    def resume(self, path: Path, rebatch: bool = False) -> None:
+        """Load checkpoint `path` (`rebatch`: see load_state_dict)."""
+        self.load_state_dict(load_checkpoint(path), rebatch=rebatch)
 
     def save(self) -> Path | None:
         """Checkpoint the current step (main process writes; every rank contributes its RNG and data state)."""
@@ -335,6 +384,7 @@ class Trainer:
             window.update(sums=dict(resumed["sums"]), n=resumed["n"])
             self._resumed_window = None
         self._window = window
+        keys = KeysLog(self.run_dir, self.step, acc) if cfg.log_keys else None
         self.model.train()
         end = min(cfg.total_steps, cfg.stop_at) if cfg.stop_at is not None else cfg.total_steps
         while self.step < end:
@@ -343,6 +393,8 @@ class Trainer:
                 t = time.perf_counter()
                 batch = self._next_batch()
                 window["wait"] += time.perf_counter() - t
+                if keys is not None:
+                    keys.write(self.step + 1, self.data_epoch, batch.get("key"))
                 batch = _to_device(batch, acc.device, cfg.channels_last)
                 window["images"] += batch["views"][0].shape[0] * acc.num_processes
                 if torch.is_tensor(batch.get("replaced")):
@@ -413,6 +465,8 @@ class Trainer:
             if cfg.ckpt_every and self.step % cfg.ckpt_every == 0 and self.step < end:
                 self.save()
         self.save()
+        if keys is not None:
+            keys.close()
         if bar is not None:
             bar.close()
         if logger is not None:

@@ -161,6 +161,9 @@ class Loop(Settings):
     keep_checkpoints: int = setting(2, "Checkpoints kept in the run folder.", ge=0)
     tensorboard: bool = setting(True, "Write TensorBoard events.")
     wandb: bool = setting(False, "Log to Weights & Biases.")
+    log_keys: bool = setting(
+        False, "Write each micro-batch's sample keys to keys/rank<R>.jsonl (step, data epoch, keys)."
+    )
 
 
 class Run(Settings):

@@ -3,7 +3,8 @@
 The recipe schema (sections, types, defaults, flags) is genaug.train.recipe.TrainRecipe and the invocation's own
 options genaug.train.options.TrainOptions; the code below reads typed settings only. The resolved recipe, with
 every default filled in and a `resolved:` section (total steps, warm-up steps, global batch, lr, precision, world
-size), is written to <run>/recipe.yaml.
+size), is written to <run>/recipe.yaml. A resumed run keeps that plan on any number of processes
+(genaug.train.resume_plan: per-process batch and grad_accum share the global batch; `resolved.history`).
 """
 
 from __future__ import annotations
@@ -17,13 +18,9 @@ from typing import Any
 from genaug.core.cli_model import parse_sets, split_settings
 from genaug.core.errors import GenaugError
 from genaug.core.locks import folder_lock
-from genaug.core.recipes import dump_recipe, load_recipe, recipe_hash
+from genaug.core.recipes import dump_recipe, load_recipe
 from genaug.train.options import TrainOptions
 from genaug.train.recipe import TrainRecipe, parse_train_recipe
-
-# keys of a recipe that may change between a run and its resumption (how it runs, not what it learns)
-RESUME_FREE = ("loop",)
-DATA_RESUME_FREE = ("cache_dir", "cache_limit")  # data.* keys that change where bytes come from, never the stream
 
 
 def _precision(name: str) -> str:
@@ -128,9 +125,9 @@ def _accelerator(rec: TrainRecipe):
     return acc, prec
 
 
-def _loader(rec: TrainRecipe, acc):
-    """The training stream of this process (its rank's share of the shards), its colour stage where
-    loop.augment_device says (auto: on the training device when it is CUDA, else in the workers)."""
+def _loader(rec: TrainRecipe, acc, batch_size: int):
+    """The training stream of this process (its rank's share of the shards, `batch_size` samples a batch), its
+    colour stage where loop.augment_device says (auto: on the training device when it is CUDA, else the workers)."""
     from genaug.data.stream import build_train_loader
 
     run, data = rec.run, rec.data
@@ -145,7 +142,7 @@ def _loader(rec: TrainRecipe, acc):
         p=run.p,
         mix_views=data.mix_views,
         views_recipe=rec.views,
-        batch_size=data.batch_size,
+        batch_size=batch_size,
         num_workers=data.num_workers,
         seed=run.seed,
         rank=acc.process_index,
@@ -162,8 +159,11 @@ def _loader(rec: TrainRecipe, acc):
 
 
 def resolve_plan(rec: TrainRecipe, loader_steps_per_epoch: int, world_size: int, precision: str) -> dict:
-    """The `resolved:` section: total and warm-up steps, global batch, scaled learning rates, precision, world size."""
+    """The `resolved:` section of a new run: total and warm-up steps, global batch, scaled learning rates, precision,
+    and this session's world size, workers, per-process batch and grad_accum (with its history, genaug.train.
+    resume_plan)."""
     from genaug.train.optim import scaled_lr
+    from genaug.train.resume_plan import session
 
     optim, sched = rec.optim, rec.schedule
     accum = rec.loop.grad_accum
@@ -181,6 +181,10 @@ def resolve_plan(rec: TrainRecipe, loader_steps_per_epoch: int, world_size: int,
         "bias_lr": scaled_lr(optim.bias_lr, global_batch, scaling, ref) if optim.bias_lr is not None else None,
         "precision": precision,
         "world_size": world_size,
+        "workers": rec.data.num_workers,
+        "batch_size": rec.data.batch_size,
+        "grad_accum": accum,
+        "history": [session(0, world_size, rec.data.num_workers, rec.data.batch_size, accum)],
     }
 
 
@@ -224,7 +228,7 @@ def _loop_config(rec: TrainRecipe, progress_bar: bool):
     return LoopConfig(
         total_steps=res["total_steps"],
         steps_per_epoch=res["steps_per_epoch"],
-        grad_accum=loop.grad_accum,
+        grad_accum=res["grad_accum"],
         clip_grad=rec.optim.clip_grad,
         log_every=loop.log_every,
         ckpt_every=loop.ckpt_every,
@@ -236,66 +240,39 @@ def _loop_config(rec: TrainRecipe, progress_bar: bool):
         progress_bar=progress_bar,
         tensorboard=loop.tensorboard,
         wandb=loop.wandb,
+        log_keys=loop.log_keys,
     )
 
 
-def _check_resume(recipe: dict, run_dir: Path, resume) -> Path | None:
-    """The checkpoint to resume from; a run folder of another recipe or data is refused."""
-    from genaug.core.yamlio import read_yaml
-    from genaug.train.checkpoint import resolve_resume
+def _check_resume(public: dict, run_dir: Path, resume, precision: str) -> tuple[Path | None, dict | None]:
+    """(checkpoint to resume from, the run's saved recipe.yaml or None): genaug.train.resume_plan.check_resume."""
+    from genaug.train.resume_plan import check_resume
 
-    ckpt = resolve_resume(resume, run_dir)
-    saved = run_dir / "recipe.yaml"
-    if ckpt is not None and saved.exists():
-        old = read_yaml(saved)
-        mine = _resume_view(recipe)
-        if not isinstance(old, dict) or recipe_hash(_resume_view(old), RESUME_FREE) != recipe_hash(mine, RESUME_FREE):
-            was = _world_size(old)
-            now = recipe["resolved"]["world_size"]
-            if was != now and recipe_hash(_resume_view(old), (*RESUME_FREE, "resolved")) == recipe_hash(
-                mine, (*RESUME_FREE, "resolved")
-            ):  # the data stream could resume elastically, but the plan (global batch, lr, steps) depends on it
-                raise GenaugError(
-                    f"{run_dir} was trained on {was} processes and this run has {now}: `genaug train` resumes on the "
-                    f"same number of processes (its global batch, learning rate and steps follow from it); relaunch "
-                    f"with {was}, or choose a new --out"
-                )
-            raise GenaugError(
-                f"{run_dir} holds a run of another recipe or data: resume it with the same flags, or choose a new --out"
-            )
-    return ckpt
-
-
-def _world_size(saved: Any) -> Any:
-    """The world size a saved recipe.yaml records (None when it records none)."""
-    resolved = saved["resolved"] if isinstance(saved, dict) and "resolved" in saved else None
-    return resolved["world_size"] if isinstance(resolved, dict) and "world_size" in resolved else None
-
-
-def _resume_view(recipe: dict) -> dict:
-    """`recipe` without the data.* keys a resumed run may change (DATA_RESUME_FREE)."""
-    data = recipe["data"] if isinstance(recipe, dict) and "data" in recipe else None
-    if not isinstance(data, dict):
-        return recipe
-    return {**recipe, "data": {k: v for k, v in data.items() if k not in DATA_RESUME_FREE}}
+    return check_resume({**public, "resolved": None}, run_dir, resume, precision)
 
 
 def _train(rec: TrainRecipe, run_dir: Path, opts: TrainOptions) -> dict:
     from genaug.ssl.artifacts import export_model
     from genaug.ssl.methods import build_method
-    from genaug.train.checkpoint import resolve_resume
     from genaug.train.loop import Trainer
+    from genaug.train.resume_plan import continue_plan, record_session
 
     acc, prec = _accelerator(rec)
-    loader = _loader(rec, acc)
     rec.views.setdefault("size", _image_size(rec))
-    rec.resolved = resolve_plan(rec, loader.steps_per_epoch, acc.num_processes, prec)
     rec.data.image_size = int(rec.views["size"])
+    # a run folder being resumed keeps its plan (global batch, lr, steps) on any number of processes; read-only here,
+    # before the loader (its batch follows from the plan); the folder's lock is taken below before anything is written
+    ckpt, saved = _check_resume(rec.as_recipe(), run_dir, opts.resume, prec)
+    if saved is not None:
+        rec.resolved = continue_plan(saved, rec.as_recipe(), acc.num_processes, run_dir)
+        loader = _loader(rec, acc, rec.resolved["batch_size"])
+    else:
+        loader = _loader(rec, acc, rec.data.batch_size)
+        rec.resolved = resolve_plan(rec, loader.steps_per_epoch, acc.num_processes, prec)
     use_probe = opts.probe and rec.probe.enabled
     num_classes = _num_classes(rec.run.shards, rec.run.split) if use_probe else None
     public = rec.as_recipe()
-    fresh = resolve_resume(opts.resume, run_dir) is None  # a resumed run takes its weights from the checkpoint
-    method = build_method(public, init_weights=fresh)
+    method = build_method(public, init_weights=ckpt is None)  # a resumed run takes its weights from the checkpoint
     make_opt, make_sched = _factories(rec, method)
     cfg = _loop_config(rec, opts.progress_bar)
     if acc.is_main_process:
@@ -316,13 +293,15 @@ def _train(rec: TrainRecipe, run_dir: Path, opts: TrainOptions) -> dict:
     if refused:
         raise GenaugError(refused)
     try:
-        ckpt = _check_resume(public, run_dir, opts.resume)
+        trainer = Trainer(method, loader, make_opt, make_sched, cfg, run_dir, num_classes, public, acc)
+        if ckpt is not None:
+            # the run's plan kept (saved): the per-process batch may differ from the checkpoint's
+            trainer.resume(ckpt, rebatch=saved is not None)
+        rec.resolved = record_session(rec.resolved, trainer.step)
+        public = trainer.recipe = rec.as_recipe()
         if acc.is_main_process:
             dump_recipe(public, run_dir / "recipe.yaml")
         acc.wait_for_everyone()
-        trainer = Trainer(method, loader, make_opt, make_sched, cfg, run_dir, num_classes, public, acc)
-        if ckpt is not None:
-            trainer.resume(ckpt)
         if opts.stop_after is not None:
             trainer.cfg.stop_at = trainer.step + opts.stop_after
         metrics = trainer.fit()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -91,6 +92,29 @@ def test_run_stopped_right_at_an_epoch_end_resumes_with_the_next_epoch(shard_set
     assert _losses(tmp_path / "part") == _losses(tmp_path / "full")
 
 
+def test_a_run_stopped_at_an_epoch_end_resumes_exactly(shard_set, tmp_path):
+    """Stopped right after an epoch's last batch (4 steps of 8 of 32 samples): the resumed run starts the next epoch
+    once, as the uninterrupted run does (it once replayed that epoch twice), and keeps its plan and keys log."""
+    kw = dict(steps=10, batch_size=8, backbone="tiny", image_size=16, workers=0, log_every=1, progress_bar=False)
+    kw["overrides"] = {**TINY, "loop.log_keys": True, "loop.ckpt_every": 2}
+    train("simclr", shards=shard_set, out=tmp_path / "full", **kw)
+    train("simclr", shards=shard_set, out=tmp_path / "part", stop_after=4, **kw)
+    shutil.copytree(tmp_path / "part", tmp_path / "older")
+    train("simclr", shards=shard_set, out=tmp_path / "part", **kw)
+    # resumed from its older checkpoint (step 2): the keys and metrics rows of steps 3-4 are dropped and redone
+    train(
+        "simclr", shards=shard_set, out=tmp_path / "older", resume=tmp_path / "older" / "checkpoint-00000002.pt", **kw
+    )
+    for run in ("part", "older"):
+        assert _losses(tmp_path / run) == _losses(tmp_path / "full"), run
+        rows = [(tmp_path / r / "keys" / "rank0.jsonl").read_text() for r in ("full", run)]
+        assert rows[0] == rows[1] and rows[0].count("\n") == 10, run
+    import yaml
+
+    resolved = yaml.safe_load((tmp_path / "part" / "recipe.yaml").read_text())["resolved"]
+    assert resolved["history"] == [{"from_step": 0, "world_size": 1, "workers": 0, "batch_size": 8, "grad_accum": 1}]
+
+
 def test_killed_process_resumes_exactly(shard_set, tmp_path):
     args = [
         "--method",
@@ -105,6 +129,8 @@ def test_killed_process_resumes_exactly(shard_set, tmp_path):
         "1",
         "--ckpt-every",
         "1",
+        "--set",
+        "loop.log_keys=true",
     ] + TINY_ARGS
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     killed = tmp_path / "killed"
@@ -132,12 +158,15 @@ def test_killed_process_resumes_exactly(shard_set, tmp_path):
         backbone="tiny",
         image_size=16,
         batch_size=8,
-        overrides=TINY,
+        overrides={**TINY, "loop.log_keys": True},
         progress_bar=False,
     )
     assert train(out=killed, **kw)["step"] == 40  # the rerun resumes from the newest complete checkpoint
     train(out=tmp_path / "full", **kw)
     assert _losses(killed) == _losses(tmp_path / "full")
+    # the keys log: the rows the killed process wrote past its checkpoint were dropped, so it lists the same samples
+    keys = [(run / "keys" / "rank0.jsonl").read_text() for run in (killed, tmp_path / "full")]
+    assert keys[0] == keys[1] and keys[0].count("\n") == 40
     assert not list(killed.glob("*.tmp-*"))
 
 

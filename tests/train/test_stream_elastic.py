@@ -117,6 +117,20 @@ def test_resume_inside_the_rest_is_exact_and_can_change_size_again(data, two_by_
     assert len(seen) == len(set(seen)) == SHARDS * PER_SHARD
 
 
+def test_another_batch_size_is_dealt_out_only_when_the_caller_keeps_the_global_batch(data, two_by_two):
+    """rebatch=True (what `genaug train` passes: it keeps the global batch itself): same 2 x 2, batch 2 -> 3."""
+    before, states = two_by_two
+    after = []
+    for ld in loaders(data, 2, 2, batch_size=3):
+        with pytest.raises(GenaugError, match="batch_size was 2"):
+            ld.load_state_dict(states)
+        ld.load_state_dict(states, rebatch=True)
+        assert len(ld) == (SHARDS * PER_SHARD - len(before)) // (2 * 3)
+        after += keys(take(ld))
+    seen = before + after
+    assert len(seen) == len(set(seen)) == SHARDS * PER_SHARD
+
+
 def test_the_rest_read_by_ranges_gives_the_batches_of_whole_reads(data, two_by_two):
     """Range reads (member indexes, variants drawn up front per pass) in the rest of an epoch on 1 x 3 workers."""
     _, states = two_by_two
@@ -140,17 +154,22 @@ def test_elastic_resume_errors_are_one_line(data, two_by_two):
         one.load_state_dict(states[0])
 
 
-def test_train_resume_on_another_process_count_is_one_line(tmp_path):
+def test_train_resume_check_lets_the_process_count_change_but_not_the_recipe(tmp_path):
+    """The run folder check of `genaug train` (the trainer-level elastic runs: tests/train/test_train_elastic.py)."""
     import yaml
 
     from genaug.train.runner import _check_resume
 
-    recipe = {"run": {"p": 0.5}, "data": {"batch_size": 8}, "resolved": {"world_size": 1, "global_batch": 8}}
+    recipe = {"run": {"p": 0.5}, "data": {"batch_size": 8, "num_workers": 1}, "resolved": None}
     (tmp_path / "checkpoint-00000004.pt").write_bytes(b"")
-    old = {**recipe, "resolved": {"world_size": 2, "global_batch": 16}}
+    old = {**recipe, "data": {"batch_size": 8, "num_workers": 4}, "resolved": {"world_size": 2, "precision": "no"}}
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(old))
-    with pytest.raises(GenaugError, match="was trained on 2 processes and this run has 1"):
-        _check_resume(recipe, tmp_path, None)
+    ckpt, saved = _check_resume(recipe, tmp_path, None, "no")  # 2 processes x 4 workers -> any: the plan is kept
+    assert ckpt.name == "checkpoint-00000004.pt" and saved["resolved"]["world_size"] == 2
+    with pytest.raises(GenaugError, match="trained in precision no and this run resolves to bf16"):
+        _check_resume(recipe, tmp_path, None, "bf16")
+    with pytest.raises(GenaugError, match="started with --batch-size 8 and this run has 4: a resume keeps the run's"):
+        _check_resume({**recipe, "data": {"batch_size": 4}}, tmp_path, None, "no")
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump({**old, "run": {"p": 0.1}}))
     with pytest.raises(GenaugError, match="another recipe or data"):
-        _check_resume(recipe, tmp_path, None)
+        _check_resume(recipe, tmp_path, None, "no")
