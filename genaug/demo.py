@@ -228,7 +228,8 @@ def _pct(doc: dict, metric: str) -> str:
 
 
 class DemoOptions(Settings):
-    """The options of `genaug demo`, declared once (flags, defaults, bounds)."""
+    """Run the main job end to end on a bundled real dataset (scikit-learn's digits, upscaled) on CPU in a few minutes,
+    printing where each stage wrote its output."""
 
     where: ClassVar[str] = "flag"
 
@@ -254,13 +255,7 @@ class DemoOptions(Settings):
 def register(app: typer.Typer) -> None:
     """Add the `demo` command to the CLI."""
 
-    @command(
-        app,
-        "demo",
-        "Run the main job end to end on a bundled real dataset (scikit-learn's digits, "
-        "upscaled) on CPU in a few minutes, printing where each stage wrote its output.",
-        options=DemoOptions,
-    )
+    @command(app, "demo", options=DemoOptions)
     def demo(o: DemoOptions, overrides: dict) -> None:
         run_demo(
             Path(o.out),

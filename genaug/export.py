@@ -203,7 +203,9 @@ def export_backbone(run: str | os.PathLike, fmt: str, out: str | os.PathLike | N
 
 
 class ExportOptions(Settings):
-    """The options of `genaug export`, declared once."""
+    """Export a trained run's backbone for timm (timm.create_model(NAME, pretrained=True,
+    pretrained_cfg_overlay=dict(file=F, num_classes=0))) or torchvision (load_state_dict), checked by loading it
+    back with that library."""
 
     where: ClassVar[str] = "flag"
 
@@ -215,14 +217,7 @@ class ExportOptions(Settings):
 def register(app: typer.Typer) -> None:
     """Add the `export` command to the CLI."""
 
-    @command(
-        app,
-        "export",
-        "Export a trained run's backbone for timm (timm.create_model(NAME, pretrained=True, "
-        "pretrained_cfg_overlay=dict(file=F, num_classes=0))) or torchvision (load_state_dict), checked by loading "
-        "it back with that library.",
-        options=ExportOptions,
-    )
+    @command(app, "export", options=ExportOptions)
     def export(o: ExportOptions, overrides: dict) -> None:
         info = export_backbone(o.run, o.fmt, o.out)
         typer.echo(f"wrote {info['file']} ({info['format']} {info['architecture']}); load it with:\n{info['load']}")

@@ -14,7 +14,8 @@ from genaug.shards.options import SHARDS_HELP, cache_dir_field, cache_limit_fiel
 
 
 class InspectOptions(Settings):
-    """The options of `genaug inspect`."""
+    """Write a PNG contact sheet: each source image with its K generated variants (a blank tile where generation
+    failed); with --views, the source and pairs of training views at replacement probability --p."""
 
     where: ClassVar[str] = "flag"
 
@@ -50,13 +51,7 @@ class InspectOptions(Settings):
 def register(app: typer.Typer) -> None:
     """Add the `inspect` command to the CLI."""
 
-    @command(
-        app,
-        "inspect",
-        "Write a PNG contact sheet: each source image with its K generated variants (a blank tile where "
-        "generation failed); with --views, the source and pairs of training views at replacement probability --p.",
-        options=InspectOptions,
-    )
+    @command(app, "inspect", options=InspectOptions)
     def inspect(o: InspectOptions, overrides: dict) -> None:
         from genaug.inspect import contact_sheet, views_sheet
         from genaug.shards.cache import set_cache_env

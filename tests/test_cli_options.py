@@ -103,7 +103,7 @@ def test_the_walker_sees_a_plain_option_and_a_missing_field():
     """The check itself can fail: an option no field declares, and a field that is no option, are both reported."""
     demo = typer.Typer()
 
-    @command(demo, "one", "A command.", options=_Opts)
+    @command(demo, "one", options=_Opts)
     def one(opts: _Opts, overrides: dict) -> None:
         print(opts.size)
 

@@ -4,7 +4,7 @@
         where: ClassVar[str] = "flag"
         out: str | None = setting(None, "Run directory.", flag="--out")
 
-    @command(app, "train", "Train an SSL model ...", options=TrainOptions, recipe=TrainRecipe)
+    @command(app, "train", options=TrainOptions, recipe=TrainRecipe)   # help: the docstring of TrainOptions
     def train(opts: TrainOptions, overrides: dict) -> None: ...
 
 Every field of `options` with a flag becomes an option with the field's default and help (a field with
@@ -97,13 +97,16 @@ def _parameter(pname: str, field: Any, dotted: str | None) -> inspect.Parameter:
 def command(
     app: typer.Typer,
     name: str,
-    help: str,  # noqa: A002
     *,
     options: type[Settings],
     recipe: type[Settings] | None = None,
     **typer_kw: Any,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Register `handler(opts, overrides)` as the command `name`, its options generated from the two models."""
+    """Register `handler(opts, overrides)` as the command `name`: its help is the options model's docstring, its
+    options are generated from the two models."""
+    import inspect as _inspect
+
+    help = _inspect.cleandoc(options.__doc__ or "")  # noqa: A001 - click's word
 
     def register(handler: Callable[..., Any]) -> Callable[..., Any]:
         params: list[inspect.Parameter] = []

@@ -34,52 +34,31 @@ def register(app: typer.Typer) -> None:
         no_args_is_help=True,
     )
 
-    @command(
-        ev,
-        "linear",
-        "Linear probe on frozen features (SGD/LARS, cosine schedule); top-1/top-5 on val.",
-        options=LinearOptions,
-    )
+    @command(ev, "linear", options=LinearOptions)
     def linear(opts: LinearOptions, overrides: dict) -> None:
         from genaug.evaluate.run import eval_linear
 
         eval_linear(**_setup(opts, opts.shards))
 
-    @command(
-        ev,
-        "knn",
-        "Weighted kNN on frozen features (cosine, votes exp(sim/T)); top-1/top-5 per k.",
-        options=KnnOptions,
-    )
+    @command(ev, "knn", options=KnnOptions)
     def knn(opts: KnnOptions, overrides: dict) -> None:
         from genaug.evaluate.run import eval_knn
 
         eval_knn(**_setup(opts, opts.shards))
 
-    @command(
-        ev,
-        "ood",
-        "OOD detection: AUROC, AUPR-in/out, FPR@95 of max softmax, Mahalanobis, kNN distance "
-        "and the uncertainty of probabilistic methods.",
-        options=OodOptions,
-    )
+    @command(ev, "ood", options=OodOptions)
     def ood(opts: OodOptions, overrides: dict) -> None:
         from genaug.evaluate.run import eval_ood
 
         eval_ood(**_setup(opts, opts.in_set, opts.out_sets))
 
-    @command(
-        ev,
-        "similarity",
-        "Linear CKA and orthogonal Procrustes distance of two encoders on the same images.",
-        options=SimilarityOptions,
-    )
+    @command(ev, "similarity", options=SimilarityOptions)
     def similarity(opts: SimilarityOptions, overrides: dict) -> None:
         from genaug.evaluate.run import eval_similarity
 
         eval_similarity(**_setup(opts, opts.shards))
 
-    @command(ev, "report", "Table (and PNG bar chart) comparing the results of several runs.", options=ReportOptions)
+    @command(ev, "report", options=ReportOptions)
     def report(opts: ReportOptions, overrides: dict) -> None:
         from genaug.evaluate.run import eval_report
 

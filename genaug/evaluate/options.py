@@ -124,7 +124,7 @@ class _Linear(EvalOptions):
 
 
 class LinearOptions(FeatureFlags, ResultOut, Bootstrap, _Linear, ProbeData):
-    """`genaug eval linear`."""
+    """Linear probe on frozen features (SGD/LARS, cosine schedule); top-1/top-5 on val."""
 
 
 class _Knn(EvalOptions):
@@ -143,7 +143,7 @@ class _Knn(EvalOptions):
 
 
 class KnnOptions(FeatureFlags, ResultOut, Bootstrap, _Knn, ProbeData):
-    """`genaug eval knn`."""
+    """Weighted kNN on frozen features (cosine, votes exp(sim/T)); top-1/top-5 per k."""
 
 
 SCORES = ("msp", "mahalanobis", "knn", "uncertainty")
@@ -193,7 +193,8 @@ class _Ood(EvalOptions):
 
 
 class OodOptions(FeatureFlags, _Ood):
-    """`genaug eval ood`."""
+    """OOD detection: AUROC, AUPR-in/out, FPR@95 of max softmax, Mahalanobis, kNN distance and the uncertainty of
+    probabilistic methods."""
 
 
 class _Similarity(EvalOptions):
@@ -206,13 +207,13 @@ class _Similarity(EvalOptions):
 
 
 class SimilarityOptions(FeatureFlags, ResultOut, Bootstrap, _Similarity):
-    """`genaug eval similarity`."""
+    """Linear CKA and orthogonal Procrustes distance of two encoders on the same images."""
 
     n_boot: int = setting(200, "Bootstrap resamples of the images.", "--boot", ge=1)
 
 
 class ReportOptions(EvalOptions):
-    """`genaug eval report`."""
+    """Table (and PNG bar chart) comparing the results of several runs."""
 
     runs: list[str] = setting(..., "Run folders (with eval/*.json) or result .json files.", "RUNS", argument=True)
     png: str | None = setting(None, "Write a grouped bar chart here.", "--png")

@@ -13,16 +13,7 @@ from genaug.fit.options import FitOptions, FitSettings, parse_widths
 def register(app: typer.Typer) -> None:
     """Add the `fit-generator` command to the CLI."""
 
-    @command(
-        app,
-        "fit-generator",
-        "Train a small unconditional diffusion model (diffusers UNet2DModel, DDPM objective, EMA weights) on "
-        "a split's images and save it as a diffusers folder OUT/model for `genaug generate --model img2img-ddpm "
-        "--weights OUT/model`. Checkpoints under OUT/checkpoints; rerun the same command to resume. Runs under "
-        "accelerate launch / torchrun for several GPUs.",
-        options=FitOptions,
-        recipe=FitSettings,
-    )
+    @command(app, "fit-generator", options=FitOptions, recipe=FitSettings)
     def fit_cmd(opts: FitOptions, overrides: dict) -> None:
         from genaug.fit.run import fit_generator
 

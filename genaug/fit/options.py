@@ -69,7 +69,10 @@ def parse_widths(text: str | None) -> list[int] | None:
 
 
 class FitOptions(Settings):
-    """The options of one `genaug fit-generator` invocation (the model's settings are FitSettings)."""
+    """Train a small unconditional diffusion model (diffusers UNet2DModel, DDPM objective, EMA weights) on a split's
+    images and save it as a diffusers folder OUT/model for `genaug generate --model img2img-ddpm --weights
+    OUT/model`. Checkpoints under OUT/checkpoints; rerun the same command to resume. Runs under accelerate launch /
+    torchrun for several GPUs."""
 
     where: ClassVar[str] = "flag"
 

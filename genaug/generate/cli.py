@@ -14,16 +14,7 @@ from genaug.generate.recipe import GenerateRecipe
 def register(app: typer.Typer) -> None:
     """Add the `generate` command to the CLI."""
 
-    @command(
-        app,
-        "generate",
-        "Materialize K generated variants per source image into a generated column aligned with the source "
-        "shards (e.g. `genaug generate --model sd --shards imagenet`). Run it in any number of processes "
-        "(torchrun, accelerate launch, SLURM array, several machines on one filesystem): they share the shards "
-        "through lease files. Rerun the same command to resume. `--status` reports progress.",
-        options=GenerateOptions,
-        recipe=GenerateRecipe,
-    )
+    @command(app, "generate", options=GenerateOptions, recipe=GenerateRecipe)
     def generate_cmd(opts: GenerateOptions, overrides: dict) -> None:
         from genaug.generate.dispatch import run_generate
         from genaug.generate.recipe import resolve_recipe

@@ -30,7 +30,10 @@ def check_ray_address(address: str | None) -> str | None:
 
 
 class GenerateOptions(Settings):
-    """Options of `genaug generate` that are not recipe keys (the recipe's own flags come from GenerateRecipe)."""
+    """Materialize K generated variants per source image into a generated column aligned with the source shards (e.g.
+    `genaug generate --model sd --shards imagenet`). Run it in any number of processes (torchrun, accelerate launch,
+    SLURM array, several machines on one filesystem): they share the shards through lease files. Rerun the same
+    command to resume. `--status` reports progress."""
 
     where: ClassVar[str] = "flag"
 

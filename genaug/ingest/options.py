@@ -26,7 +26,13 @@ def max_workers() -> int:
 
 
 class IngestOptions(Settings):
-    """The options of `genaug ingest` (and of genaug.ingest.run.ingest)."""
+    """Turn a source image set into a shard set split of WebDataset tars with labels. SOURCE is an ImageNet-style tree
+    (one folder per class, classes sorted as torchvision's ImageFolder does), a flat folder of images (no labels),
+    existing WebDataset .tar files (labels from .cls or --label-key, .txt captions kept), or a Hugging Face
+    `datasets` set: a save_to_disk folder, parquet files, or a hub name with --layout hf (needs genaug[hf]). Shards
+    are written in a seeded shuffled order by default (--order sorted keeps the input's order). Resumable: rerun the
+    same command after a crash. Bad files are skipped and recorded in the shard stats. Example: `genaug ingest
+    /data/imagenet/train --shards imagenet --split train --short-side 256`."""
 
     where: ClassVar[str] = "flag"
 

@@ -12,15 +12,7 @@ from genaug.score.options import ScoreOptions
 def register(app: typer.Typer) -> None:
     """Add the `score` command to the CLI."""
 
-    @command(
-        app,
-        "score",
-        "Write fidelity scores (cosine similarity of each variant to its source, diversity, blank and "
-        "near-copy flags) of a generated column that has none, as an aligned side column "
-        "shards/<set>/scores/<column>/<split>/; the generated shards are not rewritten. Rerun to resume. "
-        "See docs/fidelity.md.",
-        options=ScoreOptions,
-    )
+    @command(app, "score", options=ScoreOptions)
     def score_cmd(opts: ScoreOptions, overrides: dict) -> None:
         from genaug.score.run import run_score
         from genaug.shards.storage_flags import apply_storage_flags

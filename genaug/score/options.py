@@ -12,7 +12,9 @@ from genaug.shards.options import SHARDS_HELP, storage_option_field
 
 
 class ScoreOptions(Settings):
-    """The options of `genaug score` (and of genaug.score.run.score)."""
+    """Write fidelity scores (cosine similarity of each variant to its source, diversity, blank and near-copy flags) of
+    a generated column that has none, as an aligned side column shards/<set>/scores/<column>/<split>/; the generated
+    shards are not rewritten. Rerun to resume. See docs/fidelity.md."""
 
     where: ClassVar[str] = "flag"
 

@@ -13,14 +13,7 @@ from genaug.shards.options import IndexOptions, VerifyOptions
 def register(app: typer.Typer) -> None:
     """Add the `verify` and `index` commands to the CLI."""
 
-    @command(
-        app,
-        "verify",
-        "Check every shard of a shard set against its stats and manifest: counts, sha256, "
-        "keys, fields, and alignment of generated columns with their source. Prints one problem per line; "
-        "exit status 1 if there is any. Example: `genaug verify --shards imagenet`.",
-        options=VerifyOptions,
-    )
+    @command(app, "verify", options=VerifyOptions)
     def verify(opts: VerifyOptions, overrides: dict) -> None:
         from genaug.shards.storage_flags import apply_storage_flags
         from genaug.shards.verify import verify_set
@@ -43,14 +36,7 @@ def register(app: typer.Typer) -> None:
         if problems:
             raise typer.Exit(1)
 
-    @command(
-        app,
-        "index",
-        "Add member indexes (offset, size, CRC-32 of every member) to a generated column written before they "
-        "existed, so training reads only the variants its views use. Resumable: a killed run is rerun as is, and "
-        "shards already indexed are skipped. Example: `genaug index --shards s3://lab/imagenet --gen sd`.",
-        options=IndexOptions,
-    )
+    @command(app, "index", options=IndexOptions)
     def index(opts: IndexOptions, overrides: dict) -> None:
         from genaug.shards.indexing import index_column
         from genaug.shards.storage import set_storage_options

@@ -31,7 +31,9 @@ def cache_limit_field() -> str | None:
 
 
 class VerifyOptions(Settings):
-    """`genaug verify`."""
+    """Check every shard of a shard set against its stats and manifest: counts, sha256, keys, fields, and alignment of
+    generated columns with their source. Prints one problem per line; exit status 1 if there is any. Example:
+    `genaug verify --shards imagenet`."""
 
     where: ClassVar[str] = "flag"
 
@@ -47,7 +49,9 @@ class VerifyOptions(Settings):
 
 
 class IndexOptions(Settings):
-    """`genaug index`."""
+    """Add member indexes (offset, size, CRC-32 of every member) to a generated column written before they existed, so
+    training reads only the variants its views use. Resumable: a killed run is rerun as is, and shards already
+    indexed are skipped. Example: `genaug index --shards s3://lab/imagenet --gen sd`."""
 
     where: ClassVar[str] = "flag"
 

@@ -17,15 +17,7 @@ MODULE_NAME = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 def register(app: typer.Typer) -> None:
     """Add the `train` command to the CLI."""
 
-    @command(
-        app,
-        "train",
-        "Train an SSL model on a shard set, replacing views by generated variants with probability p "
-        "(e.g. `genaug train --method barlow --p 0.5 --shards imagenet --gen sd`). Rerunning with the same --out "
-        "resumes from its last checkpoint; `accelerate launch -m genaug train ...` or torchrun for several GPUs.",
-        options=TrainOptions,
-        recipe=TrainRecipe,
-    )
+    @command(app, "train", options=TrainOptions, recipe=TrainRecipe)
     def train(opts: TrainOptions, overrides: dict) -> None:
         import os
 

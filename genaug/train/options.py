@@ -9,7 +9,9 @@ from genaug.shards.options import storage_option_field
 
 
 class TrainOptions(Settings):
-    """Options of `genaug train` that are not recipe keys (the recipe's own flags come from TrainRecipe)."""
+    """Train an SSL model on a shard set, replacing views by generated variants with probability p (e.g. `genaug train
+    --method barlow --p 0.5 --shards imagenet --gen sd`). Rerunning with the same --out resumes from its last
+    checkpoint; `accelerate launch -m genaug train ...` or torchrun for several GPUs."""
 
     where: ClassVar[str] = "flag"
 

@@ -33,7 +33,7 @@ class Opts(Settings):
 def _app() -> tuple[typer.Typer, list]:
     app, calls = typer.Typer(), []
 
-    @command(app, "train", "test", options=Opts, recipe=RecipeWithDropLast)
+    @command(app, "train", options=Opts, recipe=RecipeWithDropLast)
     def _train(opts: Opts, overrides: dict) -> None:
         calls.append((opts, overrides))
 
@@ -107,7 +107,7 @@ def test_options_model_fields_all_become_flags_and_are_strict():
         n: int = setting(1, "n")  # no flag: an options field must have one
 
     with pytest.raises(TypeError, match="declares no flag"):
-        command(typer.Typer(), "x", "x", options=Bad)(lambda opts, overrides: None)
+        command(typer.Typer(), "x", options=Bad)(lambda opts, overrides: None)
 
     class Good(Settings):
         where: ClassVar[str] = "flag"
