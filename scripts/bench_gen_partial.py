@@ -14,9 +14,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import statistics
-import sys
 import tempfile
 import time
 import warnings
@@ -76,32 +74,15 @@ def main() -> None:
     import s3fs
 
     import genaug.data.stream  # noqa: F401 - import torch before timing
-    from genaug.testing.servers import AWS_TEST_ENV, ServerUnavailable, start_latency_proxy, start_moto, stop_server
+    from genaug.testing.servers import bench_bucket
 
-    try:
-        proc, url = start_moto()
-    except ServerUnavailable as e:
-        sys.exit(f"bench_gen_partial: {e}")
-    procs = [proc]
-    try:
-        os.environ.update({"AWS_ENDPOINT_URL": url, **AWS_TEST_ENV})
-        import boto3
-
-        boto3.client("s3", endpoint_url=url, region_name="us-east-1").create_bucket(Bucket="bench")
-        with tempfile.TemporaryDirectory() as tmp:
-            write_set(Path(tmp) / "set", a.shards)
-            s3fs.S3FileSystem(endpoint_url=url).put(f"{tmp}/set/", "bench/set/", recursive=True)
-        if a.delay_ms:
-            proxy, far = start_latency_proxy(url, a.delay_ms)
-            procs.append(proxy)
-            os.environ["AWS_ENDPOINT_URL"] = far
-        column = "s3://bench/set/gen/a/train"
-        with_record, n1 = time_look(column, a.shards, a.repeats)
-        s3fs.S3FileSystem(endpoint_url=url).rm_file("bench/set/gen/a/train/progress.json")
-        without, n2 = time_look(column, a.shards, max(1, a.repeats // 3))
-    finally:
-        for p in procs:
-            stop_server(p)
+    with tempfile.TemporaryDirectory() as tmp:
+        write_set(Path(tmp) / "set", a.shards)
+        with bench_bucket(Path(tmp) / "set", "bench_gen_partial", a.delay_ms) as url:
+            column = "s3://bench/set/gen/a/train"
+            with_record, n1 = time_look(column, a.shards, a.repeats)
+            s3fs.S3FileSystem(endpoint_url=url).rm_file("bench/set/gen/a/train/progress.json")
+            without, n2 = time_look(column, a.shards, max(1, a.repeats // 3))
     assert n1 == n2 == (a.shards + 1) // 2, (n1, n2)
     print(f"epoch-start look at a column of {a.shards} shards ({n1} committed), {a.delay_ms:g} ms added per request:")
     print(f"  shard by shard (no progress record): {without:.2f} s")

@@ -14,9 +14,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -74,33 +72,16 @@ def main() -> None:
     import s3fs
 
     import genaug.data.stream  # noqa: F401 - import torch before timing
-    from genaug.testing.servers import AWS_TEST_ENV, ServerUnavailable, start_latency_proxy, start_moto, stop_server
+    from genaug.testing.servers import bench_bucket
 
-    try:
-        proc, url = start_moto()
-    except ServerUnavailable as e:
-        sys.exit(f"bench_open: {e}")
-    procs = [proc]
-    try:
-        os.environ.update({"AWS_ENDPOINT_URL": url, **AWS_TEST_ENV})
-        import boto3
-
-        boto3.client("s3", endpoint_url=url, region_name="us-east-1").create_bucket(Bucket="bench")
-        with tempfile.TemporaryDirectory() as tmp:
-            write_set(Path(tmp) / "set", a.shards)
-            s3fs.S3FileSystem(endpoint_url=url).put(f"{tmp}/set/", "bench/set/", recursive=True)
-        if a.delay_ms:
-            proxy, far = start_latency_proxy(url, a.delay_ms)
-            procs.append(proxy)
-            os.environ["AWS_ENDPOINT_URL"] = far
-        with_records = time_open("s3://bench/set", a.repeats)
-        fs = s3fs.S3FileSystem(endpoint_url=url)
-        for folder in ("set/train", "set/gen/a/train", "set/gen/b/train"):
-            fs.rm_file(f"bench/{folder}/complete.json")
-        without = time_open("s3://bench/set", max(1, a.repeats // 3))
-    finally:
-        for p in procs:
-            stop_server(p)
+    with tempfile.TemporaryDirectory() as tmp:
+        write_set(Path(tmp) / "set", a.shards)
+        with bench_bucket(Path(tmp) / "set", "bench_open", a.delay_ms) as url:
+            with_records = time_open("s3://bench/set", a.repeats)
+            fs = s3fs.S3FileSystem(endpoint_url=url)
+            for folder in ("set/train", "set/gen/a/train", "set/gen/b/train"):
+                fs.rm_file(f"bench/{folder}/complete.json")
+            without = time_open("s3://bench/set", max(1, a.repeats // 3))
     print(f"open a split of {a.shards} shards with 2 columns, {a.delay_ms:g} ms added per request:")
     print(f"  shard by shard (no records): {without:.2f} s")
     print(f"  completion records:          {with_records:.2f} s   ({without / with_records:.1f}x faster)")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 #: the AWS variables a moto server needs; tests point them at the server
@@ -157,3 +159,29 @@ def start_latency_proxy(
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for_port(proc, port)
     return proc, f"http://127.0.0.1:{port}"
+
+
+@contextlib.contextmanager
+def bench_bucket(local_set: Path, what: str, delay_ms: float = 0.0) -> Iterator[str]:
+    """A moto server holding `local_set` as s3://bench/set, behind the latency proxy when `delay_ms`; yields the
+    server's own URL (AWS_ENDPOINT_URL points at the proxy) and stops both afterwards. For the benchmarks."""
+    import boto3
+    import s3fs
+
+    try:
+        proc, url = start_moto()
+    except ServerUnavailable as e:
+        sys.exit(f"{what}: {e}")
+    procs = [proc]
+    try:
+        os.environ.update({"AWS_ENDPOINT_URL": url, **AWS_TEST_ENV})
+        boto3.client("s3", endpoint_url=url, region_name="us-east-1").create_bucket(Bucket="bench")
+        s3fs.S3FileSystem(endpoint_url=url).put(f"{local_set}/", "bench/set/", recursive=True)
+        if delay_ms:
+            proxy, far = start_latency_proxy(url, delay_ms)
+            procs.append(proxy)
+            os.environ["AWS_ENDPOINT_URL"] = far
+        yield url
+    finally:
+        for p in procs:
+            stop_server(p)
