@@ -12,7 +12,6 @@ deleted (the per-shard fallback of a column written before records existed). Pri
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import statistics
 import tempfile
@@ -20,24 +19,16 @@ import time
 import warnings
 from pathlib import Path
 
-from PIL import Image
-
 
 def write_set(root: Path, n: int) -> None:
     """A source split of n one-image shards and a column `a` with its even shards committed and noted."""
-    from genaug.shards.layout import make_key, shard_name
+    from genaug.shards.layout import make_key
     from genaug.shards.manifest import write_manifest
     from genaug.shards.progress import note_committed
     from genaug.shards.writer import commit_shard
+    from genaug.testing.shards import one_image_source
 
-    buf = io.BytesIO()
-    Image.new("RGB", (8, 8), (9, 3, 5)).save(buf, format="JPEG")
-    jpg, names = buf.getvalue(), [shard_name(i) for i in range(n)]
-    src = root / "train"
-    src.mkdir(parents=True)
-    write_manifest(src, {"kind": "source", "split": "train", "shards": names})
-    for i in range(n):
-        commit_shard(src, i, [{"__key__": make_key(i, 0), "jpg": jpg, "json": "{}"}], ("jpg",))
+    jpg, names = one_image_source(root, n)
     d = root / "gen" / "a" / "train"
     d.mkdir(parents=True)
     write_manifest(d, {"kind": "generated", "recipe_hash": "a", "k": 1, "source_split": "train", "shards": names})

@@ -12,31 +12,23 @@ before records existed). Prints both times and their ratio.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-from PIL import Image
-
 
 def write_set(root: Path, n: int) -> None:
     """A source split `train` of n one-image shards and columns a, b, committed and finished as the writers do."""
     from genaug.shards.complete import finish_folder
-    from genaug.shards.layout import make_key, shard_name
+    from genaug.shards.layout import make_key
     from genaug.shards.manifest import write_manifest
     from genaug.shards.writer import commit_shard
+    from genaug.testing.shards import one_image_source
 
-    buf = io.BytesIO()
-    Image.new("RGB", (8, 8), (9, 3, 5)).save(buf, format="JPEG")
-    jpg, names = buf.getvalue(), [shard_name(i) for i in range(n)]
+    jpg, names = one_image_source(root, n)
     src = root / "train"
-    src.mkdir(parents=True)
-    write_manifest(src, {"kind": "source", "split": "train", "shards": names})
-    for i in range(n):
-        commit_shard(src, i, [{"__key__": make_key(i, 0), "jpg": jpg, "json": "{}"}], ("jpg",))
     finish_folder(src)
     for col in ("a", "b"):
         d = root / "gen" / col / "train"

@@ -94,3 +94,25 @@ def ingest_quiet(tree: Path, shards: str | Path, per_shard: int = 6, **kw) -> di
     from genaug.ingest.run import ingest
 
     return ingest(tree, shards, per_shard=per_shard, workers=0, progress=False, **kw)
+
+
+def one_image_source(root: Path, n: int) -> tuple[bytes, list[str]]:
+    """A source split `train` of n one-image shards under `root` (the benchmarks' many-small-shards set); returns
+    the image's JPEG bytes and the shard names, for columns the caller adds."""
+    import io
+
+    from PIL import Image
+
+    from genaug.shards.layout import make_key, shard_name
+    from genaug.shards.manifest import write_manifest
+    from genaug.shards.writer import commit_shard
+
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8), (9, 3, 5)).save(buf, format="JPEG")
+    jpg, names = buf.getvalue(), [shard_name(i) for i in range(n)]
+    src = Path(root) / "train"
+    src.mkdir(parents=True)
+    write_manifest(src, {"kind": "source", "split": "train", "shards": names})
+    for i in range(n):
+        commit_shard(src, i, [{"__key__": make_key(i, 0), "jpg": jpg, "json": "{}"}], ("jpg",))
+    return jpg, names
