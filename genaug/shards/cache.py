@@ -25,6 +25,7 @@ needs waiting and striped locks, hence its own small lock code.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
@@ -419,7 +420,5 @@ def _touch(file: Path) -> None:
     with _touch_lock:
         now = max(time.time_ns(), _last_touch[0] + 1)
         _last_touch[0] = now
-    try:
+    with contextlib.suppress(OSError):  # a touch that fails only leaves the entry older in the LRU order
         os.utime(file, ns=(now, now))
-    except OSError:
-        pass
