@@ -9,8 +9,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 #: the AWS variables a moto server needs; tests point them at the server
 AWS_TEST_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
@@ -185,3 +186,24 @@ def bench_bucket(local_set: Path, what: str, delay_ms: float = 0.0) -> Iterator[
     finally:
         for p in procs:
             stop_server(p)
+
+
+class MotoRecorder:
+    """The request log of a moto server started with MOTO_RECORDER_FILEPATH (moto's own recorder, not genaug's):
+    counts the requests the server really answered."""
+
+    def __init__(self, url: str, path: Path) -> None:
+        self.url, self.path = url, Path(path)
+        self._post("start-recording")
+
+    def _post(self, what: str) -> None:
+        import urllib.request
+
+        req = urllib.request.Request(f"{self.url}/moto-api/recorder/{what}", data=b"", method="POST")
+        urllib.request.urlopen(req, timeout=30).close()  # the recorder answers with nothing to read
+
+    def count(self, fn: Callable[[], Any]) -> tuple[int, Any]:
+        """(requests the server answered while fn() ran, fn's result)."""
+        self._post("reset-recording")
+        out = fn()
+        return len([x for x in self.path.read_text().splitlines() if x.strip()]), out

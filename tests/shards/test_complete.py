@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import json
 import threading
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from genaug.shards.layout import RECORD_NAME, make_key, shard_name
 from genaug.shards.manifest import read_manifest, write_manifest
 from genaug.shards.storage import as_location
 from genaug.shards.writer import cleanup_shard, commit_shard, read_stats
+from genaug.testing.servers import MotoRecorder
 
 pytest.importorskip("s3fs")
 boto3 = pytest.importorskip("boto3")
@@ -34,24 +34,7 @@ def _jpeg(value: int) -> bytes:
 JPG = _jpeg(7)
 
 
-class Recorder:
-    """The request log of a moto server started with MOTO_RECORDER_FILEPATH (moto's own recorder)."""
-
-    def __init__(self, url: str, path: Path) -> None:
-        self.url, self.path = url, path
-        self._post("start-recording")
-
-    def _post(self, what: str) -> None:
-        req = urllib.request.Request(f"{self.url}/moto-api/recorder/{what}", data=b"", method="POST")
-        with urllib.request.urlopen(req, timeout=30):
-            pass
-
-    def count(self, fn) -> tuple[int, object]:
-        """(requests the server answered while fn() ran, fn's result)."""
-        self._post("reset-recording")
-        out = fn()
-        lines = [json.loads(x) for x in self.path.read_text().splitlines() if x.strip()]
-        return len(lines), out
+Recorder = MotoRecorder  # moto's own request log (genaug.testing.servers)
 
 
 @pytest.fixture(scope="module")

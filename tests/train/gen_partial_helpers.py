@@ -16,6 +16,7 @@ from genaug.shards.progress import PROGRESS_NAME, note_committed
 from genaug.shards.reader import iter_shard_raw
 from genaug.shards.storage import Location, as_location
 from genaug.shards.writer import commit_shard, read_stats
+from genaug.testing.servers import MotoRecorder
 
 #: 20 images in shards of 6: counts 6, 6, 6, 2 (unequal, so a coverage by shard count is wrong)
 IMAGES, PER_SHARD = 20, 6
@@ -130,22 +131,4 @@ def partial_state(run: Path) -> dict:
     }
 
 
-class Recorder:
-    """The request log of a moto server started with MOTO_RECORDER_FILEPATH (moto's own recorder, not genaug's)."""
-
-    def __init__(self, url: str, path: Path) -> None:
-        self.url, self.path = url, path
-        self._post("start-recording")
-
-    def _post(self, what: str) -> None:
-        import urllib.request
-
-        req = urllib.request.Request(f"{self.url}/moto-api/recorder/{what}", data=b"", method="POST")
-        with urllib.request.urlopen(req, timeout=30):
-            pass
-
-    def count(self, fn) -> tuple[int, object]:
-        """(requests the server answered while fn() ran, fn's result)."""
-        self._post("reset-recording")
-        out = fn()
-        return len([x for x in self.path.read_text().splitlines() if x.strip()]), out
+Recorder = MotoRecorder  # moto's own request log (genaug.testing.servers)
