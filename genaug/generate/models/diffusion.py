@@ -105,8 +105,32 @@ def make_variants(arrays: np.ndarray, seeds: list[int]) -> list[Variant]:
     return out
 
 
+#: keywords of the Stable Diffusion pipelines genaug loads without their NSFW classifier (it would black out variants)
+NO_SAFETY_CHECKER = {"safety_checker": None, "requires_safety_checker": False}
+
+
 class DiffusionGenerator(Generator):
-    """A diffusers pipeline as a row-batching Generator: encode() once per image, sample() per batch of rows."""
+    """A diffusers pipeline as a row-batching Generator: encode() once per image, sample() per batch of rows.
+
+    The recipe's `dtype` and `sampling` block are read once here; `load_pipe` loads and configures the pipeline,
+    `variants` turns a pipeline's [B,3,H,W] output into the rows' variants."""
+
+    def __init__(self, recipe: dict, device: str = "cpu", weights: str | None = None) -> None:
+        super().__init__(recipe, device, weights)
+        self.dtype = torch_dtype(recipe.get("dtype", "fp32"))
+        self.sampling: dict = recipe.get("sampling") or {}
+
+    def load_pipe(self, cls: Any, **kwargs: Any) -> Any:
+        """Load pipeline class `cls` (load_pipeline) and set it up for this device (configure_pipeline)."""
+        self.pipe = configure_pipeline(
+            load_pipeline(cls, self.recipe, self.weights, self.dtype, **kwargs), self.recipe, self.device
+        )
+        return self.pipe
+
+    @staticmethod
+    def variants(images: torch.Tensor, seeds: list[int]) -> list[Variant]:
+        """The variants of a pipeline output [B,3,H,W] in [0,1], one per seed (make_variants of to_uint8)."""
+        return make_variants(to_uint8(images), seeds)
 
     def close(self) -> None:
         """Drop the pipeline and free cached GPU memory."""

@@ -26,15 +26,7 @@ from PIL import Image
 
 from genaug.core.errors import GenaugError
 from genaug.generate.base import Variant, register_generator
-from genaug.generate.models.diffusion import (
-    DiffusionGenerator,
-    configure_pipeline,
-    cpu_generators,
-    load_pipeline,
-    make_variants,
-    to_uint8,
-    torch_dtype,
-)
+from genaug.generate.models.diffusion import NO_SAFETY_CHECKER, DiffusionGenerator, cpu_generators
 
 FEATURE_SIZE = 32  # side of the grey thumbnail of the pixel-corr fidelity space
 KINDS = ("stable-diffusion", "unet")
@@ -87,18 +79,16 @@ class Img2ImgGenerator(DiffusionGenerator):
         if self.kind_of_model not in KINDS:
             raise GenaugError(f"img2img recipe `model.kind` must be one of {', '.join(KINDS)}, got "
                               f"{self.kind_of_model!r}")  # fmt: skip
-        self.dtype = torch_dtype(recipe.get("dtype", "fp32"))
-        self.sampling = recipe.get("sampling") or {}
         self.strength = float(self.sampling.get("strength", 0.5))
         if not 0.0 < self.strength <= 1.0:
             raise GenaugError(f"img2img `sampling.strength` must be in (0, 1], got {self.strength}")
         if self.kind_of_model == "unet":
-            self._load_unet(recipe, device, weights)
+            self._load_unet(recipe, weights)
         else:
-            self._load_sd(recipe, device, weights)
+            self._load_sd()
 
     # --- loading -------------------------------------------------------------------------------------------------
-    def _load_unet(self, recipe: dict, device: str, weights: str | None) -> None:
+    def _load_unet(self, recipe: dict, weights: str | None) -> None:
         from diffusers import DDPMPipeline
 
         if not weights and not (recipe.get("model") or {}).get("id"):
@@ -106,22 +96,17 @@ class Img2ImgGenerator(DiffusionGenerator):
                 f"recipe {recipe.get('name')!r} needs --weights DIR: a UNet2DModel + scheduler folder, e.g. made by "
                 "`genaug fit-generator --shards SET --out DIR` (it writes DIR/model)"
             )
-        pipe = load_pipeline(DDPMPipeline, recipe, weights, self.dtype)
-        self.pipe = configure_pipeline(pipe, recipe, device)
+        self.load_pipe(DDPMPipeline)
         cfg = self.pipe.unet.config
         self.res = int(cfg.sample_size if isinstance(cfg.sample_size, int) else cfg.sample_size[0])
         self.channels = int(cfg.in_channels)
         if self.channels not in (1, 3):
             raise GenaugError(f"--weights {weights}: the UNet has {self.channels} input channels; img2img needs 1 or 3")
 
-    def _load_sd(self, recipe: dict, device: str, weights: str | None) -> None:
+    def _load_sd(self) -> None:
         from diffusers import StableDiffusionImg2ImgPipeline
 
-        pipe = load_pipeline(
-            StableDiffusionImg2ImgPipeline, recipe, weights, self.dtype, safety_checker=None,
-            requires_safety_checker=False,
-        )  # fmt: skip
-        self.pipe = configure_pipeline(pipe, recipe, device)
+        self.load_pipe(StableDiffusionImg2ImgPipeline, **NO_SAFETY_CHECKER)
         self.res = int(self.sampling.get("resolution", 512))
         self.guidance = float(self.sampling.get("guidance", 7.5))
         with torch.no_grad():  # the prompt (and the empty negative prompt) encoded once per run
@@ -167,8 +152,7 @@ class Img2ImgGenerator(DiffusionGenerator):
             out = self._sdedit_unet(torch.stack([c["x0"] for c in conds]), gens)
         else:
             out = self._sdedit_sd(torch.stack([c["x0"] for c in conds]), gens)
-        arrays = to_uint8(out)
-        variants = make_variants(arrays, seeds)
+        variants = self.variants(out, seeds)
         for v, c in zip(variants, conds, strict=True):
             img = v.image.convert("RGB")
             v.image = img if img.size == tuple(c["size"]) else img.resize(tuple(c["size"]), Image.BICUBIC)

@@ -10,15 +10,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from genaug.generate.base import Variant, register_generator
-from genaug.generate.models.diffusion import (
-    DiffusionGenerator,
-    configure_pipeline,
-    cpu_generators,
-    load_pipeline,
-    make_variants,
-    to_uint8,
-    torch_dtype,
-)
+from genaug.generate.models.diffusion import NO_SAFETY_CHECKER, DiffusionGenerator, cpu_generators
 
 
 def model_card_preprocess(images: list[Image.Image], pre: dict, device: str | torch.device = "cpu") -> torch.Tensor:
@@ -52,19 +44,9 @@ class SDVariationGenerator(DiffusionGenerator):
         super().__init__(recipe, device, weights)
         from diffusers import StableDiffusionImageVariationPipeline
 
-        self.dtype = torch_dtype(recipe.get("dtype", "fp32"))
-        pipe = load_pipeline(
-            StableDiffusionImageVariationPipeline,
-            recipe,
-            weights,
-            self.dtype,
-            safety_checker=None,
-            requires_safety_checker=False,
-        )
-        self.pipe = configure_pipeline(pipe, recipe, device)
+        self.load_pipe(StableDiffusionImageVariationPipeline, **NO_SAFETY_CHECKER)
         # The pipeline encodes its `image` argument on every call; genaug passes embeddings made once per image.
         self.pipe._encode_image = _embeddings_passthrough
-        self.sampling = recipe.get("sampling") or {}
 
     @torch.no_grad()
     def encode(self, images: list[Image.Image]) -> list[torch.Tensor]:
@@ -88,4 +70,4 @@ class SDVariationGenerator(DiffusionGenerator):
             generator=cpu_generators(seeds),
             output_type="pt",
         ).images
-        return make_variants(to_uint8(out), seeds)
+        return self.variants(out, seeds)

@@ -6,15 +6,7 @@ import torch
 from PIL import Image
 
 from genaug.generate.base import Variant, register_generator
-from genaug.generate.models.diffusion import (
-    DiffusionGenerator,
-    configure_pipeline,
-    cpu_generators,
-    load_pipeline,
-    make_variants,
-    to_uint8,
-    torch_dtype,
-)
+from genaug.generate.models.diffusion import DiffusionGenerator, cpu_generators
 
 
 @register_generator("sd-unclip")
@@ -27,10 +19,7 @@ class UnCLIPGenerator(DiffusionGenerator):
         super().__init__(recipe, device, weights)
         from diffusers import StableUnCLIPImg2ImgPipeline
 
-        self.dtype = torch_dtype(recipe.get("dtype", "fp32"))
-        pipe = load_pipeline(StableUnCLIPImg2ImgPipeline, recipe, weights, self.dtype)
-        self.pipe = configure_pipeline(pipe, recipe, device)
-        self.sampling = recipe.get("sampling") or {}
+        self.load_pipe(StableUnCLIPImg2ImgPipeline)
         with torch.no_grad():
             # The paper code passes no prompt: the pipeline then encodes "" (and "" again as the negative prompt).
             self.empty, _ = self.pipe.encode_prompt("", self.device, 1, False)
@@ -61,4 +50,4 @@ class UnCLIPGenerator(DiffusionGenerator):
             generator=cpu_generators(seeds),
             output_type="pt",
         ).images
-        return make_variants(to_uint8(out), seeds)
+        return self.variants(out, seeds)
