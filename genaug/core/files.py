@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -28,17 +29,26 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def write_json_atomic(path: Path, doc: Any) -> None:
-    """Write JSON to a temp file, fsync it, rename it over `path`, fsync the folder."""
+def write_bytes_atomic(path: Path, data: bytes, fsync: bool = True) -> None:
+    """Write `data` so a reader sees all of it or nothing: a temp file of this process and thread (two writers never
+    share one), fsync, rename over `path`, fsync the folder; the temp file is removed when anything fails."""
     path = Path(path)
-    tmp = path.with_name(path.name + tmp_suffix())
-    data = json.dumps(doc, indent=2, sort_keys=True).encode("utf-8") + b"\n"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    tmp = path.with_name(f"{path.name}{tmp_suffix()}-{threading.get_ident()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            if fsync:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     fsync_dir(path.parent)
+
+
+def write_json_atomic(path: Path, doc: Any) -> None:
+    """Write JSON (indented, sorted keys) atomically (write_bytes_atomic)."""
+    write_bytes_atomic(path, json.dumps(doc, indent=2, sort_keys=True).encode("utf-8") + b"\n")
 
 
 def read_json(path: Path) -> Any:

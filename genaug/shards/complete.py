@@ -24,15 +24,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import uuid
 import warnings
-from pathlib import Path
 
-from genaug.core.files import fsync_dir, tmp_suffix
 from genaug.shards.layout import RECORD_NAME, stats_name
 from genaug.shards.manifest import read_manifest
-from genaug.shards.storage import Location, RemotePath, as_location, list_sizes, read_many
+from genaug.shards.storage import Location, RemotePath, as_location, list_sizes, put_atomic, read_many
 
 FORMAT = "genaug-complete/1"
 
@@ -72,25 +68,6 @@ def build_record(folder: Location, manifest: dict | None = None) -> dict | None:
     }
 
 
-def _put(path: Location, data: bytes) -> None:
-    """Store the record atomically; locally with a temp name per process and thread (two finishers may race)."""
-    if isinstance(path, RemotePath):
-        path.write_bytes(data)
-        return
-    path = Path(path)
-    tmp = path.with_name(f"{path.name}{tmp_suffix()}-{uuid.uuid4().hex[:8]}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    fsync_dir(path.parent)
-
-
 def finish_folder(folder: Location) -> dict | None:
     """Write `folder`'s completion record when every shard its manifest names is committed; return it (or None).
 
@@ -100,7 +77,7 @@ def finish_folder(folder: Location) -> dict | None:
         return None
     doc = build_record(folder)
     if doc is not None:
-        _put(folder / RECORD_NAME, json.dumps(doc, sort_keys=True, separators=(",", ":")).encode("utf-8") + b"\n")
+        put_atomic(folder / RECORD_NAME, json.dumps(doc, sort_keys=True, separators=(",", ":")).encode("utf-8") + b"\n")
     return doc
 
 

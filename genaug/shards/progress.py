@@ -39,7 +39,7 @@ import time
 import warnings
 from pathlib import Path
 
-from genaug.core.files import fsync_dir, tmp_suffix
+from genaug.core.files import write_bytes_atomic
 from genaug.shards.storage import Location, RemotePath, as_location
 
 FORMAT = "genaug-progress/1"
@@ -142,17 +142,7 @@ def _note_local(folder: Path, add: dict[str, dict], recipe_hash: str) -> None:
             old = _parse(path.read_bytes())
         except FileNotFoundError:
             old = None
-        tmp = path.with_name(f"{path.name}{tmp_suffix()}-{threading.get_ident()}")
-        try:
-            with open(tmp, "wb") as f:
-                f.write(_encode(_merged(old, recipe_hash, add)))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
-        fsync_dir(folder)
+        write_bytes_atomic(path, _encode(_merged(old, recipe_hash, add)))
     finally:
         os.close(fd)  # closing drops the lock
 

@@ -523,21 +523,9 @@ def put_atomic(path: Location, data: bytes, fsync: bool = True) -> None:
     if isinstance(path, RemotePath):
         path.write_bytes(data)
         return
-    from genaug.core.files import fsync_dir, tmp_suffix
+    from genaug.core.files import write_bytes_atomic
 
-    path = Path(path)
-    tmp = path.with_name(path.name + tmp_suffix())
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            if fsync:
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    fsync_dir(path.parent)
+    write_bytes_atomic(Path(path), data, fsync)
 
 
 def read_json(path: Location) -> Any:
