@@ -95,3 +95,15 @@ def sample_json(data: bytes | str | None, max_bytes: int = MAX_FIELD_BYTES) -> A
         return parse_json(data, "sample json", max_bytes)
     except GenaugError:
         return None
+
+
+def record_json(data: bytes | None, where: object = "record") -> dict | None:
+    """A record's parsed JSON object (completion, progress), or None when it is missing, not bounded standard JSON,
+    or not an object: such a record is treated as absent, never as an error."""
+    if data is None:
+        return None
+    try:
+        doc = parse_json(data, where)
+    except GenaugError:
+        return None
+    return doc if isinstance(doc, dict) else None

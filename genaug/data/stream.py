@@ -337,6 +337,7 @@ class _TrainStream(IterableDataset):
         cols,
         policy,
         recipe,
+        *,  # ten numbers in a row: keywords only, so no two can be swapped silently
         batch_size,
         num_workers,
         seed,
@@ -899,23 +900,22 @@ def build_train_loader(
     cache = _cache_for(cols, cache_dir, cache_limit)
     if cache is not None:
         cols = _pin_column_stats(cols)
+    resolve_range_reads(range_reads, cols.source, cache is not None)  # checks the mode without a column too
     stream = _TrainStream(
         cols,
         policy,
         recipe,
-        batch_size,
-        num_workers,
-        seed,
-        rank,
-        world_size,
-        steps,
-        max(1, shuffle_buffer),
-        gpu_augment,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        seed=seed,
+        rank=rank,
+        world_size=world_size,
+        steps=steps,
+        buffer=max(1, shuffle_buffer),
+        gpu=gpu_augment,
         read_ahead=max(0, int(read_ahead)),
         cache=cache,
-        ranged=[resolve_range_reads(range_reads, g, cache is not None) for g in (cols.gens or (cols.source,))][
-            : len(cols.gens)
-        ],
+        ranged=[resolve_range_reads(range_reads, g, cache is not None) for g in cols.gens],
     )
     stream.epoch = int(epoch)
     stream.partial = bool(gen_partial)

@@ -26,6 +26,7 @@ import hashlib
 import json
 import warnings
 
+from genaug.core.jsonio import record_json
 from genaug.shards.layout import RECORD_NAME, stats_name
 from genaug.shards.manifest import read_manifest
 from genaug.shards.storage import Location, RemotePath, as_location, list_sizes, put_atomic, read_many
@@ -96,11 +97,7 @@ def load_record(folder: Location) -> dict | None:
         data = path.read_bytes()  # one GET; a missing record is a 404, not an error
     except FileNotFoundError:
         return None
-    try:
-        doc = json.loads(data.decode("utf-8"))
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return doc if isinstance(doc, dict) else None
+    return record_json(data, path)
 
 
 def record_problem(doc: dict, manifest: dict) -> str | None:

@@ -40,6 +40,7 @@ import warnings
 from pathlib import Path
 
 from genaug.core.files import write_bytes_atomic
+from genaug.core.jsonio import record_json
 from genaug.shards.storage import Location, RemotePath, as_location
 
 FORMAT = "genaug-progress/1"
@@ -68,16 +69,6 @@ def _encode(doc: dict) -> bytes:
     return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode("utf-8") + b"\n"
 
 
-def _parse(data: bytes | None) -> dict | None:
-    if data is None:
-        return None
-    try:
-        doc = json.loads(data.decode("utf-8"))
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return doc if isinstance(doc, dict) else None
-
-
 def note_committed(folder: Location, name: str, stats: dict, recipe_hash: str) -> bool:
     """Add committed shard `name` (its stats as commit_shard returned them) to `folder`'s progress record.
 
@@ -94,7 +85,7 @@ def reconcile(folder: Location, done: list[str], recipe_hash: str) -> bool:
     folder = as_location(folder)
     try:
         try:
-            old = _parse((folder / PROGRESS_NAME).read_bytes())
+            old = record_json((folder / PROGRESS_NAME).read_bytes())
         except FileNotFoundError:
             old = None
         listed = set(_merged(old, recipe_hash, {})["shards"])
@@ -139,7 +130,7 @@ def _note_local(folder: Path, add: dict[str, dict], recipe_hash: str) -> None:
         for left in folder.glob(f"{PROGRESS_NAME}.tmp-*"):  # a writer killed mid-update (every writer holds the lock
             left.unlink(missing_ok=True)  # while its temp file exists, so any found now is a dead one's)
         try:
-            old = _parse(path.read_bytes())
+            old = record_json(path.read_bytes())
         except FileNotFoundError:
             old = None
         write_bytes_atomic(path, _encode(_merged(old, recipe_hash, add)))
@@ -166,7 +157,7 @@ def _note_remote(folder: RemotePath, add: dict[str, dict], mine: dict[str, dict]
         else:
             raise RuntimeError(f"{ATTEMPTS} conditional writes lost to concurrent writers")
     try:
-        old = _parse(path.read_bytes())
+        old = record_json(path.read_bytes())
     except FileNotFoundError:
         old = None
     path.write_bytes(_encode(_merged(old, recipe_hash, mine)))
@@ -202,7 +193,7 @@ def _get_tagged(path: RemotePath) -> tuple[str | None, dict | None]:
         if _code(e) in ("404", "NoSuchKey", "NotFound"):
             return None, None
         raise
-    return etag, _parse(data)
+    return etag, record_json(data)
 
 
 def _put_if(path: RemotePath, data: bytes, cond: dict) -> bool | None:
@@ -254,7 +245,7 @@ def read_progress(folder: Location, manifest: dict, counts: dict[str, int]) -> d
         data = path.read_bytes()
     except FileNotFoundError:
         return None
-    doc = _parse(data)
+    doc = record_json(data)
     why = "it is not a JSON object" if doc is None else progress_problem(doc, manifest, counts)
     if why is not None:
         warnings.warn(

@@ -105,6 +105,13 @@ class Data(Settings):
         flag="--gen-partial",
     )
 
+    #: fields that are not keywords of genaug.data.stream.build_train_loader (the batch a session uses is its own)
+    NOT_STREAM: ClassVar[frozenset[str]] = frozenset({"batch_size", "image_size"})
+
+    def stream_args(self) -> dict:
+        """The keywords of build_train_loader this section sets (every field but batch_size and image_size)."""
+        return {k: getattr(self, k) for k in type(self).model_fields if k not in self.NOT_STREAM}
+
 
 class Optim(Settings):
     """Optimizer and learning rate: lr = base_lr x global batch / ref_batch (lr_scaling linear)."""

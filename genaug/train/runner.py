@@ -140,21 +140,12 @@ def _loader(rec: TrainRecipe, acc, batch_size: int):
         split=run.split,
         gen_columns=run.gen,
         p=run.p,
-        mix_views=data.mix_views,
         views_recipe=rec.views,
-        batch_size=batch_size,
-        num_workers=data.num_workers,
+        batch_size=batch_size,  # this session's per-process batch (elastic resume may change it)
         seed=run.seed,
         rank=acc.process_index,
         world_size=acc.num_processes,
-        shuffle_buffer=data.shuffle_buffer,
-        read_ahead=data.read_ahead,
-        cache_dir=data.cache_dir,
-        cache_limit=data.cache_limit,
-        range_reads=data.range_reads,
-        gen_min_score=data.gen_min_score,
-        gen_weighting=data.gen_weighting,
-        gen_partial=data.gen_partial,
+        **data.stream_args(),
     )
 
 
