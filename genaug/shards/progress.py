@@ -41,7 +41,7 @@ from pathlib import Path
 
 from genaug.core.files import write_bytes_atomic
 from genaug.core.jsonio import record_json
-from genaug.shards.storage import Location, RemotePath, as_location
+from genaug.shards.storage import PRECONDITION_CODES, Location, RemotePath, as_location, s3_error_code
 
 FORMAT = "genaug-progress/1"
 PROGRESS_NAME = "progress.json"
@@ -164,19 +164,6 @@ def _note_remote(folder: RemotePath, add: dict[str, dict], mine: dict[str, dict]
     return True
 
 
-def _code(e: BaseException) -> str:
-    """The S3 error code of `e` or of what caused it ('' when none)."""
-    seen: set[int] = set()
-    cur: BaseException | None = e
-    while cur is not None and id(cur) not in seen:
-        seen.add(id(cur))
-        code = str(getattr(cur, "response", {}).get("Error", {}).get("Code", ""))
-        if code:
-            return code
-        cur = cur.__cause__ or cur.__context__
-    return ""
-
-
 def _get_tagged(path: RemotePath) -> tuple[str | None, dict | None]:
     """(ETag, parsed record) of the record object, (None, None) when there is none.
 
@@ -190,7 +177,7 @@ def _get_tagged(path: RemotePath) -> tuple[str | None, dict | None]:
     except FileNotFoundError:
         return None, None
     except Exception as e:  # noqa: BLE001
-        if _code(e) in ("404", "NoSuchKey", "NotFound"):
+        if s3_error_code(e) in ("404", "NoSuchKey", "NotFound"):
             return None, None
         raise
     return etag, record_json(data)
@@ -203,8 +190,8 @@ def _put_if(path: RemotePath, data: bytes, cond: dict) -> bool | None:
     try:
         path.fs.call_s3("put_object", Bucket=bucket, Key=key, Body=data, **cond)
     except Exception as e:  # noqa: BLE001
-        code = _code(e)
-        if code in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409"):
+        code = s3_error_code(e)
+        if code in PRECONDITION_CODES:
             return False
         if code in ("NotImplemented", "501") or type(e).__name__ == "ParamValidationError":
             return None

@@ -175,11 +175,27 @@ def filesystem(scheme: str):
     return fs
 
 
-def _error_code(e: BaseException) -> str:
-    for obj in (e, e.__cause__, e.__context__):
+#: S3 error codes of a conditional request the store refused (If-Match / If-None-Match lost to another writer)
+PRECONDITION_CODES = ("PreconditionFailed", "ConditionalRequestConflict", "412", "409")
+
+
+def causes(e: BaseException) -> list[BaseException]:
+    """`e` and what caused it (__cause__, else __context__), in order, each once."""
+    out: list[BaseException] = []
+    cur: BaseException | None = e
+    while cur is not None and all(cur is not seen for seen in out):
+        out.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    return out
+
+
+def s3_error_code(e: BaseException) -> str:
+    """The S3 error code (botocore's response Error.Code) of `e` or of what caused it; '' when none."""
+    for obj in causes(e):
         resp = getattr(obj, "response", None)
-        if isinstance(resp, dict):
-            return str(resp.get("Error", {}).get("Code", ""))
+        code = str(resp.get("Error", {}).get("Code", "")) if isinstance(resp, dict) else ""
+        if code:
+            return code
     return ""
 
 
@@ -231,7 +247,7 @@ def store_error(url: str, e: BaseException) -> GenaugError:
     """A one-line GenaugError for a failure of the object store at `url`, naming the URL and the fix."""
     if isinstance(e, GenaugError):
         return e
-    code = _error_code(e)
+    code = s3_error_code(e)
     text = " ".join(f"{type(e).__name__}: {e}".split())[:300]  # one line, whatever the library's message holds
     bucket = url.split("://", 1)[-1].split("/", 1)[0]
     scheme = scheme_of(url)
@@ -260,7 +276,7 @@ def remote_errors(url: str) -> Iterator[None]:
     except GenaugError:
         raise
     except FileNotFoundError as e:
-        if "NoSuchBucket" in f"{e!r} {_error_code(e)}" or "bucket does not exist" in str(e).lower():
+        if "NoSuchBucket" in f"{e!r} {s3_error_code(e)}" or "bucket does not exist" in str(e).lower():
             raise store_error(url, e) from None
         if _answer_unknown(e):
             raise store_error(url, e.__cause__) from None  # fsspec's http info() calls every failure "not found"

@@ -24,24 +24,16 @@ from email.utils import parsedate_to_datetime
 from genaug.core.errors import GenaugError
 from genaug.core.jsonio import parse_json
 from genaug.generate.leases.common import LEASE_DIR, MAX_LEASE_BYTES, check_lease_timeout, dead_here, host, suspect_age
-from genaug.shards.storage import RemotePath, store_error
+from genaug.shards.storage import PRECONDITION_CODES, RemotePath, causes, s3_error_code, store_error
 
 _PROBED: dict[str, bool] = {}
 
 
 def _precondition_failed(e: BaseException) -> bool:
     """True when `e` (or what caused it) is the store refusing a conditional request."""
-    seen: set[int] = set()
-    cur: BaseException | None = e
-    while cur is not None and id(cur) not in seen:
-        seen.add(id(cur))
-        code = str(getattr(cur, "response", {}).get("Error", {}).get("Code", ""))
-        if code in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409"):
-            return True
-        if "pre-condition" in str(cur).lower() or "precondition" in str(cur).lower():
-            return True
-        cur = cur.__cause__ or cur.__context__
-    return False
+    if s3_error_code(e) in PRECONDITION_CODES:
+        return True
+    return any("pre-condition" in str(c).lower() or "precondition" in str(c).lower() for c in causes(e))
 
 
 def _not_found(e: BaseException) -> bool:
