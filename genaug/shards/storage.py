@@ -347,39 +347,29 @@ class RemotePath:
         """False for read-only schemes (https)."""
         return self.scheme not in READ_ONLY_SCHEMES
 
-    def exists(self) -> bool:
-        """True when an object or a prefix with objects exists here (read-only hosts: an object, by HEAD)."""
-        if not self.writable:
-            return self._object_exists()
+    def _ask(self, test: str) -> bool:
+        """The store's answer to fs.`test` (exists, isfile, isdir) for this key; False when it is not found."""
         with remote_errors(self.url):
             try:
-                return bool(self.fs.exists(self.key))
+                return bool(getattr(self.fs, test)(self.key))
             except FileNotFoundError:
                 return False
+
+    def exists(self) -> bool:
+        """True when an object or a prefix with objects exists here (read-only hosts: an object, by HEAD)."""
+        return self._ask("exists") if self.writable else self._object_exists()
 
     def is_file(self) -> bool:
         """True when an object exists here."""
         if self.kind is not None:
             return self.kind == "file"
-        if not self.writable:
-            return self._object_exists()
-        with remote_errors(self.url):
-            try:
-                return bool(self.fs.isfile(self.key))
-            except FileNotFoundError:
-                return False
+        return self._ask("isfile") if self.writable else self._object_exists()
 
     def is_dir(self) -> bool:
         """True when objects exist under this prefix (read-only hosts, unlisted: when a manifest.json is here)."""
         if self.kind is not None:
             return self.kind == "directory"
-        if not self.writable:
-            return (self / "manifest.json")._object_exists()
-        with remote_errors(self.url):
-            try:
-                return bool(self.fs.isdir(self.key))
-            except FileNotFoundError:
-                return False
+        return self._ask("isdir") if self.writable else (self / "manifest.json")._object_exists()
 
     def is_symlink(self) -> bool:
         """Object stores have no symlinks."""
