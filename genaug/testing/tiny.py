@@ -55,7 +55,6 @@ def _components(spec: dict) -> dict[str, Any]:
     from diffusers import AutoencoderKL, PNDMScheduler
     from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
 
-    d = int(spec["embed_dim"])
     torch.manual_seed(int(spec["seed"]))
     unet = tiny_unet(spec)
     vae = AutoencoderKL(
@@ -68,15 +67,7 @@ def _components(spec: dict) -> dict[str, Any]:
         norm_num_groups=int(spec["norm_groups"]),
     )
     image_encoder = CLIPVisionModelWithProjection(
-        CLIPVisionConfig(
-            hidden_size=d,
-            projection_dim=d,
-            intermediate_size=2 * d,
-            num_attention_heads=4,
-            num_hidden_layers=int(spec["clip_layers"]),
-            image_size=int(spec["image_size"]),
-            patch_size=int(spec["patch_size"]),
-        )
+        CLIPVisionConfig(**clip_widths(spec), image_size=int(spec["image_size"]), patch_size=int(spec["patch_size"]))
     )
     size = int(spec["image_size"])
     return {
@@ -85,6 +76,18 @@ def _components(spec: dict) -> dict[str, Any]:
         "image_encoder": image_encoder.eval(),
         "feature_extractor": CLIPImageProcessor(crop_size=size, size=size),
         "scheduler": PNDMScheduler(skip_prk_steps=True),
+    }
+
+
+def clip_widths(spec: dict) -> dict:
+    """The sizes the tiny CLIP image and text encoders share: width embed_dim, 4 heads, clip_layers layers."""
+    d = int(spec["embed_dim"])
+    return {
+        "hidden_size": d,
+        "projection_dim": d,
+        "intermediate_size": 2 * d,
+        "num_attention_heads": 4,
+        "num_hidden_layers": int(spec["clip_layers"]),
     }
 
 
@@ -111,11 +114,7 @@ def build_tiny_unclip(spec: dict, tokenizer: Any) -> Any:
     ).eval()
     text_encoder = CLIPTextModel(
         CLIPTextConfig(
-            hidden_size=d,
-            projection_dim=d,
-            intermediate_size=2 * d,
-            num_attention_heads=4,
-            num_hidden_layers=int(spec["clip_layers"]),
+            **clip_widths(spec),
             vocab_size=len(tokenizer),
             bos_token_id=tokenizer.bos_token_id,
             eos_token_id=tokenizer.eos_token_id,
