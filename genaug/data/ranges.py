@@ -4,7 +4,7 @@ The training stream draws the mixing uniforms of every sample of a shard before 
 stream). With them, `read_columns` decides, for each sample, which variants its views take (MixPolicy.decide on the
 same inputs the stream gives it later), then fetches from each generated column's tar only the byte ranges of those
 members, plus the small non-image members (json: failed flag, inline fidelity scores), coalesced (ranges closer than
-RANGE_GAP merged, fsspec's merge_offset_ranges) and read in one concurrent `cat_ranges` call per column and round.
+data.range_gap merged, fsspec's merge_offset_ranges) and read in one concurrent `cat_ranges` call per column and round.
 Every member is checked against the CRC-32 of its index (genaug.shards.index). The samples it returns hold the
 fetched members and None for each variant no view uses, so the stream's draws and views are those of a whole read.
 
@@ -33,7 +33,8 @@ from genaug.shards.storage import Location, RemotePath, read_bytes, read_ranges
 from genaug.shards.writer import read_stats
 
 GEN_FIELD = re.compile(r"^gen_(\d+)\.(jpg|jpeg|png|webp)$")
-#: ranges of one column shard closer than this are fetched as one (a tar header is 512 bytes, a json member ~1 KiB)
+#: default data.range_gap: ranges of one column shard closer than this are fetched as one request (a tar header is
+#: 512 bytes, a json member ~1 KiB); a wider gap trades bytes for requests (BENCHMARKS.md, range reads)
 RANGE_GAP = 4096
 RANGE_MODES = ("auto", "on", "off")
 
@@ -86,8 +87,8 @@ class ColumnsRead:
 class _Ranged:
     """A column shard read by ranges: its index table and its samples (non-image members fetched, variants None)."""
 
-    def __init__(self, path: Location, doc: dict, tar_bytes: int) -> None:
-        self.path = path
+    def __init__(self, path: Location, doc: dict, tar_bytes: int, gap: int = RANGE_GAP) -> None:
+        self.path, self.gap = path, int(gap)
         self.keys, self.table = members_by_key(doc)
         for key in self.keys:
             for f, (off, size, _) in self.table[key].items():
@@ -105,7 +106,7 @@ class _Ranged:
         spans = [self.table[self.keys[i]][f] for i, f in wanted]
         n = len(spans)
         _, starts, ends = merge_offset_ranges(
-            [""] * n, [s[0] for s in spans], [s[0] + s[1] for s in spans], max_gap=RANGE_GAP, sort=True
+            [""] * n, [s[0] for s in spans], [s[0] + s[1] for s in spans], max_gap=self.gap, sort=True
         )
         blocks = read_ranges(self.path, list(zip(starts, ends, strict=True)))
         got = 0
@@ -142,7 +143,7 @@ def _whole(path: Location, stats: dict | None, out: ColumnsRead) -> list[dict] |
     return None
 
 
-def _open_ranged(folder: Location, name: str, stats: dict, out: ColumnsRead, scores: bool) -> _Ranged:
+def _open_ranged(folder: Location, name: str, stats: dict, out: ColumnsRead, scores: bool, gap: int) -> _Ranged:
     """The column shard's index, checked against its stats; its json members fetched when `scores` needs them.
 
     Without scores the index's `failed` list says which samples have no variants, so nothing else is fetched."""
@@ -150,7 +151,7 @@ def _open_ranged(folder: Location, name: str, stats: dict, out: ColumnsRead, sco
     out.fetched += n
     if doc.get("tar_sha256") != stats.get("sha256") or doc.get("tar_bytes") != stats.get("bytes"):
         raise IndexMismatch(f"{folder / name}: its index describes another version of the tar")
-    col = _Ranged(folder / name, doc, int(stats["bytes"]))
+    col = _Ranged(folder / name, doc, int(stats["bytes"]), gap)
     failed = doc.get("failed")
     if isinstance(failed, list) and not scores:
         gone = set(failed)
@@ -170,19 +171,20 @@ def read_columns(
     n_views: int,
     ranged: Sequence[bool],
     keep: AbstractSet[int] | None = None,
+    gap: int = RANGE_GAP,
 ) -> ColumnsRead:
     """Read shard `name` of every generated column of `cols`: by ranges where `ranged` and indexed, else whole.
 
     `draws` holds the mixing uniforms of the shard's samples (one row of 2 x n_views each), in shard order; `keep`
     the rows the stream reads (the rest of an elastically resumed epoch, genaug.data.elastic), None for all: the
-    variants of the other rows are not fetched."""
+    variants of the other rows are not fetched. Ranges of one column shard closer than `gap` bytes are one request."""
     out = ColumnsRead([None] * len(cols.gens), [None] * len(cols.gens))
     state: list = []
     for g, use in zip(cols.gens, ranged, strict=True):
         stats = read_stats(g, int(name[:6]))
         if use and stats is not None and "index" in stats:
             try:
-                state.append(_open_ranged(g, name, stats, out, policy.needs_scores))
+                state.append(_open_ranged(g, name, stats, out, policy.needs_scores, gap))
                 continue
             except IndexMismatch as e:
                 out.fallbacks += 1

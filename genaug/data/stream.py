@@ -79,9 +79,9 @@ from genaug.data.elastic import RestPlan, offsets, pack, plan_rest, union, unpac
 from genaug.data.mixing import MixPolicy
 from genaug.data.partial import committed_shards, coverage, pack_sets, unpack_sets
 from genaug.data.prefetch import ShardPrefetcher, count_bytes, fetch_now, take_counts
-from genaug.data.ranges import ColumnsRead, read_columns, resolve_range_reads, variant_fields, variant_scores
+from genaug.data.ranges import RANGE_GAP, ColumnsRead, read_columns, resolve_range_reads, variant_fields, variant_scores
 from genaug.data.transforms import ViewsRecipe, eval_view, make_views, parse_views
-from genaug.shards.cache import ShardCache, open_cache
+from genaug.shards.cache import ShardCache, open_cache, parse_size
 from genaug.shards.complete import read_record
 from genaug.shards.layout import IMAGE_FIELDS, verify_command
 from genaug.shards.manifest import check_column_source, open_gen_split, open_split, read_manifest
@@ -349,10 +349,12 @@ class _TrainStream(IterableDataset):
         read_ahead=1,
         cache: ShardCache | None = None,
         ranged=(),
+        range_gap: int = RANGE_GAP,
     ):
         self.cols, self.policy, self.recipe, self.read_ahead = cols, policy, recipe, int(read_ahead)
         self.cache = cache  # the machine's shard cache (remote shards only), or None
         self.ranged = tuple(ranged) or (False,) * len(cols.gens)  # per column: read by ranges (genaug.data.ranges)
+        self.range_gap = int(range_gap)  # ranges of a column shard closer than this are one request
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
         self.rank, self.world_size, self.steps, self.buffer, self.gpu = rank, world_size, steps, buffer, gpu
         self.epoch = 0
@@ -398,7 +400,7 @@ class _TrainStream(IterableDataset):
                 def read_cols(name, first=first, draws=draws, keep_of=keep_of):
                     rows = draws[first[name] : first[name] + count[name]]
                     cols, ranged = self.cols_for(name)
-                    return read_columns(cols, name, rows, self.policy, nv, ranged, keep_of[name])
+                    return read_columns(cols, name, rows, self.policy, nv, ranged, keep_of[name], self.range_gap)
 
             remote = read_cols is not None and any(isinstance(g, RemotePath) for g in self.cols.gens)
             folders = [self.cols.source] if read_cols is not None else [self.cols.source, *self.cols.gens]
@@ -858,13 +860,15 @@ def build_train_loader(
     cache_dir: str | Path | None = None,
     cache_limit: str | int | None = None,
     range_reads: str = "auto",
+    range_gap: int | str = RANGE_GAP,
     gen_partial: bool = False,
 ) -> TrainLoader:
     """The training loader of one rank (see the module docstring; fidelity filtering and weighting in mixing).
 
     `cache_dir` (and its size `cache_limit`, e.g. "500G") is the machine's shard cache of remote shards.
     `range_reads` (auto, on, off): read generated columns by byte ranges of the variants the views use
-    (genaug.data.ranges; auto: columns in an object store when no cache is set, see resolve_range_reads).
+    (genaug.data.ranges; auto: columns in an object store when no cache is set, see resolve_range_reads);
+    `range_gap` (bytes, or text such as 64K): ranges of one column shard closer than this are one request.
     `gen_partial` (--gen-partial): train on generated columns still being made; each epoch uses the column shards
     committed when it starts (genaug.data.partial), the others' samples their source images only."""
     if augment_device is not None:  # gpu_augment=True defers to any device (CPU too: tests, benchmarks)
@@ -916,6 +920,7 @@ def build_train_loader(
         read_ahead=max(0, int(read_ahead)),
         cache=cache,
         ranged=[resolve_range_reads(range_reads, g, cache is not None) for g in cols.gens],
+        range_gap=parse_size(range_gap, "data.range_gap"),
     )
     stream.epoch = int(epoch)
     stream.partial = bool(gen_partial)

@@ -14,7 +14,7 @@ import re
 import typing
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AfterValidator, BeforeValidator
+from pydantic import AfterValidator, BeforeValidator, field_validator
 
 from genaug.core.config import Number, PathText, Probability, Settings, check_value, close_key, lenient, setting
 from genaug.core.errors import GenaugError
@@ -88,6 +88,11 @@ class Data(Settings):
     range_reads: Literal["auto", "on", "off"] = setting(
         "auto", "Fetch only the variants views use: on, off, or auto (object stores)."
     )
+    range_gap: str | int = setting(
+        4096,
+        "Range reads: ranges of one column shard closer than this (bytes, or 64K, 1M) are fetched as one request; "
+        "wider: fewer requests, more bytes (BENCHMARKS.md).",
+    )
     image_size: int | None = setting(None, "Filled in from views.size.", ge=1)
     gen_min_score: Cosine | None = setting(
         None,
@@ -104,6 +109,14 @@ class Data(Settings):
         "starts (the others' samples keep their source images); coverage per epoch in metrics.jsonl.",
         flag="--gen-partial",
     )
+
+    @field_validator("range_gap")
+    @classmethod
+    def _range_gap(cls, v: str | int) -> str | int:
+        from genaug.shards.cache import parse_size
+
+        parse_size(v, "recipe key data.range_gap")
+        return v
 
     #: fields that are not keywords of genaug.data.stream.build_train_loader (the batch a session uses is its own)
     NOT_STREAM: ClassVar[frozenset[str]] = frozenset({"batch_size", "image_size"})

@@ -314,3 +314,35 @@ def test_range_reads_fetch_only_the_rows_a_rest_span_keeps(local_set):
     assert [fetched(r) > 0 for r in some.rows[0]] == [i in (2, 5) for i in range(n)]
     assert [fetched(r) for r in some.rows[0] if fetched(r)] == [fetched(every.rows[0][i]) for i in (2, 5)]
     assert some.fetched < every.fetched
+
+
+def test_a_wider_range_gap_sends_fewer_requests_for_the_same_batches(local_set, tmp_path, monkeypatch):
+    """data.range_gap trades bytes for requests: counted by moto's own request recorder, the column's GETs fall as
+    the gap widens, its bytes rise, and the batches stay those of whole-shard reads."""
+    import boto3
+
+    from genaug.testing.request_log import start_recording_moto
+    from genaug.testing.servers import AWS_TEST_ENV, stop_server
+
+    proc, url, log = start_recording_moto(tmp_path)
+    try:
+        for k, v in {"AWS_ENDPOINT_URL": url, **AWS_TEST_ENV}.items():
+            monkeypatch.setenv(k, v)
+        set_storage_options(None)
+        boto3.client("s3", endpoint_url=url, region_name="us-east-1").create_bucket(Bucket="gap")
+        as_location("s3://gap").fs.put(str(local_set), "gap/set", recursive=True)
+        ref, _ = _run(str(local_set), mode="off")
+        seen = {}
+        for gap in (4096, "64K", "1M"):
+            log.start()
+            got, loader = _run("s3://gap/set", mode="on", range_gap=gap)
+            reqs = [r for r in log.stop() if r.method == "GET" and "/gen/g/" in f"/{r.key}" and r.range]
+            assert got == ref
+            seen[gap] = (len(reqs), sum(log.get_bytes(reqs).values()), loader.last_io["bytes_used"])
+    finally:
+        stop_server(proc)
+        set_storage_options(None)
+    (n4, b4, used), (n64, b64, _), (n1m, b1m, _) = seen[4096], seen["64K"], seen["1M"]
+    assert n4 > n64 > n1m >= 4, seen  # at least one ranged request per column shard
+    assert b4 < b64 < b1m, seen
+    assert b4 <= 1.25 * used, seen
