@@ -8,6 +8,7 @@ ceiling of decode + transforms from bytes in memory, on the same images, transfo
     # --remote also times the shard cache (data.cache_dir): cold (an empty cache dir, filled as the epoch reads) and
     # warm (the same dir in the next epoch), each against local disk
     OMP_NUM_THREADS=1 python scripts/bench_stream.py --remote --ranges --k 10 --delay-ms 50   # range reads vs whole
+    # --range-gap 4K 64K 1M: one range-read case per data.range_gap; --pin: client on core 0, store on core 1
 
 The remote comparison: a moto S3 server on 127.0.0.1 (a subprocess, needs `pip install 'moto[server]' s3fs`, stopped
 at the end), the benchmark's shard set copied object by object into s3://, and the training stream timed from the
@@ -16,7 +17,10 @@ bucket and from disk in the same run, alternating (goal: bucket / disk >= 0.9x).
 The range-read comparison (--remote --ranges): whole column shards vs range reads of the variants the views take
 (data.range_reads off/on), from local disk, from moto directly (+0 ms) and through the latency proxy (+--delay-ms,
 default 50), all in the same run, alternating; it prints samples/s, the bytes fetched per epoch over the image bytes
-used (the loader's own counts), and each case's ratio to local disk read whole.
+used (the loader's own counts), the CPU-s the store (moto + proxy) spent per epoch, and each case's ratio to local
+disk read whole. With --pin the client (training process and workers) runs on core 0 and the store on core 1 in
+every case, local disk included: the store's per-request CPU then does not come out of the client's cores, as
+with a real store (without it, on a 2-core machine, the Python server competes with the decoding workers).
 
 The deferred comparison: "float32" = colour stage in the workers, float32 views made in the main process (what a
 GPU run copies to the device); "uint8 + deferred" = workers deliver uint8 crops + parameter rows, the colour stage
@@ -349,8 +353,27 @@ def remote_compare(
         stop_server(proc)
 
 
-def ranges_compare(root: Path, recipe, workers: int, batch: int, repeats: int, delay_ms: float) -> None:
-    """Samples/s and bytes fetched / bytes used of whole-shard vs range reads: disk, s3 +0 ms, s3 +delay_ms."""
+def _cpu_seconds_of(pid: int) -> float:
+    """User + system CPU seconds a process (all its threads) has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _pin(pid: int, cores: set[int]) -> None:
+    """Every thread of process `pid` (and the threads it starts later) on `cores`."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        os.sched_setaffinity(int(tid), cores)
+
+
+def ranges_compare(
+    root: Path, recipe, workers: int, batch: int, repeats: int, delay_ms: float, gaps=("4K",), pin: bool = False
+) -> None:
+    """Samples/s, bytes fetched / bytes used and the store's CPU-s of whole-shard vs range reads (one case per
+    data.range_gap in `gaps`): local disk, s3 +0 ms, s3 +delay_ms.
+
+    `pin`: the training process and its workers on core 0, the S3 server and the latency proxy on core 1, in every
+    case (local disk too), so the store's per-request CPU does not come out of the client's cores, as with a real
+    store; without it all share every core."""
     import boto3
 
     from genaug.shards.storage import set_storage_options
@@ -364,32 +387,42 @@ def ranges_compare(root: Path, recipe, workers: int, batch: int, repeats: int, d
         size = copy_set(root, url)
         print(f"copied the set to {url} ({size / 2**20:.1f} MiB)", flush=True)
         proxy, far = start_latency_proxy(endpoint, delay_ms)
-        cases = [("disk whole", root, None, "off"), ("disk ranges", root, None, "on")]
+        if pin:
+            _pin(proc.pid, {1})
+            _pin(proxy.pid, {1})
+            os.sched_setaffinity(0, {0})  # DataLoader workers inherit it
+            print("pinned: training process and workers on core 0, S3 server and proxy on core 1", flush=True)
+        cases = [("disk whole", root, None, "off", "4K"), ("disk ranges", root, None, "on", "4K")]
         for tag, ep in (("+0 ms", endpoint), (f"+{delay_ms:g} ms", far)):
-            cases += [(f"s3 {tag} whole", url, ep, "off"), (f"s3 {tag} ranges", url, ep, "on")]
+            cases += [(f"s3 {tag} whole", url, ep, "off", "4K")]
+            cases += [(f"s3 {tag} ranges gap {g}", url, ep, "on", g) for g in gaps]
         res: dict[str, list[float]] = {c[0]: [] for c in cases}
         ratio: dict[str, float] = {}
+        store_cpu: dict[str, list[float]] = {c[0]: [] for c in cases}
         for rep in range(repeats):
-            for name, shards, ep, mode in cases:
+            for name, shards, ep, mode, gap in cases:
                 if ep is not None:
                     os.environ["AWS_ENDPOINT_URL"] = ep  # DataLoader workers inherit it
                     set_storage_options(None)
                 loader = build_train_loader(
                     shards, "train", ["bench"], p=P, views_recipe=recipe, batch_size=batch, num_workers=workers,
-                    seed=rep, shuffle_buffer=16, read_ahead=1, range_reads=mode,
+                    seed=rep, shuffle_buffer=16, read_ahead=1, range_reads=mode, range_gap=gap,
                 )  # fmt: skip
+                c0 = _cpu_seconds_of(proc.pid) + _cpu_seconds_of(proxy.pid)
                 res[name].append(epoch_rate(loader))
+                store_cpu[name].append(_cpu_seconds_of(proc.pid) + _cpu_seconds_of(proxy.pid) - c0)
                 ratio[name] = loader.last_io["bytes_fetched"] / max(1, loader.last_io["bytes_used"])
             print(f"  repeat {rep}: " + ", ".join(f"{k} {v[-1]:.1f}" for k, v in res.items()), flush=True)
         best = {k: max(v) for k, v in res.items()}
         for name, value in best.items():
             print(
-                f"{name:<20} {value:8.1f} samples/s  {value / best['disk whole']:.2f}x disk whole  "
-                f"fetched/used {ratio[name]:.2f}x"
+                f"{name:<28} {value:8.1f} samples/s  {value / best['disk whole']:.2f}x disk whole  "
+                f"fetched/used {ratio[name]:.2f}x  store CPU-s/epoch {min(store_cpu[name]):.2f}"
             )
         print(f"ratio disk ranges / disk whole: {best['disk ranges'] / best['disk whole']:.2f}x")
-        cold = best[f"s3 +{delay_ms:g} ms ranges"] / best["disk whole"]
-        print(f"ratio s3 +{delay_ms:g} ms ranges / local disk: {cold:.2f}x (goal >= 0.9x)")
+        for g in gaps:
+            cold = best[f"s3 +{delay_ms:g} ms ranges gap {g}"] / best["disk whole"]
+            print(f"ratio s3 +{delay_ms:g} ms ranges (gap {g}) / local disk: {cold:.2f}x (goal >= 0.9x)")
     finally:
         if proxy is not None:
             stop_server(proxy)
@@ -408,6 +441,8 @@ def main() -> None:
     ap.add_argument("--delay-ms", type=float, default=0.0, help="--remote: round trip added per request (a proxy)")
     ap.add_argument("--mbps", type=float, default=0.0, help="--remote: MB/s cap per connection (a proxy)")
     ap.add_argument("--ranges", action="store_true", help="--remote: range reads vs whole shards, +0 and +delay ms")
+    ap.add_argument("--range-gap", nargs="+", default=["4K"], help="--ranges: data.range_gap values to compare")
+    ap.add_argument("--pin", action="store_true", help="--ranges: client on core 0, S3 server + proxy on core 1")
     ap.add_argument("--k", type=int, default=K, help="variants per image of the generated column")
     a = ap.parse_args()
     globals()["K"] = a.k
@@ -433,7 +468,9 @@ def main() -> None:
                 flush=True,
             )
             if a.ranges:
-                ranges_compare(Path(tmp) / "set", recipe, a.workers, a.batch, a.repeats, a.delay_ms or 50.0)
+                ranges_compare(
+                    Path(tmp) / "set", recipe, a.workers, a.batch, a.repeats, a.delay_ms or 50.0, a.range_gap, a.pin
+                )
                 return None
             remote_compare(Path(tmp) / "set", recipe, a.workers, a.batch, a.repeats, a.delay_ms, a.mbps)
             return None

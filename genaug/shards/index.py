@@ -109,12 +109,17 @@ def parse_index(data: bytes, entry: dict | None, where: str) -> dict:
     return doc
 
 
-def read_index(folder: Location, index: int, stats: dict) -> tuple[dict, int]:
-    """(the index of shard `index` as its stats record it, bytes read); IndexMismatch when it is missing or damaged."""
+def read_index(folder: Location, index: int, stats: dict, fetched: bytes | None = None) -> tuple[dict, int]:
+    """(the index of shard `index` as its stats record it, bytes read); IndexMismatch when it is missing or damaged.
+
+    `fetched`: the bytes at the index's usual name, read together with the stats (used when the stats name it)."""
     entry = stats.get("index")
     if not isinstance(entry, dict):
         raise IndexMismatch(f"{as_location(folder) / index_name(index)}: the stats record no index")
-    path = as_location(folder) / str(entry.get("name") or index_name(index))
+    name = str(entry.get("name") or index_name(index))
+    path = as_location(folder) / name
+    if fetched is not None and name == index_name(index):
+        return parse_index(fetched, entry, str(path)), len(fetched)
     try:
         data = read_bytes(path)
     except FileNotFoundError:

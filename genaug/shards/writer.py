@@ -138,6 +138,14 @@ def read_stats(folder: Location, index: int) -> dict | None:
     return doc if isinstance(doc, dict) and _stats_fields_ok(doc) else None
 
 
+def parse_stats(data: bytes | None, where: object) -> dict | None:
+    """Stats read as bytes elsewhere (None: missing), checked as read_stats checks them; None when unusable."""
+    from genaug.core.jsonio import record_json
+
+    doc = record_json(data, where)
+    return doc if doc is not None and _stats_fields_ok(doc) else None
+
+
 def _stats_fields_ok(doc: dict) -> bool:
     """True when the fields readers compute with hold the right types (counts are whole numbers, the sha text)."""
     for key in ("count", "bytes"):
@@ -187,9 +195,7 @@ def cleanup_shard(folder: Location, index: int) -> list[Location]:
 
 #: files genaug writes into a shard folder: shard tars, stats, member indexes, the manifest, the completion record,
 #: their temp files
-WRITTEN_RE = re.compile(
-    r"^(?:\d{6}\.tar|\d{6}\.json|\d{6}\.idx\.json|manifest\.json|complete\.json)(?:\.tmp-[^/]+)?$"
-)
+WRITTEN_RE = re.compile(r"^(?:\d{6}\.tar|\d{6}\.json|\d{6}\.idx\.json|manifest\.json|complete\.json)(?:\.tmp-[^/]+)?$")
 
 
 def remove_written_files(folder: Location) -> list[Location]:
