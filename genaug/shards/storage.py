@@ -98,6 +98,10 @@ def set_storage_options(pairs: list[str] | tuple[str, ...] | dict | None) -> Non
     _FS_CACHE.clear()
 
 
+#: concurrent connections of an s3:// filesystem (config_kwargs.max_pool_connections; --storage-option overrides)
+S3_CONNECTIONS = 64
+
+
 def storage_options(scheme: str) -> dict:
     """fsspec options for `scheme`: the standard environment (AWS_ENDPOINT_URL, ...), then --storage-option."""
     opts: dict[str, Any] = {}
@@ -116,6 +120,8 @@ def storage_options(scheme: str) -> dict:
         region = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION")
         if region:
             opts["client_kwargs"] = {"region_name": region}
+        # botocore's default pool of 10 connections makes a range read of ~50 members five round trips in a row
+        opts["config_kwargs"] = {"max_pool_connections": S3_CONNECTIONS}
     raw = os.environ.get(ENV_OPTIONS)
     if raw:
         try:

@@ -235,3 +235,17 @@ def test_eval_features_from_s3(s3, image_tree):
     enc = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten())
     fs = extract_features(enc, split_folder(url, "val"), device="cpu", batch_size=5)
     assert len(fs.keys) == 24 and sorted(set(fs.labels.tolist())) == [0, 1]
+
+
+def test_s3_connections_default_to_a_wide_pool_and_a_storage_option_overrides_it(monkeypatch):
+    """A range read sends ~50 requests at once: the s3 filesystem opens up to S3_CONNECTIONS connections, not
+    botocore's 10; --storage-option config_kwargs.max_pool_connections=N replaces the number, keeping other keys."""
+    from genaug.shards.storage import S3_CONNECTIONS, set_storage_options, storage_options
+
+    monkeypatch.delenv("GENAUG_STORAGE_OPTIONS", raising=False)
+    assert storage_options("s3")["config_kwargs"] == {"max_pool_connections": S3_CONNECTIONS}
+    set_storage_options(["config_kwargs.max_pool_connections=8", "config_kwargs.connect_timeout=5"])
+    try:
+        assert storage_options("s3")["config_kwargs"] == {"max_pool_connections": 8, "connect_timeout": 5}
+    finally:
+        set_storage_options(None)
