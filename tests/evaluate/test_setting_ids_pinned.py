@@ -52,7 +52,7 @@ def data(tmp_path, monkeypatch):
 
 def _call(func, options, **kw) -> dict:
     """Run an eval function as a Python caller does."""
-    return func(quiet=True, **kw)
+    return func(options(quiet=True, **kw))
 
 
 def _check(doc: dict, data: dict, sid: str, command: str | None, stem: str) -> None:
