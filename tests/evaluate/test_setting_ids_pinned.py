@@ -112,6 +112,12 @@ def test_ood_ids_are_pinned(data, i):
                 out_features=[data["far"]], **kw)  # fmt: skip
     assert doc["setting_id"] == sid
     assert data["norm"](doc["path"]) == f"/data/f/eval/ood-{kw.get('split', 'val')}-far-{sid}.json"
+    want = (
+        {"scores": ["msp", "mahalanobis", "knn", "uncertainty"], "knn_k": 50, "probe": "ridge"}
+        if i == 0
+        else {"scores": ["mahalanobis", "knn"], "knn_k": 9, "probe": "sgd 100 ep", "uncertainty_higher_is_in": False}
+    )
+    assert {k: doc["settings"][k] for k in want} == want  # the options reach the scores
 
 
 SIMILARITY = [({}, "442f225c20"), ({"n_boot": 20, "ci": 0.8, "seed": 4}, "e52ea6e3d5")]
@@ -131,3 +137,16 @@ def test_the_cli_names_a_result_as_python_does(data, capsys):
     printed = capsys.readouterr().out
     path = next(line.split(": ", 1)[1] for line in printed.splitlines() if line.startswith("results: "))
     _check({**json.loads(open(path).read()), "path": path}, data, LINEAR[0][1], LINEAR[0][2], "linear-val")
+
+
+def test_the_probe_runs_with_the_options_it_is_given(data):
+    """Every probe option of LINEAR[1] reaches the probe: the result's settings are the probe's resolved ones."""
+    kw = LINEAR[1][0]
+    doc = _call(run.eval_linear, LinearOptions, train_features=data["train"], val_features=data["val"], **kw)
+    assert doc["settings"] == {
+        "solver": "sgd", "epochs": 7, "batch_size": 32, "lr": 0.5, "momentum": 0.9, "weight_decay": 1e-4,
+        "batchnorm": True, "seed": 3, "bootstrap": doc["settings"]["bootstrap"],
+    }  # fmt: skip
+    assert doc["intervals"]["linear/top1"] is not None
+    assert doc["settings"]["bootstrap"] == {"n_boot": 50, "ci": 0.9, "seed": 3, "over": "test images",
+                                             "kind": "percentile"}  # fmt: skip
