@@ -126,6 +126,7 @@ def run_demo(
     fit_steps: int = DEMO_FIT["steps"],
 ) -> dict:
     """Ingest digits, fit a digits generator, generate K variants, train an SSL method at p, probe it, draw sheets."""
+    from genaug.evaluate.options import KnnOptions, LinearOptions
     from genaug.evaluate.run import eval_knn, eval_linear
     from genaug.ingest.run import ingest
     from genaug.inspect import contact_sheet, views_sheet
@@ -174,17 +175,17 @@ def run_demo(
     written["run"] = str(res["run_dir"])
     say("4/6 linear probe on frozen features (SGD, 50 epochs, BatchNorm without affine before the linear layer)")
     run_dir = str(res["run_dir"])
-    lin = eval_linear(run_dir, shards=str(shards), quiet=True, **DEMO_LINEAR)
+    lin = eval_linear(LinearOptions(model=run_dir, shards=shards, quiet=True, **DEMO_LINEAR))
     top1 = lin["summary"]["linear/top1"]
     base = str(random_init_run(Path(run_dir), out / "runs" / f"{method}-random-init"))
-    lin0 = eval_linear(base, shards=str(shards), quiet=True, **DEMO_LINEAR)
+    lin0 = eval_linear(LinearOptions(model=base, shards=shards, quiet=True, **DEMO_LINEAR))
     top0 = lin0["summary"]["linear/top1"]
     say(
         f"    linear probe top-1 on val: {_pct(lin, 'linear/top1')} trained vs {_pct(lin0, 'linear/top1')} for the "
         "same backbone at random init (10 classes: chance is 10%; [95% bootstrap interval over val images])"
     )
     say(f"    rerun: {lin['command']}")
-    knn, knn0 = (eval_knn(r, shards=str(shards), quiet=True, **DEMO_KNN) for r in (run_dir, base))
+    knn, knn0 = (eval_knn(KnnOptions(model=r, shards=shards, quiet=True, **DEMO_KNN)) for r in (run_dir, base))
     k1, k0 = knn["summary"]["knn/k20/top1"], knn0["summary"]["knn/k20/top1"]
     trained, random_init = _pct(knn, "knn/k20/top1"), _pct(knn0, "knn/k20/top1")
     say(f"    kNN (k=20) top-1 on val: {trained} trained vs {random_init} at random init")

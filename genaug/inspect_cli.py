@@ -62,17 +62,8 @@ def register(app: typer.Typer) -> None:
         key_list = [k.strip() for k in o.keys.split(",") if k.strip()] if o.keys else None
         common = dict(split=o.split, keys=key_list, n=o.n, seed=o.seed, tile=o.tile, labels=not o.no_labels, out=o.out)
         if o.views:
-            path = views_sheet(
-                o.shards,
-                o.gen,
-                p=o.p,
-                pairs=o.pairs,
-                view_size=o.view_size,
-                method=o.method,
-                mix_views=o.mix_views,
-                run=o.run,
-                **common,
-            )
+            drawn = o.model_dump(include={"p", "pairs", "view_size", "method", "mix_views", "run"})
+            path = views_sheet(o.shards, o.gen, **drawn, **common)
         else:
             path = contact_sheet(o.shards, o.gen, sort=o.sort, **common)
         print(f"contact sheet: {path} (rows and keys: {path.with_suffix('.json')})")

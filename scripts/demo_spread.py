@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 from genaug.demo import DEMO_OVERRIDES, random_init_run, write_digits_tree
+from genaug.evaluate.options import KnnOptions, LinearOptions
 from genaug.evaluate.run import eval_knn, eval_linear
 from genaug.generate import generate
 from genaug.ingest.run import ingest
@@ -58,11 +59,11 @@ def main() -> None:
             backbone="tiny", image_size=a.size, workers=0, seed=seed, overrides=over,
             progress_bar=False,
         )  # fmt: skip
-        top1 = eval_linear(str(run), image_size=a.size, **probe)["summary"]["linear/top1"]
+        top1 = eval_linear(LinearOptions(model=run, image_size=a.size, **probe))["summary"]["linear/top1"]
         base = random_init_run(run, run.with_name(run.name + "-init"))
-        top0 = eval_linear(str(base), image_size=a.size, **probe)["summary"]["linear/top1"]
-        k1 = eval_knn(str(run), image_size=a.size, **knn)["summary"]["knn/k20/top1"]
-        k0 = eval_knn(str(base), image_size=a.size, **knn)["summary"]["knn/k20/top1"]
+        top0 = eval_linear(LinearOptions(model=base, image_size=a.size, **probe))["summary"]["linear/top1"]
+        k1 = eval_knn(KnnOptions(model=run, image_size=a.size, **knn))["summary"]["knn/k20/top1"]
+        k0 = eval_knn(KnnOptions(model=base, image_size=a.size, **knn))["summary"]["knn/k20/top1"]
         gaps.append(top1 - top0)
         kgaps.append(k1 - k0)
         print(f"{seed:>4} {top1:8.4f} {top0:8.4f} {top1 - top0:+7.4f} {k1:7.4f} {k0:7.4f} {k1 - k0:+7.4f}", flush=True)

@@ -45,6 +45,7 @@ def prepare(out: Path, fit_steps: int) -> tuple[Path, dict[str, str]]:
 
 def one_run(shards: Path, out: Path, column: str | None, p: float, seed: int, steps: int) -> dict:
     """Train the demo's SimCLR at p with `column` as the generated views; kNN and linear top-1 on val."""
+    from genaug.evaluate.options import KnnOptions, LinearOptions
     from genaug.evaluate.run import eval_knn, eval_linear
     from genaug.train.runner import train
 
@@ -52,10 +53,11 @@ def one_run(shards: Path, out: Path, column: str | None, p: float, seed: int, st
     res = train(method="simclr", shards=str(shards), p=p, gen=[column] if column else None, out=run_dir, steps=steps,
                 batch_size=64, backbone="tiny", image_size=SIZE, workers=0, seed=seed, overrides=DEMO_OVERRIDES,
                 progress_bar=False)  # fmt: skip
-    lin = eval_linear(str(res["run_dir"]), image_size=SIZE, quiet=True, shards=str(shards), train_split="train",
-                      val_split="val", epochs=50, batchnorm=True)["summary"]["linear/top1"]  # fmt: skip
-    knn = eval_knn(str(res["run_dir"]), shards=str(shards), train_split="train", val_split="val", ks=[20],
-                   image_size=SIZE, quiet=True)["summary"]["knn/k20/top1"]  # fmt: skip
+    lin = eval_linear(LinearOptions(model=res["run_dir"], image_size=SIZE, quiet=True, shards=shards,
+                                    train_split="train", val_split="val", epochs=50, batchnorm=True))  # fmt: skip
+    knn = eval_knn(KnnOptions(model=res["run_dir"], shards=shards, train_split="train", val_split="val", ks=[20],
+                              image_size=SIZE, quiet=True))  # fmt: skip
+    lin, knn = lin["summary"]["linear/top1"], knn["summary"]["knn/k20/top1"]
     return {"knn": float(knn), "linear": float(lin)}
 
 

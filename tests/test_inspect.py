@@ -248,3 +248,23 @@ def test_views_sheet_draws_with_the_runs_resolved_views(gen_set, tmp_path):
     assert json.loads(over.with_suffix(".json").read_text())["views_from"] == str(runs["override"] / "recipe.yaml")
     with pytest.raises(GenaugError, match="training run folder"):
         views_sheet(gen_set, "tiny", run=tmp_path / "nope", out=tmp_path / "x.png", **kw)
+
+
+def test_cli_views_take_every_drawing_flag(gen_set, tmp_path):
+    """`inspect --views` hands --p, --pairs, --view-size, --method, --mix-views and --run to the views sheet (its
+    sidecar JSON records what it drew with)."""
+    out = tmp_path / "views.png"
+    argv = ["inspect", "--shards", str(gen_set), "--gen", "tiny", "--views", "--keys", "s000000r000001", "--tile", "16",
+            "--p", "0.25", "--pairs", "1", "--view-size", "16", "--method", "byol", "--mix-views", "second",
+            "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    doc = json.loads(out.with_suffix(".json").read_text())
+    assert (doc["p"], doc["pairs"], doc["mix_views"]) == (0.25, 1, "second")
+    assert doc["views_from"] == "trainers/byol at 16 px"
+    import yaml
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "recipe.yaml").write_text(yaml.safe_dump({"method": "simclr", "views": {"preset": "simclr", "size": 16}}))
+    assert main([*argv, "--run", str(run)]) == 0
+    assert json.loads(out.with_suffix(".json").read_text())["views_from"] == str(run / "recipe.yaml")

@@ -4,6 +4,9 @@ The options of each command are declared once, in genaug.evaluate.options, and c
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import typer
 
 from genaug.core.cli_model import command
@@ -16,15 +19,30 @@ from genaug.evaluate.options import (
     SimilarityOptions,
 )
 
+#: each command: its options model, the genaug.evaluate.run function it calls, the shard sets its storage flags apply to
+COMMANDS: dict[str, tuple[type[FeatureFlags], str, Callable[[Any], tuple]]] = {
+    "linear": (LinearOptions, "eval_linear", lambda o: (o.shards,)),
+    "knn": (KnnOptions, "eval_knn", lambda o: (o.shards,)),
+    "ood": (OodOptions, "eval_ood", lambda o: (o.in_set, o.out_sets)),
+    "similarity": (SimilarityOptions, "eval_similarity", lambda o: (o.shards,)),
+}
 
-def _setup(opts: FeatureFlags, *shard_sets: object) -> dict:
-    """Apply the storage and cache flags of `opts` for the shard sets it reads; the eval function's keywords."""
-    from genaug.shards.cache import set_cache_env
-    from genaug.shards.storage_flags import apply_storage_flags
 
-    apply_storage_flags(opts.storage_option, *shard_sets)
-    set_cache_env(opts.cache_dir, opts.cache_limit)
-    return opts.call_args()
+def _handler(func: str, shard_sets: Callable[[Any], tuple]) -> Callable[[FeatureFlags, dict], None]:
+    """A command's handler: apply the storage and cache flags for the shard sets it reads, then call `func` with the
+    options object."""
+
+    def handle(opts: FeatureFlags, overrides: dict) -> None:
+        from genaug.evaluate import run
+        from genaug.shards.cache import set_cache_env
+        from genaug.shards.storage_flags import apply_storage_flags
+
+        apply_storage_flags(opts.storage_option, *shard_sets(opts))
+        set_cache_env(opts.cache_dir, opts.cache_limit)
+        getattr(run, func)(opts)
+
+    handle.__name__ = func.removeprefix("eval_")
+    return handle
 
 
 def register(app: typer.Typer) -> None:
@@ -33,35 +51,13 @@ def register(app: typer.Typer) -> None:
         help="Evaluate frozen representations: linear probe, kNN, OOD detection, CKA/OPD, reports comparing runs.",
         no_args_is_help=True,
     )
-
-    @command(ev, "linear", options=LinearOptions)
-    def linear(opts: LinearOptions, overrides: dict) -> None:
-        from genaug.evaluate.run import eval_linear
-
-        eval_linear(**_setup(opts, opts.shards))
-
-    @command(ev, "knn", options=KnnOptions)
-    def knn(opts: KnnOptions, overrides: dict) -> None:
-        from genaug.evaluate.run import eval_knn
-
-        eval_knn(**_setup(opts, opts.shards))
-
-    @command(ev, "ood", options=OodOptions)
-    def ood(opts: OodOptions, overrides: dict) -> None:
-        from genaug.evaluate.run import eval_ood
-
-        eval_ood(**_setup(opts, opts.in_set, opts.out_sets))
-
-    @command(ev, "similarity", options=SimilarityOptions)
-    def similarity(opts: SimilarityOptions, overrides: dict) -> None:
-        from genaug.evaluate.run import eval_similarity
-
-        eval_similarity(**_setup(opts, opts.shards))
+    for name, (options, func, shard_sets) in COMMANDS.items():
+        command(ev, name, options=options)(_handler(func, shard_sets))
 
     @command(ev, "report", options=ReportOptions)
     def report(opts: ReportOptions, overrides: dict) -> None:
         from genaug.evaluate.run import eval_report
 
-        eval_report(opts.runs, opts.png, opts.metrics or None, opts.quiet)
+        eval_report(opts)
 
     app.add_typer(ev, name="eval")

@@ -1,5 +1,7 @@
 """What each `genaug eval` command takes, declared once: each field is a flag of the command (built by
-genaug.core.cli_model.command) and a keyword of the genaug.evaluate.run function it calls; bounds are checked here.
+genaug.core.cli_model.command) and an attribute of the options object the genaug.evaluate.run function it calls
+receives (`eval_linear(LinearOptions(model=..., shards=...))`); defaults and bounds live here only. Paths may be
+given as pathlib.Path from Python (they are kept as text).
 
 The blocks several commands share (the features they extract, their bootstrap, the labeled splits of a probe) are
 one base model each; a command's model lists its own fields and then the blocks it takes.
@@ -12,14 +14,14 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Strict, field_validator
 
-from genaug.core.config import Number, Settings, setting
+from genaug.core.config import Number, PathText, Settings, setting
 from genaug.core.errors import GenaugError
 from genaug.shards.options import cache_dir_field, cache_limit_field, storage_option_field
 
 MODEL_HELP = "Run folder, its backbone.safetensors, a checkpoint, or a HF CLIP image encoder folder."
 SHARDS_HELP = "Labeled shard set the features come from: name (shards/NAME), path or URL (s3://...)."
 RESULT_HELP = "Result .json path or folder (default: <run>/eval/)."
-#: fields that set up where and how a command runs, not what the eval function computes
+#: fields that set up where and how a command runs, not what the eval function computes (never in a setting id)
 CLI_ONLY = ("storage_option", "cache_dir", "cache_limit")
 
 
@@ -37,13 +39,9 @@ def _output_path(value: str | None, flag: str) -> str | None:
 
 
 class EvalOptions(Settings):
-    """The base of every eval command's options: errors name the flag; `call_args` feeds the eval function."""
+    """The base of every eval command's options: errors name the flag."""
 
     where: ClassVar[str] = "flag"
-
-    def call_args(self) -> dict:
-        """The keywords of the genaug.evaluate.run function (every field but the storage and cache flags)."""
-        return {k: v for k, v in self.model_dump().items() if k not in CLI_ONLY}
 
 
 class FeatureFlags(EvalOptions):
@@ -88,7 +86,7 @@ class Bootstrap(EvalOptions):
 class ResultOut(EvalOptions):
     """Where the result .json goes."""
 
-    out: str | None = setting(None, RESULT_HELP, "--out")
+    out: PathText | None = setting(None, RESULT_HELP, "--out")
 
     @field_validator("out")
     @classmethod
@@ -99,12 +97,12 @@ class ResultOut(EvalOptions):
 class ProbeData(EvalOptions):
     """The model and the labeled train and val splits (or their precomputed features) of a probe."""
 
-    model: str | None = setting(None, MODEL_HELP, "MODEL", argument=True)
-    shards: str | None = setting(None, SHARDS_HELP, "--shards")
+    model: PathText | None = setting(None, MODEL_HELP, "MODEL", argument=True)
+    shards: PathText | None = setting(None, SHARDS_HELP, "--shards")
     train_split: str = setting("train", "Split the probe is fitted on.", "--train-split")
     val_split: str = setting("val", "Split the probe is tested on.", "--val-split")
-    train_features: str | None = setting(None, "Precomputed features .npz.", "--train-features")
-    val_features: str | None = setting(None, "Precomputed features .npz.", "--val-features")
+    train_features: PathText | None = setting(None, "Precomputed features .npz.", "--train-features")
+    val_features: PathText | None = setting(None, "Precomputed features .npz.", "--val-features")
 
     @field_validator("train_features", "val_features")
     @classmethod
@@ -150,26 +148,26 @@ SCORES = ("msp", "mahalanobis", "knn", "uncertainty")
 
 
 class _Ood(EvalOptions):
-    model: str | None = setting(None, MODEL_HELP, "MODEL", argument=True)
-    in_set: str | None = setting(
+    model: PathText | None = setting(None, MODEL_HELP, "MODEL", argument=True)
+    in_set: PathText | None = setting(
         None, "In-distribution shard set, name, path or URL (its train split fits the scores).", "--in"
     )
-    out_sets: list[str] = setting(
+    out_sets: list[PathText] = setting(
         factory=list, help="Out-of-distribution shard set, name, path or URL (repeatable).", flag="--out"
     )
     split: str = setting("val", "Test split of the in and out sets.", "--split")
     train_split: str = setting("train", "Split of the in set the scores are fitted on.", "--train-split")
-    train_features: str | None = setting(None, "Precomputed features .npz of the train split.", "--train-features")
-    in_features: str | None = setting(None, "Precomputed features .npz of the in set.", "--in-features")
-    out_features: list[str] = setting(
+    train_features: PathText | None = setting(None, "Precomputed features .npz of the train split.", "--train-features")
+    in_features: PathText | None = setting(None, "Precomputed features .npz of the in set.", "--in-features")
+    out_features: list[PathText] = setting(
         factory=list, help="Precomputed features .npz (repeatable).", flag="--out-features"
     )
     scores: list[Literal["msp", "mahalanobis", "knn", "uncertainty"]] = setting(
         factory=lambda: list(SCORES), help="Scores to compute (repeatable).", flag="--score"
     )
     knn_k: int = setting(50, "k of the kNN-distance score (Sun et al. 2022).", "--knn-k", ge=1)
-    uncertainty_in: str | None = setting(None, "Per-sample scores (.npy/.npz/txt).", "--uncertainty-in")
-    uncertainty_out: list[str] = setting(factory=list, help="One per out set.", flag="--uncertainty-out")
+    uncertainty_in: PathText | None = setting(None, "Per-sample scores (.npy/.npz/txt).", "--uncertainty-in")
+    uncertainty_out: list[PathText] = setting(factory=list, help="One per out set.", flag="--uncertainty-out")
     # Annotated: cli_model types a plain `bool | None` as text (its `bool | 'auto'` rule), which drops the /--x-out pair
     uncertainty_higher_is_in: Annotated[bool, Strict()] | None = setting(
         None,
@@ -178,7 +176,7 @@ class _Ood(EvalOptions):
     )
     probe_epochs: int = setting(100, "Epochs of the probe behind the max-softmax score.", "--probe-epochs", ge=1)
     fast: bool = setting(False, "Closed-form probe for the max-softmax score.", "--fast")
-    out: str | None = setting(None, RESULT_HELP, "--result")
+    out: PathText | None = setting(None, RESULT_HELP, "--result")
 
     @field_validator("train_features", "in_features", "out_features", "uncertainty_in", "uncertainty_out")
     @classmethod
@@ -198,9 +196,9 @@ class OodOptions(FeatureFlags, _Ood):
 
 
 class _Similarity(EvalOptions):
-    a: str = setting(..., MODEL_HELP + " Or a features .npz.", "A", argument=True)
-    b: str = setting(..., "The other encoder (e.g. the generator's image_encoder) or .npz.", "B", argument=True)
-    shards: str | None = setting(
+    a: PathText = setting(..., MODEL_HELP + " Or a features .npz.", "A", argument=True)
+    b: PathText = setting(..., "The other encoder (e.g. the generator's image_encoder) or .npz.", "B", argument=True)
+    shards: PathText | None = setting(
         None, "Shard set of the images: name (shards/NAME), path or URL (s3://...).", "--shards"
     )
     split: str = setting("val", "Split whose images both encoders embed.", "--split")
@@ -215,8 +213,8 @@ class SimilarityOptions(FeatureFlags, ResultOut, Bootstrap, _Similarity):
 class ReportOptions(EvalOptions):
     """Table (and PNG bar chart) comparing the results of several runs."""
 
-    runs: list[str] = setting(..., "Run folders (with eval/*.json) or result .json files.", "RUNS", argument=True)
-    png: str | None = setting(None, "Write a grouped bar chart here.", "--png")
+    runs: list[PathText] = setting(..., "Run folders (with eval/*.json) or result .json files.", "RUNS", argument=True)
+    png: PathText | None = setting(None, "Write a grouped bar chart here.", "--png")
     metrics: list[str] = setting(factory=list, help="Metrics to show (repeatable; default all).", flag="--metric")
     quiet: bool = setting(False, "Do not print the table.", "--quiet")
 

@@ -10,6 +10,11 @@ from pydantic import field_validator
 from genaug.core.config import Settings, setting
 from genaug.shards.options import SHARDS_HELP, storage_option_field
 
+ENCODER_HELP = (
+    "Feature space: clip, swav, or a path (CLIP image-encoder folder or SwAV checkpoint). "
+    "Default: the column's generator's own (CLIP image embedding for sd/sd-unclip, SwAV for icgan)."
+)
+
 
 class ScoreOptions(Settings):
     """Write fidelity scores (cosine similarity of each variant to its source, diversity, blank and near-copy flags) of
@@ -21,12 +26,7 @@ class ScoreOptions(Settings):
     shards: str = setting(..., SHARDS_HELP, "--shards")
     gen: str = setting(..., "Generated column to score.", "--gen")
     split: str = setting("train", "Split of the column.", "--split")
-    encoder: str | None = setting(
-        None,
-        "Feature space: clip, swav, or a path (CLIP image-encoder folder or SwAV checkpoint). "
-        "Default: the column's generator's own (CLIP image embedding for sd/sd-unclip, SwAV for icgan).",
-        "--encoder",
-    )
+    encoder: str | None = setting(None, ENCODER_HELP, "--encoder")
     weights: str | None = setting(None, "Local model folder (as for `genaug generate`).", "--weights")
     device: str | None = setting(None, "Default: cuda when available, else cpu.", "--device")
     batch_size: int = setting(16, "Images per encoder forward.", "--batch-size", ge=1)

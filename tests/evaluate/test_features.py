@@ -139,6 +139,7 @@ def test_a_read_only_model_folder_is_never_written(shard_set, tmp_path, monkeypa
 
     from transformers import CLIPVisionConfig, CLIPVisionModel
 
+    from genaug.evaluate.options import KnnOptions
     from genaug.evaluate.run import eval_knn
 
     monkeypatch.setenv("GENAUG_CACHE", str(tmp_path / "cache"))
@@ -149,7 +150,7 @@ def test_a_read_only_model_folder_is_never_written(shard_set, tmp_path, monkeypa
     for p in [model, *model.iterdir()]:
         os.chmod(p, stat.S_IREAD | (stat.S_IEXEC if p.is_dir() else 0))
     try:
-        doc = eval_knn(str(model), shards=str(shard_set), ks=[5], quiet=True)
+        doc = eval_knn(KnnOptions(model=model, shards=shard_set, ks=[5], quiet=True))
     finally:
         for p in [model, *model.iterdir()]:
             os.chmod(p, stat.S_IRWXU)
