@@ -378,7 +378,7 @@ def test_devices_this_machine_lacks_are_one_line(copy, capsys):
     "extra, expect",
     [
         (["--storage-option", "anon=true"], "on a local path: drop --storage-option"),
-        (["--set", "method_args.temperature=-1"], "method_args.temperature must be greater than 0"),
+        (["--set", "method_args.temperature=-1"], "method_args.temperature must be above 0"),
         (["--gen", "g,g", "--p", "0.5"], "names column g more than once"),
     ],
     ids=["storage-option-local", "negative-temperature", "gen-twice"],

@@ -2,15 +2,15 @@
 
 One dialect: the learning rate is optim.base_lr (scaled with the global batch by optim.lr_scaling), the length
 and warm-up are schedule.epochs / schedule.steps / schedule.warmup_epochs. Unknown or misspelt keys and wrong
-types are one-line errors naming the key and the closest valid one; method_args are checked against the method
-class's own arguments. The resolved recipe written to <run>/recipe.yaml holds every value used.
+types are one-line errors naming the key and the closest valid one; method_args are checked against the method's
+arguments model (ssl/methods/args.py; a plug-in's plain __init__ signature where it has none). The resolved
+recipe written to <run>/recipe.yaml holds every value used.
 """
 
 from __future__ import annotations
 
 import inspect
 import math
-import re
 import typing
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -219,28 +219,23 @@ class TrainRecipe(Settings):
     resolved: dict | None = setting(None, "Written by the trainer; recomputed for every run.")
 
 
-#: method_args that divide (temperatures, epsilons): they must be positive
-POSITIVE_ARG = re.compile(r"(^|_)(temperature|temp|eps|epsilon)$")
-
-
-def check_method_value(key: str, value: Any) -> None:
-    """A number in method_args is finite, and positive where it divides (temperature, *_temp, eps)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return
-    if not math.isfinite(value):
-        raise GenaugError(f"recipe key method_args.{key} must be a finite number, got {value}")
-    if POSITIVE_ARG.search(key) and value <= 0:
-        raise GenaugError(
-            f"recipe key method_args.{key} must be greater than 0 (it divides the similarities), got {value}: "
-            f"fix --set method_args.{key}=... or the recipe"
-        )
-
-
 def method_arguments(recipe: dict) -> dict:
-    """method_args checked against the method class's own arguments, with the class defaults filled in."""
+    """method_args checked against the method's arguments model (a plug-in's: its __init__ signature), every default
+    filled in; the given keys first, in their order, then the defaults."""
     from genaug.ssl.methods import get_method
+    from genaug.ssl.methods.args import args_model
 
     cls = get_method(recipe["method"], recipe.get("module"))
+    given = recipe.get("method_args") or {}
+    model = args_model(cls)
+    if model is not None:
+        values = model.check(given, recipe["method"]).model_dump()
+        return {**{k: values[k] for k in given}, **values}
+    return signature_arguments(cls, recipe["method"], given)
+
+
+def signature_arguments(cls: type, method: str, args: dict) -> dict:
+    """method_args of a plug-in method checked against its plain __init__ signature (names, type hints)."""
     sig = inspect.signature(cls.__init__)
     try:
         hints = typing.get_type_hints(cls.__init__)
@@ -248,18 +243,16 @@ def method_arguments(recipe: dict) -> dict:
         hints = {}
     params = {n: p for n, p in sig.parameters.items() if n not in ("self", "backbone", "feat_dim")}
     if any(p.kind == p.VAR_KEYWORD for p in params.values()):
-        return dict(recipe.get("method_args") or {})
-    args = recipe.get("method_args") or {}
+        return dict(args)
     out = {}
     for key, value in args.items():
         if key not in params:
             valid = [n for n, p in params.items() if p.kind != p.VAR_POSITIONAL]
-            raise GenaugError(
-                f"unknown recipe key method_args.{key} for method {recipe['method']!r}"
-                f"{close_key(str(key), valid, 'method_args.')}"
-            )
+            near = close_key(str(key), valid, "method_args.")
+            raise GenaugError(f"unknown recipe key method_args.{key} for method {method!r}{near}")
         out[key] = check_value(lenient(hints.get(key, Any)), value, f"recipe key method_args.{key}")
-        check_method_value(key, out[key])
+        if isinstance(out[key], float) and not math.isfinite(out[key]):  # an unannotated argument (Any)
+            raise GenaugError(f"recipe key method_args.{key} must be a finite number, got {out[key]}")
     for name, p in params.items():
         if name not in out and p.default is not inspect.Parameter.empty:
             out[name] = p.default

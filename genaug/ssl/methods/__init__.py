@@ -1,7 +1,10 @@
 """SSL methods: a registry from recipe name to class, one class per method over `SSLMethod`.
 
 Other modules register their own methods with `@register_method("name")` and reuse the base, the losses and the
-loop. Recipes are data, so the module a recipe names (`module:`) is imported only when it is trusted: a module
+loop; a method declares its arguments as a nested `Args` model (a `MethodArgs`, see args.py) or, for a plug-in, in a
+plain `__init__` signature.
+
+Recipes are data, so the module a recipe names (`module:`) is imported only when it is trusted: a module
 inside genaug, a module an installed package declares in the entry-point group `genaug.methods`, or one the user
 allows by name (`--allow-module NAME` or GENAUG_ALLOW_MODULES=a,b). Never a module found in the current directory
 by accident of sys.path.
@@ -18,6 +21,7 @@ from pathlib import Path
 from genaug.core.errors import GenaugError
 from genaug.ssl.backbones import backbone_from_recipe
 from genaug.ssl.methods import contrastive, distillation, probabilistic, redundancy, simvae, swav  # noqa: F401
+from genaug.ssl.methods.args import MethodArgs
 from genaug.ssl.methods.base import (
     METHODS,
     Progress,
@@ -33,6 +37,7 @@ from genaug.ssl.methods.base import (
 
 __all__ = [
     "METHODS",
+    "MethodArgs",
     "Progress",
     "SSLMethod",
     "build_method",

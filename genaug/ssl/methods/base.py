@@ -12,13 +12,16 @@ registered buffers, so it is part of ``state_dict()``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
 
 from genaug.core.errors import GenaugError
 from genaug.ssl.ema import ema_update, ema_update_all, make_teacher, momentum_schedule  # noqa: F401  (re-exported)
+
+if TYPE_CHECKING:
+    from genaug.ssl.methods.args import MethodArgs
 
 
 @dataclass(frozen=True)
@@ -104,13 +107,20 @@ class SSLMethod(nn.Module):
     fixed_lr_prefixes: ClassVar[tuple[str, ...]] = ()
     #: smallest number of views the method needs
     min_views: ClassVar[int] = 2
+    #: the method's arguments (recipe key method_args) as one typed model (ssl/methods/args.py); None: a plug-in
+    #: whose own __init__ signature declares them
+    Args: ClassVar[type[MethodArgs] | None] = None
 
-    def __init__(self, backbone: nn.Module, feat_dim: int, **kwargs: Any) -> None:
+    def __init__(self, backbone: nn.Module, feat_dim: int, **method_args: Any) -> None:
         super().__init__()
         self.backbone = backbone
         self.feat_dim = feat_dim
-        if kwargs:
-            raise GenaugError(f"method {self.name!r} does not take method_args {sorted(kwargs)}: check the recipe")
+        model = type(self).Args
+        if model is not None:
+            #: the checked, typed arguments (every default filled in)
+            self.args = model.check(method_args, self.name)
+        elif method_args:
+            raise GenaugError(f"method {self.name!r} does not take method_args {sorted(method_args)}: check the recipe")
 
     def forward(self, batch: dict, progress: Progress) -> dict:
         """One training step (the DDP entry point): see `training_step`."""
@@ -140,6 +150,14 @@ class SSLMethod(nn.Module):
     def teacher_momentum(self, progress: Progress) -> float:
         """EMA momentum of the teachers at this step."""
         return momentum_schedule(progress.step, progress.total_steps, self.momentum, 1.0, self.momentum_cosine)
+
+    def make_teachers(self) -> None:
+        """Each teacher in `teachers` a frozen copy of its student; the EMA momentum (and, where the method has the
+        argument, momentum_cosine) from the method's arguments."""
+        for student, teacher in self.teachers:
+            setattr(self, teacher, make_teacher(getattr(self, student)))
+        self.momentum = self.args.momentum
+        self.momentum_cosine = getattr(self.args, "momentum_cosine", type(self).momentum_cosine)
 
     @torch.no_grad()
     def update_teachers(self, progress: Progress) -> float:

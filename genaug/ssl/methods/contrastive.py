@@ -7,40 +7,33 @@ every view separately through the base and the momentum encoder (facebookresearc
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genaug.core.config import setting
 from genaug.ssl.ema import ema_update_all
 from genaug.ssl.losses import enqueue, info_nce, moco_v2_loss, nt_xent
-from genaug.ssl.methods.base import (
-    Progress,
-    SSLMethod,
-    each_view,
-    fp32,
-    make_teacher,
-    mlp,
-    momentum_schedule,
-    register_method,
-)
+from genaug.ssl.methods.args import EMATeacher, Momentum, Predictor, Projector, ProjectorLayers, Temperature
+from genaug.ssl.methods.base import Progress, SSLMethod, each_view, fp32, momentum_schedule, register_method
 
 
 @register_method("simclr")
 class SimCLR(SSLMethod):
     """SimCLR (Chen et al. 2020): NT-Xent between the projections of two views."""
 
-    def __init__(
-        self,
-        backbone: nn.Module,
-        feat_dim: int,
-        proj_hidden: int = 2048,
-        proj_out: int = 128,
-        proj_layers: int = 2,
-        temperature: float = 0.1,
-    ) -> None:
-        super().__init__(backbone, feat_dim)
-        self.projector = mlp(feat_dim, proj_hidden, proj_out, proj_layers, bn=True)
-        self.temperature = temperature
+    class Args(ProjectorLayers, Temperature):
+        """SimCLR's arguments."""
+
+        published = {"proj_hidden": 2048, "proj_out": 128, "proj_layers": 2, "temperature": 0.1}
+
+    def __init__(self, backbone: nn.Module, feat_dim: int, **method_args: Any) -> None:
+        super().__init__(backbone, feat_dim, **method_args)
+        a = self.args
+        self.projector = a.projector(feat_dim, a.proj_layers, bn=True)
+        self.temperature = a.temperature
 
     def training_step(self, batch: dict, progress: Progress) -> dict:  # noqa: D102
         h1, h2 = _two(self.backbone, batch["views"])
@@ -63,24 +56,22 @@ class MoCoV2(SSLMethod):
     """MoCo v2 (Chen, Fan, Girshick, He 2020): momentum key encoder, queue of negatives, MLP head."""
 
     teachers = (("backbone", "backbone_k"), ("projector", "projector_k"))
+    momentum_cosine = False  # MoCo v2 keeps its momentum constant
 
-    def __init__(
-        self,
-        backbone: nn.Module,
-        feat_dim: int,
-        proj_hidden: int = 2048,
-        proj_out: int = 128,
-        queue_size: int = 65536,
-        temperature: float = 0.2,
-        momentum: float = 0.999,
-        symmetric: bool = False,
-    ) -> None:
-        super().__init__(backbone, feat_dim)
-        self.projector = mlp(feat_dim, proj_hidden, proj_out, 2, bn=False)
-        self.backbone_k, self.projector_k = make_teacher(backbone), make_teacher(self.projector)
-        self.temperature, self.momentum, self.symmetric = temperature, momentum, symmetric
-        self.momentum_cosine = False  # MoCo v2 keeps its momentum constant
-        self.register_buffer("queue", F.normalize(torch.randn(queue_size, proj_out), dim=1))
+    class Args(Projector, Temperature, Momentum):
+        """MoCo v2's arguments."""
+
+        published = {"proj_hidden": 2048, "proj_out": 128, "temperature": 0.2, "momentum": 0.999}
+        queue_size: int = setting(65536, "Negatives kept in the queue (keys of earlier batches).", ge=1)
+        symmetric: bool = setting(False, "Also score the second view's queries against the first view's keys.")
+
+    def __init__(self, backbone: nn.Module, feat_dim: int, **method_args: Any) -> None:
+        super().__init__(backbone, feat_dim, **method_args)
+        a = self.args
+        self.projector = a.projector(feat_dim, 2, bn=False)
+        self.make_teachers()
+        self.temperature, self.symmetric = a.temperature, a.symmetric
+        self.register_buffer("queue", F.normalize(torch.randn(a.queue_size, a.proj_out), dim=1))
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
         self._pending_keys: list[torch.Tensor] = []
 
@@ -122,36 +113,20 @@ class MoCoV3(SSLMethod):
 
     teachers = (("backbone", "backbone_k"), ("projector", "projector_k"))
 
-    def __init__(
-        self,
-        backbone: nn.Module,
-        feat_dim: int,
-        proj_hidden: int = 4096,
-        proj_out: int = 256,
-        pred_hidden: int = 4096,
-        temperature: float = 1.0,
-        momentum: float = 0.99,
-        momentum_cosine: bool = True,
-        proj_layers: int = 2,
-        pred_last_bn: bool = False,
-    ) -> None:
-        super().__init__(backbone, feat_dim)
-        self.projector = mlp(
-            feat_dim, proj_hidden, proj_out, proj_layers, bn=True, last_bn=True, last_bn_affine=False, bias=False
-        )
-        self.predictor = mlp(
-            proj_out,
-            pred_hidden,
-            proj_out,
-            2,
-            bn=True,
-            last_bn=pred_last_bn,
-            last_bn_affine=False,
-            bias=False,
-            last_bias=False,
-        )
-        self.backbone_k, self.projector_k = make_teacher(backbone), make_teacher(self.projector)
-        self.temperature, self.momentum, self.momentum_cosine = temperature, momentum, momentum_cosine
+    class Args(ProjectorLayers, Predictor, Temperature, EMATeacher):
+        """MoCo v3's arguments (ResNet defaults)."""
+
+        published = {"proj_hidden": 4096, "proj_out": 256, "proj_layers": 2, "pred_hidden": 4096, "temperature": 1.0,
+                     "momentum": 0.99, "momentum_cosine": True}  # fmt: skip
+        pred_last_bn: bool = setting(False, "BN without affine after the predictor's last layer (true for ViT).")
+
+    def __init__(self, backbone: nn.Module, feat_dim: int, **method_args: Any) -> None:
+        super().__init__(backbone, feat_dim, **method_args)
+        a = self.args
+        self.projector = a.projector(feat_dim, a.proj_layers, bn=True, last_bn=True, last_bn_affine=False, bias=False)
+        self.predictor = a.predictor(last_bn=a.pred_last_bn, last_bn_affine=False, bias=False, last_bias=False)
+        self.make_teachers()
+        self.temperature = a.temperature
 
     def training_step(self, batch: dict, progress: Progress) -> dict:  # noqa: D102
         views = batch["views"][:2]

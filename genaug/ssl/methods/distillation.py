@@ -7,22 +7,17 @@ batches the crops of one resolution together (facebookresearch/dino, utils.Multi
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
+from genaug.core.config import Number, setting
 from genaug.ssl.losses import byol_loss, dino_loss, dino_teacher_temp, simsiam_loss, update_center
-from genaug.ssl.methods.base import (
-    Progress,
-    SSLMethod,
-    each_view,
-    forward_views,
-    fp32,
-    make_teacher,
-    mlp,
-    register_method,
-)
+from genaug.ssl.methods.args import EMATeacher, Momentum, Predictor
+from genaug.ssl.methods.base import Progress, SSLMethod, each_view, forward_views, fp32, mlp, register_method
 
 
 @register_method("byol")
@@ -31,21 +26,18 @@ class BYOL(SSLMethod):
 
     teachers = (("backbone", "backbone_t"), ("projector", "projector_t"))
 
-    def __init__(
-        self,
-        backbone: nn.Module,
-        feat_dim: int,
-        proj_hidden: int = 4096,
-        proj_out: int = 256,
-        pred_hidden: int = 4096,
-        momentum: float = 0.996,
-        momentum_cosine: bool = True,
-    ) -> None:
-        super().__init__(backbone, feat_dim)
-        self.projector = mlp(feat_dim, proj_hidden, proj_out, 2, bn=True, bias=True)
-        self.predictor = mlp(proj_out, pred_hidden, proj_out, 2, bn=True, bias=True)
-        self.backbone_t, self.projector_t = make_teacher(backbone), make_teacher(self.projector)
-        self.momentum, self.momentum_cosine = momentum, momentum_cosine
+    class Args(Predictor, EMATeacher):
+        """BYOL's arguments."""
+
+        published = {"proj_hidden": 4096, "proj_out": 256, "pred_hidden": 4096, "momentum": 0.996,
+                     "momentum_cosine": True}  # fmt: skip
+
+    def __init__(self, backbone: nn.Module, feat_dim: int, **method_args: Any) -> None:
+        super().__init__(backbone, feat_dim, **method_args)
+        a = self.args
+        self.projector = a.projector(feat_dim, 2, bn=True, bias=True)
+        self.predictor = a.predictor(bias=True)
+        self.make_teachers()
 
     def training_step(self, batch: dict, progress: Progress) -> dict:  # noqa: D102
         views = batch["views"][:2]
@@ -67,12 +59,16 @@ class SimSiam(SSLMethod):
 
     fixed_lr_prefixes = ("predictor.",)
 
-    def __init__(
-        self, backbone: nn.Module, feat_dim: int, proj_hidden: int = 2048, proj_out: int = 2048, pred_hidden: int = 512
-    ) -> None:
-        super().__init__(backbone, feat_dim)
-        self.projector = mlp(feat_dim, proj_hidden, proj_out, 3, bn=True, last_bn=True, last_bn_affine=False)
-        self.predictor = mlp(proj_out, pred_hidden, proj_out, 2, bn=True)
+    class Args(Predictor):
+        """SimSiam's arguments."""
+
+        published = {"proj_hidden": 2048, "proj_out": 2048, "pred_hidden": 512}
+
+    def __init__(self, backbone: nn.Module, feat_dim: int, **method_args: Any) -> None:
+        super().__init__(backbone, feat_dim, **method_args)
+        a = self.args
+        self.projector = a.projector(feat_dim, 3, bn=True, last_bn=True, last_bn_affine=False)
+        self.predictor = a.predictor()
 
     def training_step(self, batch: dict, progress: Progress) -> dict:  # noqa: D102
         h1, h2 = each_view(self.backbone, batch["views"][:2])
@@ -86,9 +82,7 @@ class SimSiam(SSLMethod):
 class DINOHead(nn.Module):
     """DINO's head: 3-layer GELU MLP to a bottleneck, L2 normalisation, weight-normalised linear to out_dim."""
 
-    def __init__(
-        self, in_dim: int, out_dim: int = 65536, hidden: int = 2048, bottleneck: int = 256, norm_last_layer: bool = True
-    ) -> None:
+    def __init__(self, in_dim: int, out_dim: int, hidden: int, bottleneck: int, norm_last_layer: bool) -> None:
         super().__init__()
         self.mlp = mlp(in_dim, hidden, bottleneck, 3, bn=False, act=nn.GELU, bias=True)
         self.last_layer = weight_norm(nn.Linear(bottleneck, out_dim, bias=False))
@@ -110,30 +104,31 @@ class DINO(SSLMethod):
 
     min_views = 2
 
-    def __init__(
-        self,
-        backbone: nn.Module,
-        feat_dim: int,
-        out_dim: int = 65536,
-        head_hidden: int = 2048,
-        bottleneck: int = 256,
-        norm_last_layer: bool = True,
-        student_temp: float = 0.1,
-        teacher_temp: float = 0.04,
-        warmup_teacher_temp: float = 0.04,
-        warmup_teacher_temp_epochs: float = 30,
-        center_momentum: float = 0.9,
-        momentum: float = 0.996,
-        freeze_last_layer_epochs: float = 1,
-        global_views: int = 2,
-    ) -> None:
-        super().__init__(backbone, feat_dim)
-        self.head = DINOHead(feat_dim, out_dim, head_hidden, bottleneck, norm_last_layer)
-        self.backbone_t, self.head_t = make_teacher(backbone), make_teacher(self.head)
-        self.register_buffer("center", torch.zeros(1, out_dim))
-        self.student_temp, self.teacher_temp, self.warmup_temp = student_temp, teacher_temp, warmup_teacher_temp
-        self.warmup_epochs, self.center_momentum, self.momentum = warmup_teacher_temp_epochs, center_momentum, momentum
-        self.freeze_last_layer_epochs, self.global_views = freeze_last_layer_epochs, global_views
+    class Args(Momentum):
+        """DINO's arguments (facebookresearch/dino main_dino.py defaults for ResNet-50)."""
+
+        published = {"momentum": 0.996}
+        out_dim: int = setting(65536, "Width of the head's output (the prototypes the softmax runs over).", ge=1)
+        head_hidden: int = setting(2048, "Hidden width of the head's 3-layer MLP.", ge=1)
+        bottleneck: int = setting(256, "Width of the head's bottleneck before the weight-normalised layer.", ge=1)
+        norm_last_layer: bool = setting(True, "Freeze the norm of the last layer's weight (weight normalisation).")
+        student_temp: Number = setting(0.1, "Temperature of the student's softmax.", gt=0.0)
+        teacher_temp: Number = setting(0.04, "Temperature of the teacher's softmax after the warm-up.", gt=0.0)
+        warmup_teacher_temp: Number = setting(0.04, "Teacher temperature at the start of its warm-up.", gt=0.0)
+        warmup_teacher_temp_epochs: Number = setting(30, "Epochs of the teacher temperature's linear warm-up.", ge=0.0)
+        center_momentum: Number = setting(0.9, "EMA momentum of the teacher's center.", ge=0.0, le=1.0)
+        freeze_last_layer_epochs: Number = setting(1, "Epochs during which the head's last layer is not updated.", ge=0)
+        global_views: int = setting(2, "Views (the first ones) the teacher sees.", ge=1)
+
+    def __init__(self, backbone: nn.Module, feat_dim: int, **method_args: Any) -> None:
+        super().__init__(backbone, feat_dim, **method_args)
+        a = self.args
+        self.head = DINOHead(feat_dim, a.out_dim, a.head_hidden, a.bottleneck, a.norm_last_layer)
+        self.make_teachers()
+        self.register_buffer("center", torch.zeros(1, a.out_dim))
+        self.student_temp, self.teacher_temp, self.warmup_temp = a.student_temp, a.teacher_temp, a.warmup_teacher_temp
+        self.warmup_epochs, self.center_momentum = a.warmup_teacher_temp_epochs, a.center_momentum
+        self.freeze_last_layer_epochs, self.global_views = a.freeze_last_layer_epochs, a.global_views
         self._pending: list[list[torch.Tensor]] = []
 
     def training_step(self, batch: dict, progress: Progress) -> dict:  # noqa: D102

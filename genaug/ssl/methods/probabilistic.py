@@ -13,16 +13,16 @@ Steps upcast half-precision heads to float32 (`fp32`) and keep float64 as it is 
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from functools import partial
+from typing import Any
 
 import torch
 from torch import nn
 
-from genaug.core.errors import GenaugError
 from genaug.ssl.losses import barlow_twins_loss, vicreg_terms
-from genaug.ssl.methods.base import Progress, SSLMethod, each_view, fp32, mlp, register_method
+from genaug.ssl.methods.args import HProbKind, ProbKind
+from genaug.ssl.methods.base import Progress, SSLMethod, each_view, fp32, register_method
 from genaug.ssl.methods.redundancy import BarlowTwins, VICReg
 from genaug.ssl.prob import GaussianHead, ProbLoss, make_prior, rsample, uncertainty_score
 
@@ -35,11 +35,9 @@ def vicreg_loss(a: torch.Tensor, b: torch.Tensor, coeffs: tuple[float, float, fl
     return coeffs[0] * t["inv"] + coeffs[1] * t["var"] + coeffs[2] * t["cov"]
 
 
-def prob_loss(base: LossFn, dim: int, samples: int, beta: float, prior: str, components: int) -> ProbLoss:
-    """The base loss wrapped with beta * KL to the prior, after checking the sample count."""
-    if samples < 1:
-        raise GenaugError(f"method_args.samples must be >= 1 (got {samples}): fix the recipe")
-    return ProbLoss(base, make_prior(prior, dim, components), beta)
+def prob_loss(base: LossFn, dim: int, kind: ProbKind) -> ProbLoss:
+    """The base loss wrapped with beta * KL to the prior of the kind's arguments (samples, bounds checked there)."""
+    return ProbLoss(base, make_prior(kind.prior, dim, kind.components), kind.beta)
 
 
 def _finish(loss: torch.Tensor, parts: dict, log_var: torch.Tensor, features: torch.Tensor) -> dict:
@@ -50,11 +48,12 @@ def _finish(loss: torch.Tensor, parts: dict, log_var: torch.Tensor, features: to
 # --- Z-prob: the Gaussian sits on the projector output; the SSL loss sees its samples -----------------------------
 
 
-def attach_zprob(m: SSLMethod, dim: int, base: LossFn, samples: int, beta: float, prior: str, components: int) -> None:
+def attach_zprob(m: SSLMethod, base: LossFn) -> None:
     """Give method `m` its Z-prob parts: `z_head` on the projector output and the wrapped loss."""
+    dim = m.args.proj_out
     m.z_head = GaussianHead(dim, dim)
-    m.prob_loss = prob_loss(base, dim, samples, beta, prior, components)
-    m.samples = int(samples)
+    m.prob_loss = prob_loss(base, dim, m.args)
+    m.samples = m.args.samples
 
 
 def zprob_step(self: SSLMethod, batch: dict, progress: Progress) -> dict:
@@ -76,17 +75,16 @@ def zprob_uncertainty(self: SSLMethod, x: torch.Tensor) -> torch.Tensor:
 # --- H-prob: the Gaussian sits on the backbone output; each sample goes through the projector --------------------
 
 
-def attach_hprob(
-    m: SSLMethod, latent_dim: int | None, proj: tuple, base: LossFn, samples: int, beta: float, prior: str, comps: int
-) -> None:
+def attach_hprob(m: SSLMethod, base: LossFn) -> None:
     """Give method `m` its H-prob parts: `h_head` on the backbone output (a new projector if its width changes)."""
-    dim = int(latent_dim or m.feat_dim)
+    a = m.args
+    dim = a.latent_dim or m.feat_dim
     m.h_head = GaussianHead(m.feat_dim, dim)
     if dim != m.feat_dim:
-        m.projector = mlp(dim, proj[0], proj[1], proj[2], bn=True)
+        m.projector = a.projector(dim, a.proj_layers, bn=True)
     m.feat_dim = dim
-    m.prob_loss = prob_loss(base, dim, samples, beta, prior, comps)
-    m.samples = int(samples)
+    m.prob_loss = prob_loss(base, dim, a)
+    m.samples = a.samples
 
 
 def _project_samples(projector: nn.Module, s: torch.Tensor) -> torch.Tensor:
@@ -121,14 +119,14 @@ def hprob_uncertainty(self: SSLMethod, x: torch.Tensor) -> torch.Tensor:
 
 # --- the four registered methods: a base method plus the arguments and parts of one kind -------------------------
 
-#: the arguments each kind adds to its base method's (the base's own are taken from its signature, not repeated)
-KIND_ARGS = {
-    "z": (("samples", int, 12), ("prior", str, "normal"), ("components", int, 10)),
-    "h": (("samples", int, 12), ("prior", str, "normal"), ("components", int, 10), ("latent_dim", "int | None", None)),
-}
-KIND_PARTS = {
-    "z": {"training_step": zprob_step, "uncertainty": zprob_uncertainty},
-    "h": {"training_step": hprob_step, "encode": hprob_encode, "uncertainty": hprob_uncertainty},
+#: what each kind adds to its base method: its arguments (a block of ssl/methods/args.py), its parts and its steps
+KINDS = {
+    "z": (ProbKind, attach_zprob, {"training_step": zprob_step, "uncertainty": zprob_uncertainty}),
+    "h": (
+        HProbKind,
+        attach_hprob,
+        {"training_step": hprob_step, "encode": hprob_encode, "uncertainty": hprob_uncertainty},
+    ),
 }
 
 
@@ -142,48 +140,32 @@ def base_loss(m: SSLMethod) -> LossFn:
 def prob_method(name: str, title: str, base: type[SSLMethod], kind: str, beta: float, doc: str) -> type[SSLMethod]:
     """Register `name` (class `title`): `base` with the Gaussian head and loss of `kind` (z or h) and published `beta`.
 
-    Its constructor takes the base's arguments (from the base's own signature) then samples, beta, prior, components
-    (and latent_dim for H-prob), so method_args are checked against one declaration of each argument."""
-    own = inspect.signature(base.__init__)
-    P = inspect.Parameter
-    extra = [P(n, P.POSITIONAL_OR_KEYWORD, default=d, annotation=t) for n, t, d in KIND_ARGS[kind]]
-    extra.insert(1, P("beta", P.POSITIONAL_OR_KEYWORD, default=beta, annotation=float))
-    sig = own.replace(parameters=[*own.parameters.values(), *extra])
-    base_names = [n for n in own.parameters if n != "self"]
+    Its arguments are one model: the base method's `Args` plus the kind's block, with the published beta."""
+    block, attach, parts = KINDS[kind]
 
-    def __init__(self: SSLMethod, *args: object, **kwargs: object) -> None:
-        bound = sig.bind(self, *args, **kwargs)
-        bound.apply_defaults()
-        a = bound.arguments
-        base.__init__(self, **{n: a[n] for n in base_names})
-        loss = base_loss(self)
-        if kind == "z":
-            attach_zprob(self, a["proj_out"], loss, a["samples"], a["beta"], a["prior"], a["components"])
-        else:
-            proj = (a["proj_hidden"], a["proj_out"], a["proj_layers"])
-            attach_hprob(self, a["latent_dim"], proj, loss, a["samples"], a["beta"], a["prior"], a["components"])
+    class Args(base.Args, block):
+        __doc__ = f"The arguments of {name}: those of {base.name} and of its kind."
+        published = {"beta": beta}
 
-    __init__.__signature__ = sig  # type: ignore[attr-defined]
-    __init__.__annotations__ = {p.name: p.annotation for p in sig.parameters.values() if p.name != "self"}
-    attrs = {"__init__": __init__, "__doc__": doc, "__module__": __name__, "__qualname__": title,
-             "uncertainty_high_is_in_distribution": True, **KIND_PARTS[kind]}  # fmt: skip
+    Args.__qualname__ = f"{title}.Args"
+
+    def __init__(self: SSLMethod, backbone: nn.Module, feat_dim: int, **method_args: Any) -> None:
+        base.__init__(self, backbone, feat_dim, **method_args)  # checks method_args against the whole model
+        attach(self, base_loss(self))
+
+    attrs = {"__init__": __init__, "Args": Args, "__doc__": doc, "__module__": __name__, "__qualname__": title,
+             "uncertainty_high_is_in_distribution": True, **parts}  # fmt: skip
     return register_method(name)(type(title, (base,), attrs))
 
 
 # the reference OOD protocol of all four: a higher sigma means in-distribution
-BarlowZProb = prob_method(
-    "barlow-zprob", "BarlowZProb", BarlowTwins, "z", 1e-2,
-    "Barlow Twins with stochastic projector outputs (Z-prob); published beta 1e-2.",
-)  # fmt: skip
-BarlowHProb = prob_method(
-    "barlow-hprob", "BarlowHProb", BarlowTwins, "h", 1e-3,
-    "Barlow Twins with stochastic backbone outputs (H-prob); published beta 1e-3.",
-)  # fmt: skip
-VICRegZProb = prob_method(
-    "vicreg-zprob", "VICRegZProb", VICReg, "z", 1e-3,
-    "VICReg with stochastic projector outputs (Z-prob); published beta 1e-3.",
-)  # fmt: skip
-VICRegHProb = prob_method(
-    "vicreg-hprob", "VICRegHProb", VICReg, "h", 1e-4,
-    "VICReg with stochastic backbone outputs (H-prob); published beta 1e-4.",
+BarlowZProb, BarlowHProb, VICRegZProb, VICRegHProb = (
+    prob_method(name, title, base, kind, beta, f"{what} with stochastic {where} outputs ({kind.upper()}-prob); "
+                f"published beta {beta:g}.")
+    for name, title, base, what, kind, where, beta in (
+        ("barlow-zprob", "BarlowZProb", BarlowTwins, "Barlow Twins", "z", "projector", 1e-2),
+        ("barlow-hprob", "BarlowHProb", BarlowTwins, "Barlow Twins", "h", "backbone", 1e-3),
+        ("vicreg-zprob", "VICRegZProb", VICReg, "VICReg", "z", "projector", 1e-3),
+        ("vicreg-hprob", "VICRegHProb", VICReg, "VICReg", "h", "backbone", 1e-4),
+    )
 )  # fmt: skip

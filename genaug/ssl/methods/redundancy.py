@@ -6,28 +6,30 @@ and facebookresearch/vicreg (main_*.py: `self.projector(self.backbone(y1))`, the
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import nn
 
+from genaug.core.config import Number, setting
 from genaug.ssl.losses import barlow_twins_loss, vicreg_terms
-from genaug.ssl.methods.base import Progress, SSLMethod, each_view, fp32, mlp, register_method
+from genaug.ssl.methods.args import ProjectorLayers
+from genaug.ssl.methods.base import Progress, SSLMethod, each_view, fp32, register_method
 
 
 @register_method("barlow")
 class BarlowTwins(SSLMethod):
     """Barlow Twins (Zbontar et al. 2021): cross-correlation of the two views' projections pushed to identity."""
 
-    def __init__(
-        self,
-        backbone: nn.Module,
-        feat_dim: int,
-        proj_hidden: int = 8192,
-        proj_out: int = 8192,
-        proj_layers: int = 3,
-        lambd: float = 0.0051,
-    ) -> None:
-        super().__init__(backbone, feat_dim)
-        self.projector = mlp(feat_dim, proj_hidden, proj_out, proj_layers, bn=True)
-        self.lambd = lambd
+    class Args(ProjectorLayers):
+        """Barlow Twins' arguments."""
+
+        published = {"proj_hidden": 8192, "proj_out": 8192, "proj_layers": 3}
+        lambd: Number = setting(0.0051, "Weight of the off-diagonal (redundancy) terms of the loss.", ge=0.0)
+
+    def __init__(self, backbone: nn.Module, feat_dim: int, **method_args: Any) -> None:
+        super().__init__(backbone, feat_dim, **method_args)
+        self.projector = self.args.projector(feat_dim, self.args.proj_layers, bn=True)
+        self.lambd = self.args.lambd
 
     def project(self, batch: dict) -> tuple:
         """(h1, z1, z2): backbone features of view 1 and fp32 projections of both views (reused by prob methods)."""
@@ -43,20 +45,19 @@ class BarlowTwins(SSLMethod):
 class VICReg(SSLMethod):
     """VICReg (Bardes, Ponce, LeCun 2022): invariance + variance hinge + covariance, 25 / 25 / 1."""
 
-    def __init__(
-        self,
-        backbone: nn.Module,
-        feat_dim: int,
-        proj_hidden: int = 8192,
-        proj_out: int = 8192,
-        proj_layers: int = 3,
-        sim_coeff: float = 25.0,
-        std_coeff: float = 25.0,
-        cov_coeff: float = 1.0,
-    ) -> None:
-        super().__init__(backbone, feat_dim)
-        self.projector = mlp(feat_dim, proj_hidden, proj_out, proj_layers, bn=True)
-        self.coeffs = (sim_coeff, std_coeff, cov_coeff)
+    class Args(ProjectorLayers):
+        """VICReg's arguments."""
+
+        published = {"proj_hidden": 8192, "proj_out": 8192, "proj_layers": 3}
+        sim_coeff: Number = setting(25.0, "Weight of the invariance (mean squared distance) term.", ge=0.0)
+        std_coeff: Number = setting(25.0, "Weight of the variance hinge term.", ge=0.0)
+        cov_coeff: Number = setting(1.0, "Weight of the covariance term.", ge=0.0)
+
+    def __init__(self, backbone: nn.Module, feat_dim: int, **method_args: Any) -> None:
+        super().__init__(backbone, feat_dim, **method_args)
+        a = self.args
+        self.projector = a.projector(feat_dim, a.proj_layers, bn=True)
+        self.coeffs = (a.sim_coeff, a.std_coeff, a.cov_coeff)
 
     project = BarlowTwins.project
 

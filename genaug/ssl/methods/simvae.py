@@ -5,10 +5,14 @@
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
 import torch
 from torch import nn
 
+from genaug.core.config import Number, setting
 from genaug.core.errors import GenaugError
+from genaug.ssl.methods.args import MethodArgs
 from genaug.ssl.methods.base import Progress, SSLMethod, register_method
 from genaug.ssl.prob import uncertainty_score
 from genaug.ssl.simvae import GaussianEncoder, ResNetDecoder, SimVAE
@@ -27,37 +31,38 @@ class SimVAEMethod(SSLMethod):
     #: a VAE's posterior is narrower on the data it was trained on: low sigma = in-distribution (measured on digits)
     uncertainty_high_is_in_distribution: bool = False
 
-    def __init__(
-        self,
-        backbone: nn.Module,
-        feat_dim: int,
-        z_dim: int = 64,
-        encoder: str = "conv",
-        image_size: int = 32,
-        channels: int = 3,
-        width: int = 32,
-        hidden: int = 256,
-        likelihood: str = "gaussian",
-        log_var_x: float = -4.6,
-        sigma2: float = 0.15,
-        p_y: str = "gaussian",
-        components: int = 10,
-        pixel_mean: list[float] | None = None,
-        pixel_std: list[float] | None = None,
-    ) -> None:
-        super().__init__(backbone, feat_dim)
-        if encoder not in ("conv", "backbone"):
-            raise GenaugError(f"method_args.encoder {encoder!r} is not known: choose conv or backbone")
-        self.vae = SimVAE(
-            image_size, channels, z_dim, "conv", width, hidden, likelihood, log_var_x, sigma2, p_y, components
+    class Args(MethodArgs):
+        """SimVAE's arguments (the model of genaug/ssl/simvae.py)."""
+
+        z_dim: int = setting(64, "Width of the latent z (the representation).", ge=1)
+        encoder: Literal["conv", "backbone"] = setting(
+            "conv", "conv: the 28/32/64 px conv encoder/decoder pair; backbone: the recipe's backbone."
         )
-        if encoder == "backbone":
+        image_size: int = setting(32, "Side of the views in pixels (the decoder's output).", ge=1)
+        channels: int = setting(3, "Channels of the views.", ge=1)
+        width: int = setting(32, "Base channel width of the conv encoder and decoder.", ge=1)
+        hidden: int = setting(256, "Width of the fully connected layer of the conv encoder and decoder.", ge=1)
+        likelihood: Literal["gaussian", "bernoulli"] = setting("gaussian", "The pixel likelihood p(x|z).")
+        log_var_x: Number = setting(-4.6, "Log variance of the Gaussian pixel likelihood.")
+        sigma2: Number = setting(0.15, "Variance of p(z|y) around each image's y.", gt=0.0)
+        p_y: Literal["gaussian", "mog", "uniform"] = setting("gaussian", "The prior p(y).")
+        components: int = setting(10, "Components of the mog prior p(y).", ge=1)
+        pixel_mean: list[Number] | None = setting(None, "Mean the views were normalised with (None: not normalised).")
+        pixel_std: list[Number] | None = setting(None, "Std the views were normalised with (None: not normalised).")
+
+    def __init__(self, backbone: nn.Module, feat_dim: int, **method_args: Any) -> None:
+        super().__init__(backbone, feat_dim, **method_args)
+        a = self.args
+        image_size, channels, z_dim = a.image_size, a.channels, a.z_dim
+        self.vae = SimVAE(image_size, channels, z_dim, "conv", a.width, a.hidden, a.likelihood, a.log_var_x, a.sigma2,
+                          a.p_y, a.components)  # fmt: skip
+        if a.encoder == "backbone":
             self.vae.encoder = GaussianEncoder(backbone, feat_dim, z_dim)
             self.vae.decoder = ResNetDecoder(image_size, channels, z_dim)
         self.backbone = self.vae.encoder.trunk  # the module the loop compiles; shared, not a copy
         self.feat_dim = z_dim
-        mean = torch.tensor(pixel_mean or [0.0] * channels).view(1, -1, 1, 1)
-        std = torch.tensor(pixel_std or [1.0] * channels).view(1, -1, 1, 1)
+        mean = torch.tensor(a.pixel_mean or [0.0] * channels).view(1, -1, 1, 1)
+        std = torch.tensor(a.pixel_std or [1.0] * channels).view(1, -1, 1, 1)
         self.register_buffer("pixel_mean", mean, persistent=False)
         self.register_buffer("pixel_std", std, persistent=False)
 

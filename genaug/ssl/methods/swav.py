@@ -16,14 +16,17 @@ queue, so the distributed Sinkhorn sees the same rows as the reference's per-ran
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genaug.core.config import Number, setting
 from genaug.ssl.distributed import gather_nograd, rank, world_size
 from genaug.ssl.losses import sinkhorn, swav_loss
-from genaug.ssl.methods.base import Progress, SSLMethod, forward_views, fp32, mlp, register_method
+from genaug.ssl.methods.args import Projector, Temperature
+from genaug.ssl.methods.base import Progress, SSLMethod, forward_views, fp32, register_method
 
 log = logging.getLogger(__name__)
 
@@ -32,32 +35,31 @@ log = logging.getLogger(__name__)
 class SwAV(SSLMethod):
     """SwAV: codes of the assignment crops (Sinkhorn over batch + queue) are predicted from every other crop."""
 
-    def __init__(
-        self,
-        backbone: nn.Module,
-        feat_dim: int,
-        proj_hidden: int = 2048,
-        proj_out: int = 128,
-        n_prototypes: int = 3000,
-        temperature: float = 0.1,
-        epsilon: float = 0.05,
-        sinkhorn_iters: int = 3,
-        queue_length: int = 3840,
-        queue_start_epoch: float = 15,
-        freeze_prototypes_steps: int = 313,
-        assign_views: int = 2,
-    ) -> None:
-        super().__init__(backbone, feat_dim)
-        self.projector = mlp(feat_dim, proj_hidden, proj_out, 2, bn=True, bias=True)
-        self.prototypes = nn.Linear(proj_out, n_prototypes, bias=False)
-        self.temperature, self.epsilon, self.iters = temperature, epsilon, sinkhorn_iters
+    class Args(Projector, Temperature):
+        """SwAV's arguments (main_swav.py's ImageNet recipe at batch 256)."""
+
+        published = {"proj_hidden": 2048, "proj_out": 128, "temperature": 0.1}
+        n_prototypes: int = setting(3000, "Prototypes (clusters) the codes assign to.", ge=1)
+        epsilon: Number = setting(0.05, "Entropic regularisation of Sinkhorn (divides the scores).", gt=0.0)
+        sinkhorn_iters: int = setting(3, "Sinkhorn-Knopp iterations.", ge=1)
+        queue_length: int = setting(3840, "Rows of the global queue of earlier embeddings (0: no queue).", ge=0)
+        queue_start_epoch: Number = setting(15, "Epoch from which the queue is filled and used.", ge=0.0)
+        freeze_prototypes_steps: int = setting(313, "First optimizer steps without prototype updates.", ge=0)
+        assign_views: int = setting(2, "Views (the first ones) whose codes are computed.", ge=1)
+
+    def __init__(self, backbone: nn.Module, feat_dim: int, **method_args: Any) -> None:
+        super().__init__(backbone, feat_dim, **method_args)
+        a = self.args
+        self.projector = a.projector(feat_dim, 2, bn=True, bias=True)
+        self.prototypes = nn.Linear(a.proj_out, a.n_prototypes, bias=False)
+        self.temperature, self.epsilon, self.iters = a.temperature, a.epsilon, a.sinkhorn_iters
         self.queue_start_epoch, self.freeze_steps, self.assign_views = (
-            queue_start_epoch,
-            freeze_prototypes_steps,
-            assign_views,
+            a.queue_start_epoch,
+            a.freeze_prototypes_steps,
+            a.assign_views,
         )
         # the global queue (newest first): its shape does not depend on the world size
-        self.register_buffer("queue", torch.zeros(assign_views, max(0, queue_length), proj_out))
+        self.register_buffer("queue", torch.zeros(a.assign_views, a.queue_length, a.proj_out))
         self.register_buffer("queue_filled", torch.zeros((), dtype=torch.long))
         self._warned: int | None = None
 
