@@ -47,11 +47,13 @@ def test_resume_after_sigkill_equals_uninterrupted_fit(tmp_path, one_thread):
     assert not (killed / "model").exists()
     # the resume and the reference run each in a fresh process, as a user's would (in-process state of earlier
     # tests, e.g. oneDNN's choices after other thread counts, must not enter the comparison)
-    for out in (killed, tmp_path / "clean"):
+    for out, trained in ((killed, 20), (tmp_path / "clean", 30)):
         cmd = [sys.executable, "-m", "genaug", "fit-generator", "--shards", str(root), "--out", str(out),
                "--no-progress", *SMALL]  # fmt: skip
         r = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=600)
         assert r.returncode == 0, r.stderr[-2000:]
+        # the resume continues from its checkpoint at step 10 (a fit restarted from step 0 would give the same bytes)
+        assert f": {trained} steps on 8 images" in r.stdout, r.stdout
     resumed = json.loads((killed / "fit.json").read_text())
     clean = json.loads((tmp_path / "clean" / "fit.json").read_text())
     assert resumed["done"] and clean["done"] and clean["log"] == resumed["log"] and clean["log"][-1]["step"] == 30
@@ -84,4 +86,9 @@ def test_bad_inputs_are_one_line(tmp_path, capsys):
     commit_shard(folder, 0, [{"__key__": "000000_000000", "cls": "1", "json": json.dumps({"a": 1})}], ("json",),
                  {"failures": []})  # fmt: skip
     err(["--shards", str(root), "--split", "labels"], "holds no images")
+    # a split folder that holds a generated column's manifest: not source images
+    gen = root / "variants"
+    gen.mkdir()
+    write_manifest(gen, {"kind": "generated", "split": "variants", "shards": [], "num_shards": 0})
+    err(["--shards", str(root), "--split", "variants"], "not source images")
     err(["--shards", str(root), "--widths", "8,x"], "--widths")
