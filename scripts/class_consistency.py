@@ -1,6 +1,6 @@
 """Class consistency of img2img variants of the digits, per strength (genaug.generate.consistency).
 
-    python scripts/class_consistency.py --weights genaug-demo/generator/model --strengths 0.1,0.3,0.5,0.7,0.9
+    python scripts/class_consistency.py --weights genaug-demo/generator/digits-*/model --strengths 0.1,0.3,0.5,0.7,0.9
 
 prints a markdown table: the share of variants that keep their source's label by a LogisticRegression trained on the
 real training digits, and the share that are near copies of their source. This is how to pick the strength.
