@@ -71,6 +71,10 @@ def pixels(root: Path, column: str) -> dict:
     return out
 
 
+def tar_bytes(root: Path, column: str) -> list[bytes]:
+    return [(folder(root, column) / f"{i:06d}.tar").read_bytes() for i in range(NUM_SHARDS)]
+
+
 def same_pixels(a: dict, b: dict) -> None:
     """The same variants: the in-process reference and the CLI runs agree to JPEG rounding (float kernels ~1e-6)."""
     assert a.keys() == b.keys() and len(a) == NUM_SHARDS * PER_SHARD * K
@@ -152,6 +156,8 @@ def test_two_processes_and_kill_resume_equal_one_run(model, weights, source_set)
     assert 0 in done
     assert cli_main(cli_args(model, source_set, weights, f"{model}-kill")) == 0
     same_pixels(pixels(source_set, f"{model}-kill"), pixels(source_set, ref))
+    # the same command, batch size and threads per process: the killed-and-resumed column has the 2-process run's bytes
+    assert tar_bytes(source_set, f"{model}-kill") == tar_bytes(source_set, f"{model}-duo")
 
 
 def test_unet_recipe_without_weights_is_one_line(source_set, capsys):
