@@ -173,7 +173,12 @@ def fit_generator(
     if ckpt_every < 0 or log_every < 1:
         raise GenaugError("fit-generator --ckpt-every must be >= 0 and --log-every >= 1")
     pixels, read = load_split_pixels(shards, split, int(cfg["size"]), int(cfg["channels"]))
-    acc = Accelerator()
+    from genaug.train.loop import fresh_accelerate_state
+
+    fresh_accelerate_state()  # a process that ran another Accelerator (the demo trains after it fits) keeps its group
+    # cpu=True lets Accelerate set up gloo under torchrun / accelerate launch on machines without a GPU (as train does):
+    # a plain Accelerator() there runs every process as rank 0 of 1, all writing the same checkpoints
+    acc = Accelerator(cpu=not torch.cuda.is_available())
     if acc.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         if doc is None:
@@ -227,7 +232,8 @@ def fit_generator(
         bar.close()
     seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     acc.wait_for_everyone()
-    result = {"config": cfg, "shards": str(shards), "split": split, "done": True, "read": read, "log": log}
+    result = {"config": cfg, "shards": str(shards), "split": split, "done": True, "read": read, "log": log,
+              "processes": acc.num_processes}  # fmt: skip
     if acc.is_main_process:
         final = build_unet(cfg)
         ema.copy_to(final.parameters())

@@ -69,6 +69,20 @@ def test_resume_after_sigkill_equals_uninterrupted_fit(tmp_path, one_thread):
     assert gen.res == 8 and gen.channels == 3
 
 
+def test_two_processes_fit_one_model(tmp_path):
+    """torchrun with 2 CPU processes: one gloo group (each rank its share of a step's rows), one model saved."""
+    root = tmp_path / "set"
+    write_synthetic_split(root, "train", num_shards=1, per_shard=8, size=16, seed=1)
+    out = tmp_path / "duo"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "genaug",
+           "fit-generator", "--shards", str(root), "--out", str(out), "--no-progress", *SMALL]  # fmt: skip
+    r = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    doc = json.loads((out / "fit.json").read_text())
+    assert doc["done"] and doc["processes"] == 2 and doc["log"][-1]["step"] == 30, doc
+    assert (out / "model" / "model_index.json").is_file() and not (out / "checkpoints").exists()
+
+
 def test_bad_inputs_are_one_line(tmp_path, capsys):
     def err(args: list[str], needle: str) -> None:
         assert cli_main(["fit-generator", "--out", str(tmp_path / "o"), *SMALL, *args]) == 2  # the last flag wins
