@@ -21,6 +21,8 @@ def register(app: typer.Typer) -> None:
             opts.shards, opts.out, split=opts.split, ckpt_every=opts.ckpt_every, progress=not opts.no_progress,
             widths=parse_widths(opts.widths), **overrides,
         )  # fmt: skip
+        if not res.get("main", True):  # under torchrun / accelerate launch one process reports
+            return
         if res["cached"]:
             typer.echo(f"fit-generator: {res['model']} is already fitted with these settings (nothing to do)")
             return

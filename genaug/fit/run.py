@@ -244,7 +244,7 @@ def fit_generator(
         shutil.rmtree(out / "checkpoints", ignore_errors=True)  # the model folder is the result; resume is over
     acc.wait_for_everyone()
     return {**result, "model": str(model_dir), "trained_steps": total - start, "seconds": seconds,
-            "cpu_seconds": cpu, "cached": False}  # fmt: skip
+            "cpu_seconds": cpu, "cached": False, "main": acc.is_main_process}  # fmt: skip
 
 
 def _save(acc: Any, out: Path, step: int, unet: Any, opt: Any, lr_sched: Any, ema: Any, log: list) -> None:

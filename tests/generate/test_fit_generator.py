@@ -80,6 +80,7 @@ def test_two_processes_fit_one_model(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     doc = json.loads((out / "fit.json").read_text())
     assert doc["done"] and doc["processes"] == 2 and doc["log"][-1]["step"] == 30, doc
+    assert r.stdout.count("fit-generator: ") == 1, r.stdout  # one process reports
     assert (out / "model" / "model_index.json").is_file() and not (out / "checkpoints").exists()
 
 
