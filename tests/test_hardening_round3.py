@@ -437,3 +437,50 @@ def test_a_read_only_host_with_a_swapped_shard_or_a_huge_manifest(copy, tmp_path
         assert "stopped after 8 missing shards in a row, 99991 more not probed" in out
     finally:
         stop_server(proc)
+
+
+def test_generate_takes_over_at_once_a_lease_a_dead_peer_made_after_the_run_listed(s3, tmp_path, monkeypatch):
+    """Case 1 from the command line: `genaug generate` on s3:// lists `.leases/` as it starts; a peer on this host
+    then claims shard 0 and dies. The run reads that lease object fresh and takes the shard over at once; read
+    through the listing it looks missing, and the run waited out --lease-timeout (300 s): the alarm fails it."""
+    import signal
+    import socket
+
+    import boto3
+
+    from genaug.generate import runner
+    from genaug.generate.dispatch import generate
+    from genaug.shards.storage import as_location
+
+    local = tmp_path / "local"
+    write_synthetic_split(local, "train", num_shards=2, per_shard=2, size=16, seed=5)
+    generate(model="tiny", shards=str(local), column="tiny", k=1, batch_size=2, progress=False)
+    fs = as_location(f"s3://{s3}").fs
+    fs.put(str(local), f"{s3}/set", recursive=True)
+    col = f"{s3}/set/gen/tiny/train"
+    fs.rm([f"{col}/{i:06d}.{ext}" for i in (0, 1) for ext in ("tar", "json")])  # neither shard done
+    client = boto3.client("s3", region_name="us-east-1")
+    client.put_object(Bucket=s3, Key="set/gen/tiny/train/.leases/000009.lease", Body=b"{}")  # .leases/ exists
+    listed = runner.clear_stale_leases
+
+    def peer_claims_after_the_listing(folder, done, timeout):
+        out = listed(folder, done, timeout)  # the run has listed .leases/ now
+        doc = {"host": socket.gethostname(), "pid": _dead_pid(), "token": "dead-peer"}
+        client.put_object(Bucket=s3, Key="set/gen/tiny/train/.leases/000000.lease", Body=json.dumps(doc).encode())
+        return out
+
+    monkeypatch.setattr(runner, "clear_stale_leases", peer_claims_after_the_listing)
+
+    def waited(*_):
+        raise TimeoutError("generate waited on the lease of a dead peer instead of taking it over")
+
+    before = signal.signal(signal.SIGALRM, waited)
+    signal.alarm(150)  # a hang guard: the takeover takes seconds, the wait took --lease-timeout
+    try:
+        rc = main(["generate", "--shards", f"s3://{s3}/set", "--model", "tiny", "--column", "tiny", "--k", "1",
+                   "--batch-size", "2", "--no-progress"])  # fmt: skip
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, before)
+    assert rc == 0
+    assert fs.exists(f"{col}/000000.json") and fs.exists(f"{col}/000001.json")
