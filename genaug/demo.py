@@ -126,6 +126,8 @@ def run_demo(
     fit_steps: int = DEMO_FIT["steps"],
 ) -> dict:
     """Ingest digits, fit a digits generator, generate K variants, train an SSL method at p, probe it, draw sheets."""
+    from genaug.core.flags import output_folder
+    from genaug.core.recipes import load_recipe
     from genaug.evaluate.options import KnnOptions, LinearOptions
     from genaug.evaluate.run import eval_knn, eval_linear
     from genaug.ingest.run import ingest
@@ -133,6 +135,8 @@ def run_demo(
     from genaug.shards.verify import verify_set
     from genaug.train.runner import train
 
+    output_folder(out, "--out")
+    load_recipe("trainers", method)  # an unknown --method is one line now, not after minutes of ingest and generate
     t0 = time.perf_counter()
     out = Path(out)
     shards = out / "shards" / "digits"

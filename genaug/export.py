@@ -161,17 +161,20 @@ def export_backbone(run: str | os.PathLike, fmt: str, out: str | os.PathLike | N
     """Write the trained backbone of `run` as a `fmt` (timm or torchvision) state dict; return paths and load code."""
     from safetensors.torch import save_file
 
+    from genaug.core.flags import output_path
     from genaug.core.hashing import file_sha256
     from genaug.ssl.artifacts import load_method
 
     fmt = check_value(Format, fmt, "--format")
+    if out is not None:  # the flag is checked before the run is loaded
+        if Path(out).suffix != ".safetensors":
+            raise GenaugError(f"--out {out} must end in .safetensors (timm and torchvision read it by that name)")
+        output_path(str(out), "--out")
     loaded = load_method(run)
     backbone = loaded.method.backbone.eval()
     target = target_for(backbone, loaded.recipe, fmt)
     folder = loaded.weights.parent
     path = Path(out) if out is not None else folder / "export" / f"{fmt}-{target.arch}.safetensors"
-    if path.suffix != ".safetensors":
-        raise GenaugError(f"--out {path} must end in .safetensors (timm and torchvision read it by that name)")
     state = {k: v.detach().cpu().contiguous().clone() for k, v in backbone.state_dict().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {"format": fmt, "architecture": target.arch, "kwargs": json.dumps(target.kwargs), "source": str(run)}

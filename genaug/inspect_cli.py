@@ -53,12 +53,14 @@ def register(app: typer.Typer) -> None:
 
     @command(app, "inspect", options=InspectOptions)
     def inspect(o: InspectOptions, overrides: dict) -> None:
+        from genaug.core.flags import output_path
         from genaug.inspect import contact_sheet, views_sheet
         from genaug.shards.cache import set_cache_env
         from genaug.shards.storage_flags import apply_storage_flags
 
         apply_storage_flags(o.storage_option, o.shards)
         set_cache_env(o.cache_dir, o.cache_limit)
+        output_path(o.out, "--out")
         key_list = [k.strip() for k in o.keys.split(",") if k.strip()] if o.keys else None
         common = dict(split=o.split, keys=key_list, n=o.n, seed=o.seed, tile=o.tile, labels=not o.no_labels, out=o.out)
         if o.views:

@@ -353,13 +353,20 @@ def test_a_recipe_cache_folder_is_never_created(copy, tmp_path, capsys):
 
 
 # -- case 8: flags -------------------------------------------------------------------------------------------------
-def test_an_unreachable_ray_address_is_one_line_at_once(copy, capsys):
+def test_an_unreachable_ray_address_is_one_line_at_once(copy):
+    """A subprocess with a hang guard: without the probe, Ray retries the address for minutes inside its own C++
+    code, where no signal reaches Python; the probe answers within 5 s."""
+    import subprocess
+    import sys
+
     pytest.importorskip("ray")
     from genaug.testing.servers import free_port
 
     argv = ["generate", "--shards", str(copy), "--model", "tiny", "--column", "rayc", "--engine", "ray",
             "--ray-address", f"127.0.0.1:{free_port()}", "--no-progress"]  # fmt: skip
-    err = one_line_error(argv, capsys)
+    res = subprocess.run([sys.executable, "-m", "genaug", *argv], capture_output=True, text=True, timeout=120)
+    err = "\n".join(ln for ln in res.stderr.splitlines() if ln.strip())
+    assert res.returncode == 2 and err.startswith("genaug: error: ") and "\n" not in err, res.stderr[-2000:]
     assert "cannot reach the Ray cluster" in err and "ray start --head" in err
 
 
@@ -437,3 +444,47 @@ def test_a_read_only_host_with_a_swapped_shard_or_a_huge_manifest(copy, tmp_path
         assert "stopped after 8 missing shards in a row, 99991 more not probed" in out
     finally:
         stop_server(proc)
+
+
+def test_generate_takes_over_at_once_a_lease_a_dead_peer_made_after_the_run_listed(s3, tmp_path, monkeypatch):
+    """Case 1 from the command line: `genaug generate` on s3:// lists `.leases/` as it starts; a peer on this host
+    then claims shard 0 and dies. The run reads that lease object fresh and takes the shard over at once; read
+    through the listing it looks missing, and the run waited out --lease-timeout (300 s): the alarm fails it."""
+    import signal
+    import socket
+
+    import boto3
+
+    from genaug.generate import runner
+    from genaug.shards.storage import as_location
+
+    local = tmp_path / "local"
+    write_synthetic_split(local, "train", num_shards=2, per_shard=2, size=16, seed=5)
+    fs = as_location(f"s3://{s3}").fs
+    fs.put(str(local / "train"), f"{s3}/set/train", recursive=True)
+    col = f"{s3}/set/gen/tiny/train"
+    client = boto3.client("s3", region_name="us-east-1")
+    client.put_object(Bucket=s3, Key="set/gen/tiny/train/.leases/000009.lease", Body=b"{}")  # .leases/ exists
+    listed = runner.clear_stale_leases
+
+    def peer_claims_after_the_listing(folder, done, timeout):
+        out = listed(folder, done, timeout)  # the run has listed .leases/ now
+        doc = {"host": socket.gethostname(), "pid": _dead_pid(), "token": "dead-peer"}
+        client.put_object(Bucket=s3, Key="set/gen/tiny/train/.leases/000000.lease", Body=json.dumps(doc).encode())
+        return out
+
+    monkeypatch.setattr(runner, "clear_stale_leases", peer_claims_after_the_listing)
+
+    def waited(*_):
+        raise TimeoutError("generate waited on the lease of a dead peer instead of taking it over")
+
+    before = signal.signal(signal.SIGALRM, waited)
+    signal.alarm(150)  # a hang guard: the takeover takes seconds, the wait took --lease-timeout
+    try:
+        rc = main(["generate", "--shards", f"s3://{s3}/set", "--model", "tiny", "--column", "tiny", "--k", "1",
+                   "--batch-size", "2", "--no-progress"])  # fmt: skip
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, before)
+    assert rc == 0
+    assert fs.exists(f"{col}/000000.json") and fs.exists(f"{col}/000001.json")

@@ -46,3 +46,12 @@ def output_path(path: str | None, flag: str) -> None:
             if not parent.is_dir():
                 raise GenaugError(f"{flag} {path}: {parent} is a file, not a folder: choose another path")
             return
+
+
+def output_folder(path: str | Path | None, flag: str) -> None:
+    """`path` (a folder to write into, made when missing) is not an existing file nor under one."""
+    if path is None or str(path) == "":
+        return
+    if Path(path).exists() and not Path(path).is_dir():
+        raise GenaugError(f"{flag} {path} is a file, not a folder: choose another path")
+    output_path(str(path), flag)

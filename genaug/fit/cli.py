@@ -15,8 +15,10 @@ def register(app: typer.Typer) -> None:
 
     @command(app, "fit-generator", options=FitOptions, recipe=FitSettings)
     def fit_cmd(opts: FitOptions, overrides: dict) -> None:
+        from genaug.core.flags import output_folder
         from genaug.fit.run import fit_generator
 
+        output_folder(opts.out, "--out")
         res = fit_generator(
             opts.shards, opts.out, split=opts.split, ckpt_every=opts.ckpt_every, progress=not opts.no_progress,
             widths=parse_widths(opts.widths), **overrides,

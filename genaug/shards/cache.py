@@ -391,7 +391,10 @@ _ENV_CACHES: dict[tuple, ShardCache | None] = {}
 
 def set_cache_env(root: str | os.PathLike | None, limit: str | int | None = None) -> None:
     """Make `root` (and its `limit`) the shard cache of this process's readers and of its children (None: none)."""
+    from genaug.core.flags import output_folder
+
     parse_size(limit)  # a bad size is an error now, naming the flag
+    output_folder(root, "--cache-dir")
     for name, value in ((ENV_DIR, root), (ENV_LIMIT, limit)):
         if value is None or str(value) == "":
             os.environ.pop(name, None)

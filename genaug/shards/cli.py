@@ -39,9 +39,9 @@ def register(app: typer.Typer) -> None:
     @command(app, "index", options=IndexOptions)
     def index(opts: IndexOptions, overrides: dict) -> None:
         from genaug.shards.indexing import index_column
-        from genaug.shards.storage import set_storage_options
+        from genaug.shards.storage_flags import apply_storage_flags
 
-        set_storage_options(opts.storage_option)
+        apply_storage_flags(opts.storage_option, opts.shards)
         reports = index_column(opts.shards, opts.gen, opts.split)
         for rep in reports:
             for p in rep.problems:

@@ -105,6 +105,7 @@ def invalid_invocations(root: Path) -> list[tuple[str, list[str]]]:
         ("score: --encoder path missing", ["score", "--shards", s, "--gen", "tiny", "--encoder", str(r / "no.pt")]),
         *newer_invalid_invocations(f, tr, ing, gen),
         *session_29_invalid_invocations(f, tr, ing, gen),
+        *audit_25_invalid_invocations(f, tr, ing, gen),
     ]
 
 
@@ -278,3 +279,114 @@ def session_29_invalid_invocations(
         ("train: --gen-partial with a column that does not exist", [*tr, "--gen", "nosuch", "--gen-partial"]),
         ("train: data.gen_partial not a boolean", [*tr, "--gen", "tiny", "--set", "data.gen_partial=sometimes"]),
     ]
+
+
+def audit_25_invalid_invocations(f: dict, tr: list[str], ing: list[str], gen: list[str]) -> list[tuple[str, list[str]]]:
+    """Rows for the flags no row gave a bad value yet (issue 25's audit: every option of every command)."""
+    s, img, run, r = str(f["shards"]), str(f["images"]), str(f["run"]), f["root"]
+    a_file = r / "b-file"
+    a_file.write_text("not a folder\n")
+    missing = str(r / "missing")
+    sc = ["score", "--shards", s, "--gen", "tiny"]
+    ins = ["inspect", "--shards", s, "--gen", "tiny"]
+    fit = ["fit-generator", "--shards", s, "--out", str(r / "fit")]
+    demo = ["demo", "--out", str(r / "demo")]
+    export = ["export", run, "--format", "timm"]
+    local = ["--storage-option", "anon=true"]
+    lin = ["eval", "linear", run, "--shards", s]
+    knn = ["eval", "knn", run, "--shards", s]
+    ood = ["eval", "ood", run, "--in", s, "--out", s]
+    sim = ["eval", "similarity", run, run, "--shards", s]
+    rows = [
+        ("ingest: --shards is a file", ["ingest", img, "--shards", str(a_file)]),
+        ("ingest: --order-seed not a number", [*ing, "--order-seed", "abc"]),
+        ("ingest: --label-key on an image folder", [*ing, "--label-key", "cls"]),
+        ("ingest: --image-column on an image folder", [*ing, "--image-column", "img"]),
+        ("ingest: --label-column on an image folder", [*ing, "--label-column", "label"]),
+        ("ingest: --hf-config on an image folder", [*ing, "--hf-config", "plain"]),
+        ("ingest: --hf-split on an image folder", [*ing, "--hf-split", "test"]),
+        ("ingest: --hf-cache-dir on an image folder", [*ing, "--hf-cache-dir", str(r / "hf")]),
+        ("generate: --set unknown recipe key", [*gen, "--set", "runtime.nope=1"]),
+        ("generate: --progress given a value", [*gen, "--progress=1"]),
+        ("generate: --no-fidelity given a value", [*gen, "--no-fidelity=1"]),
+        ("generate: --no-compile given a value", [*gen, "--no-compile=1"]),
+        ("generate: --cpus-per-worker 0", [*gen, "--engine", "ray", "--cpus-per-worker", "0"]),
+        ("generate: --max-restarts -1", [*gen, "--engine", "ray", "--max-restarts", "-1"]),
+        ("generate: --max-shard-attempts 0", [*gen, "--engine", "ray", "--max-shard-attempts", "0"]),
+        ("score: shard set missing", ["score", "--shards", missing, "--gen", "tiny"]),
+        ("score: --split missing", [*sc, "--split", "test"]),
+        ("score: --weights folder missing", [*sc, "--weights", str(r / "no-weights")]),
+        ("fit-generator: --out is a file", ["fit-generator", "--shards", s, "--out", str(a_file)]),
+        ("fit-generator: --ckpt-every -1", [*fit, "--ckpt-every", "-1"]),
+        ("fit-generator: --no-progress given a value", [*fit, "--no-progress=1"]),
+        ("fit-generator: --size 0", [*fit, "--size", "0"]),
+        ("fit-generator: --channels 2", [*fit, "--channels", "2"]),
+        ("fit-generator: --steps 0", [*fit, "--steps", "0"]),
+        ("fit-generator: --batch-size 0", [*fit, "--batch-size", "0"]),
+        ("fit-generator: --lr 1.5", [*fit, "--lr", "1.5"]),
+        ("fit-generator: --ema-decay 1", [*fit, "--ema-decay", "1"]),
+        ("fit-generator: --seed not a number", [*fit, "--seed", "abc"]),
+        ("train: shard set missing", ["train", "--method", "simclr", "--shards", missing]),
+        ("train: --out is a file", [*tr, "--out", str(a_file)]),
+        ("train: --image-size 0", [*tr, "--image-size", "0"]),
+        ("train: --probe given a value", [*tr, "--probe=1"]),
+        ("train: --progress-bar given a value", [*tr, "--progress-bar=1"]),
+        ("train: --no-channels-last given a value", [*tr, "--no-channels-last=1"]),
+        ("train: --no-compile given a value", [*tr, "--no-compile=1"]),
+        ("train: --cache-dir is a file", [*tr, "--cache-dir", str(a_file)]),
+        ("train: data.range_gap not a size", [*tr, "--set", "data.range_gap=lots"]),
+        ("train: data.read_ahead 99", [*tr, "--set", "data.read_ahead=99"]),
+        ("train: method_args.proj_hidden 0", [*tr, "--set", "method_args.proj_hidden=0"]),
+        ("inspect: --split missing", [*ins, "--split", "test"]),
+        ("inspect: --views given a value", [*ins, "--views=1"]),
+        ("inspect: --method unknown", [*ins, "--views", "--method", "simclrr"]),
+        ("inspect: --run missing", [*ins, "--views", "--run", missing]),
+        ("inspect: --out in a file's folder", [*ins, "--out", str(a_file / "c.png")]),
+        ("inspect: --cache-dir is a file", [*ins, "--cache-dir", str(a_file)]),
+        ("verify: --write-records given a value", ["verify", "--shards", s, "--write-records=1"]),
+        ("index: shard set missing", ["index", "--shards", missing, "--gen", "tiny"]),
+        ("index: --storage-option for a local set", ["index", "--shards", s, "--gen", "tiny", *local]),
+        ("demo: --workers -1", [*demo, "--workers", "-1"]),
+        ("demo: --k 0", [*demo, "--k", "0"]),
+        ("demo: --method unknown", [*demo, "--method", "simclrr"]),
+        ("demo: --p 2", [*demo, "--p", "2"]),
+        ("demo: --steps 0", [*demo, "--steps", "0"]),
+        ("demo: --model unknown", [*demo, "--model", "sdxl"]),
+        ("demo: --fit-steps 0", [*demo, "--fit-steps", "0"]),
+        ("demo: --out is a file", ["demo", "--out", str(a_file)]),
+        ("export: --out not a .safetensors file", [*export, "--out", str(r / "x.pt")]),
+        ("export: --out in a file's folder", [*export, "--out", str(a_file / "x.safetensors")]),
+        ("eval linear: shard set missing", ["eval", "linear", run, "--shards", missing]),
+        ("eval linear: --epochs 0", [*lin, "--epochs", "0"]),
+        ("eval linear: --batch-size 0", [*lin, "--batch-size", "0"]),
+        ("eval linear: --boot -1", [*lin, "--boot", "-1"]),
+        ("eval linear: --ci 2", [*lin, "--ci", "2"]),
+        ("eval linear: --out in a file's folder", [*lin, "--out", str(a_file / "x.json")]),
+        ("eval linear: --image-size 0", [*lin, "--image-size", "0"]),
+        ("eval linear: --workers -1", [*lin, "--workers", "-1"]),
+        ("eval linear: --cache-dir is a file", [*lin, "--cache-dir", str(a_file)]),
+        ("eval linear: --cache-limit not a size", [*lin, "--cache-limit", "lots"]),
+        ("eval knn: shard set missing", ["eval", "knn", run, "--shards", missing]),
+        ("eval knn: --val-split missing", [*knn, "--val-split", "test"]),
+        ("eval knn: --seed not a number", [*knn, "--seed", "abc"]),
+        ("eval knn: --boot -1", [*knn, "--boot", "-1"]),
+        ("eval knn: --ci 2", [*knn, "--ci", "2"]),
+        ("eval knn: --out in a file's folder", [*knn, "--out", str(a_file / "x.json")]),
+        ("eval knn: --image-size 0", [*knn, "--image-size", "0"]),
+        ("eval knn: --workers -1", [*knn, "--workers", "-1"]),
+        ("eval knn: --cache-dir is a file", [*knn, "--cache-dir", str(a_file)]),
+        ("eval ood: --split missing", [*ood, "--split", "test"]),
+        ("eval ood: --uncertainty-higher-is-out given a value", [*ood, "--uncertainty-higher-is-out=2"]),
+        ("eval ood: --image-size 0", [*ood, "--image-size", "0"]),
+        ("eval ood: --workers -1", [*ood, "--workers", "-1"]),
+        ("eval ood: --cache-dir is a file", [*ood, "--cache-dir", str(a_file)]),
+        ("eval ood: --cache-limit not a size", [*ood, "--cache-limit", "lots"]),
+        ("eval similarity: shard set missing", ["eval", "similarity", run, run, "--shards", missing]),
+        ("eval similarity: --split missing", [*sim, "--split", "test"]),
+        ("eval similarity: --out in a file's folder", [*sim, "--out", str(a_file / "x.json")]),
+        ("eval similarity: --image-size 0", [*sim, "--image-size", "0"]),
+        ("eval similarity: --workers -1", [*sim, "--workers", "-1"]),
+        ("eval similarity: --cache-dir is a file", [*sim, "--cache-dir", str(a_file)]),
+        ("eval similarity: --cache-limit not a size", [*sim, "--cache-limit", "lots"]),
+    ]
+    return rows

@@ -83,11 +83,14 @@ def run_training(opts: TrainOptions, flags: dict[str, Any]) -> dict:
     rec = resolve_train_recipe(opts, flags)
     if rec.run.shards is None:
         raise GenaugError("--shards is required: the shard set to train on (shards/NAME or a path)")
+    from genaug.core.flags import output_folder
     from genaug.shards.cache import parse_size
 
     parse_size(rec.data.cache_limit, "--cache-limit (data.cache_limit)")  # before the set is opened
+    output_folder(rec.data.cache_dir, "--cache-dir (data.cache_dir)")
     _record_weights(rec)
     run_dir = _run_dir(opts.out, rec.name or rec.method)
+    output_folder(run_dir, "--out")
     return _train(rec, run_dir, opts)
 
 
