@@ -262,7 +262,7 @@ def zip_shard(
         else:
             warnings.warn(
                 f"genaug: generated shard {g / name} does not match its recorded checksum: its variants are not "
-                "used (source images only); regenerate it (`genaug verify` lists the damaged shards)",
+                f"used (source images only); regenerate it ({verify_command(g)} lists the damaged shards)",
                 stacklevel=2,
             )
     its = [iter_shard_raw(g / name, d) for g, d in zip(gens, gen_data, strict=True)]
@@ -290,7 +290,7 @@ def _zipped(cols: Columns, name: str, counter: dict | None, src_data, gens: list
             bad = [str(gens[j - 1] / name) for j, r in enumerate(rows) if j and (r is None) != (src is None)]
             raise MisalignedColumn(
                 f"{', '.join(bad)} has a different number of samples than {cols.source / name}: "
-                "the generated column is misaligned, regenerate it (`genaug verify` shows which)"
+                f"the generated column is misaligned, regenerate it ({verify_command(cols.source)} shows which)"
             )
         for j, r in enumerate(rows[1:]):
             if r["__key__"] != src["__key__"]:
