@@ -7,8 +7,9 @@ The file is a safetensors state dict in the target library's own key names, with
 - torchvision: the architecture's constructor, `fc` (ResNet) or `heads` (ViT) replaced by nn.Identity() as genaug
   trains it, then `load_state_dict(state, strict=True)`. To keep torchvision's 1000-class head at its random
   initialisation instead, load with strict=False: the only missing keys are then fc.weight/fc.bias (heads.head.*).
-  For genaug's resnet18/resnet50 (CIFAR stem included: conv1 3x3/1 and no max-pool), vit_s/vit_b, and timm ResNets
-  whose layout is torchvision's (timm:resnet18/34/50/101/152).
+  For genaug's resnet18/resnet50 (CIFAR stem included: conv1 3x3/1 and no max-pool), vit_s/vit_b, timm ResNets
+  whose layout is torchvision's (timm:resnet18/34/50/101/152), and timm's plain ViTs (timm:vit_*: class token,
+  token pooling, no registers or layer scale), whose keys are renamed to torchvision's VisionTransformer.
 Before it reports success the export loads the file back with that library and compares features with genaug's
 backbone on the same input; a sidecar JSON next to the file holds the architecture, its arguments and the code.
 """
@@ -45,6 +46,13 @@ class Target:
     arch: str
     kwargs: dict = field(default_factory=dict)
     cifar_stem: bool = False
+    #: the backbone's state dict in this library's key names (None: the names are already the library's)
+    rename: typing.Callable[[dict], dict] | None = None
+
+    def state(self, backbone: nn.Module) -> dict[str, torch.Tensor]:
+        """The backbone's weights as this library names them."""
+        state = {k: v.detach().cpu().contiguous().clone() for k, v in backbone.state_dict().items()}
+        return self.rename(state) if self.rename is not None else state
 
     def build(self, file: Path | None = None) -> nn.Module:
         """The target model built by its library (and loaded from `file` as a user would), in eval mode."""
@@ -113,6 +121,80 @@ def _vit_kwargs(module: nn.Module) -> dict:
     }
 
 
+#: a timm ViT block's parameter -> torchvision's EncoderBlock's (qkv is in_proj: the same q, k, v row order)
+_VIT_BLOCK = {
+    "norm1": "ln_1",
+    "attn.qkv.weight": "self_attention.in_proj_weight",
+    "attn.qkv.bias": "self_attention.in_proj_bias",
+    "attn.proj": "self_attention.out_proj",
+    "norm2": "ln_2",
+    "mlp.fc1": "mlp.0",
+    "mlp.fc2": "mlp.3",
+}
+_VIT_TOP = {"cls_token": "class_token", "pos_embed": "encoder.pos_embedding", "patch_embed.proj": "conv_proj",
+            "norm": "encoder.ln"}  # fmt: skip
+
+
+def _rename(key: str, table: dict[str, str]) -> str | None:
+    for old, new in table.items():
+        if key == old or key.startswith(old + "."):
+            return new + key[len(old) :]
+    return None
+
+
+def timm_vit_to_torchvision(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A plain timm ViT's state dict in torchvision VisionTransformer's key names (its heads left out)."""
+    out = {}
+    for k, v in state.items():
+        if k.startswith("blocks."):
+            _, i, rest = k.split(".", 2)
+            new = _rename(rest, _VIT_BLOCK)
+            new = None if new is None else f"encoder.layers.encoder_layer_{i}.{new}"
+        else:
+            new = _rename(k, _VIT_TOP)
+        if new is None:
+            raise GenaugError(
+                f"timm ViT weight {k!r} has no place in torchvision's VisionTransformer: use --format timm"
+            )
+        out[new] = v
+    return out
+
+
+def _timm_vit_target(model: nn.Module) -> Target | None:
+    """torchvision's VisionTransformer for a plain timm ViT (class token, token pooling, pre-norm blocks with qkv
+    bias, final norm; no registers, layer scale, qk-norm, fc-norm or pre-norm), else None."""
+    from timm.models.vision_transformer import VisionTransformer
+
+    if type(model) is not VisionTransformer:
+        return None
+    embed, block = model.patch_embed, model.blocks[0] if len(model.blocks) else None
+    plain = (
+        block is not None
+        and model.global_pool == "token"
+        and model.num_prefix_tokens == 1
+        and not model.no_embed_class
+        and all(isinstance(m, nn.Identity) for m in (model.norm_pre, model.fc_norm, embed.norm))
+        and isinstance(model.norm, nn.LayerNorm)
+        and len(set(embed.img_size)) == 1
+        and len(set(embed.patch_size)) == 1
+        and all(isinstance(getattr(b, n, None), nn.Identity) for b in model.blocks for n in ("ls1", "ls2"))
+        and all(b.attn.qkv.bias is not None for b in model.blocks)
+        and isinstance(getattr(block.mlp, "act", None), nn.GELU)
+        and getattr(block.mlp.act, "approximate", "none") == "none"
+    )
+    if not plain:
+        return None
+    kwargs = {
+        "image_size": int(embed.img_size[0]),
+        "patch_size": int(embed.patch_size[0]),
+        "num_layers": len(model.blocks),
+        "num_heads": int(block.attn.num_heads),
+        "hidden_dim": int(model.embed_dim),
+        "mlp_dim": int(block.mlp.fc1.out_features),
+    }
+    return Target("torchvision", "VisionTransformer", kwargs, rename=timm_vit_to_torchvision)
+
+
 def target_for(backbone: nn.Module, recipe: dict, fmt: str) -> Target:
     """The architecture of library `fmt` that holds the trained backbone, or a one-line error saying which exist."""
     name = str((recipe.get("backbone") or {}).get("name", ""))
@@ -135,9 +217,13 @@ def target_for(backbone: nn.Module, recipe: dict, fmt: str) -> Target:
             return Target("torchvision", "VisionTransformer", _vit_kwargs(backbone))
         if timm_info is not None and timm_info["model"] in TV_RESNETS and not timm_info["kwargs"]:
             return Target("torchvision", timm_info["model"])
+        vit = _timm_vit_target(backbone) if timm_info is not None else None
+        if vit is not None:
+            return vit
         raise GenaugError(
             f"backbone {name!r} of this run has no torchvision architecture: --format torchvision exports resnet18, "
-            f"resnet50, vit_s, vit_b and timm:{'/'.join(TV_RESNETS)}; for timm:NAME use --format timm"
+            f"resnet50, vit_s, vit_b, timm:{'/'.join(TV_RESNETS)} and plain timm ViTs (class token, token pooling, "
+            "no registers or layer scale); for timm:NAME use --format timm"
         )
     raise GenaugError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
 
@@ -175,7 +261,7 @@ def export_backbone(run: str | os.PathLike, fmt: str, out: str | os.PathLike | N
     target = target_for(backbone, loaded.recipe, fmt)
     folder = loaded.weights.parent
     path = Path(out) if out is not None else folder / "export" / f"{fmt}-{target.arch}.safetensors"
-    state = {k: v.detach().cpu().contiguous().clone() for k, v in backbone.state_dict().items()}
+    state = target.state(backbone)
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {"format": fmt, "architecture": target.arch, "kwargs": json.dumps(target.kwargs), "source": str(run)}
     tmp = path.with_name(path.stem + tmp_suffix() + path.suffix)  # timm picks the reader by the .safetensors suffix

@@ -27,7 +27,7 @@ from genaug.core.errors import GenaugError
 from genaug.core.jsonio import sample_json
 from genaug.data.mixing import MixPolicy
 from genaug.shards.index import IndexMismatch, index_name, member_crc, members_by_key, read_index
-from genaug.shards.layout import stats_name
+from genaug.shards.layout import column_command, stats_name, verify_command
 from genaug.shards.reader import iter_shard_raw
 from genaug.shards.scores import raw_fidelity
 from genaug.shards.storage import Location, RemotePath, as_location, read_bytes, read_many, read_ranges
@@ -139,7 +139,7 @@ def _whole(path: Location, stats: dict | None, out: ColumnsRead) -> list[dict] |
             return list(iter_shard_raw(path, data))
     out.warnings.append(
         f"genaug: generated shard {path} does not match its recorded checksum: its variants are not "
-        "used (source images only); regenerate it (`genaug verify` lists the damaged shards)"
+        f"used (source images only); regenerate it ({verify_command(path)} lists the damaged shards)"
     )
     return None
 
@@ -201,7 +201,9 @@ def read_columns(
                 continue
             except IndexMismatch as e:
                 out.fallbacks += 1
-                out.warnings.append(f"genaug: {e}: reading the whole shard instead (`genaug index` rebuilds it)")
+                out.warnings.append(
+                    f"genaug: {e}: reading the whole shard instead ({column_command('index', g)} rebuilds it)"
+                )
         state.append(_whole(g / name, stats, out))
     sides = list(cols.scores or (None,) * len(cols.gens))
     while True:
@@ -217,7 +219,10 @@ def read_columns(
                 out.fetched += state[c].fetch(items)
             except IndexMismatch as e:
                 out.fallbacks += 1
-                out.warnings.append(f"genaug: {e}: reading the whole shard instead (`genaug index` rebuilds it)")
+                out.warnings.append(
+                    f"genaug: {e}: reading the whole shard instead "
+                    f"({column_command('index', cols.gens[c])} rebuilds it)"
+                )
                 broken = c
                 break
         if broken is None:

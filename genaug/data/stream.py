@@ -83,7 +83,7 @@ from genaug.data.ranges import RANGE_GAP, ColumnsRead, read_columns, resolve_ran
 from genaug.data.transforms import ViewsRecipe, eval_view, make_views, parse_views
 from genaug.shards.cache import ShardCache, open_cache, parse_size
 from genaug.shards.complete import read_record
-from genaug.shards.layout import IMAGE_FIELDS, verify_command
+from genaug.shards.layout import IMAGE_FIELDS, column_command, verify_command
 from genaug.shards.manifest import check_column_source, open_gen_split, open_split, read_manifest
 from genaug.shards.reader import iter_shard_raw
 from genaug.shards.scores import require_scores, score_source
@@ -162,12 +162,16 @@ def open_columns(
             sman = read_manifest(side)
             check_column_source(side, sman, src, man)
             if tuple(sman.get("shards") or []) != names:
-                raise MisalignedColumn(f"score column {side} lists other shards than {src}: rerun `genaug score`")
+                raise MisalignedColumn(
+                    f"score column {side} lists other shards than {src}: "
+                    f"rerun {column_command('score', side, '--overwrite')}"
+                )
             if read_record(side, sman) is None:
                 for name in names:
                     if not is_shard_done(side, int(name[:6]), check_sha=False):
                         raise GenaugError(
-                            f"score shard {side / name} is not complete: rerun `genaug score` to finish it"
+                            f"score shard {side / name} is not complete: "
+                            f"rerun {column_command('score', side)} to finish it"
                         )
         sides.append(side)
     if not names:
@@ -262,7 +266,7 @@ def zip_shard(
         else:
             warnings.warn(
                 f"genaug: generated shard {g / name} does not match its recorded checksum: its variants are not "
-                "used (source images only); regenerate it (`genaug verify` lists the damaged shards)",
+                f"used (source images only); regenerate it ({verify_command(g)} lists the damaged shards)",
                 stacklevel=2,
             )
     its = [iter_shard_raw(g / name, d) for g, d in zip(gens, gen_data, strict=True)]
@@ -290,7 +294,7 @@ def _zipped(cols: Columns, name: str, counter: dict | None, src_data, gens: list
             bad = [str(gens[j - 1] / name) for j, r in enumerate(rows) if j and (r is None) != (src is None)]
             raise MisalignedColumn(
                 f"{', '.join(bad)} has a different number of samples than {cols.source / name}: "
-                "the generated column is misaligned, regenerate it (`genaug verify` shows which)"
+                f"the generated column is misaligned, regenerate it ({verify_command(cols.source)} shows which)"
             )
         for j, r in enumerate(rows[1:]):
             if r["__key__"] != src["__key__"]:
@@ -301,12 +305,14 @@ def _zipped(cols: Columns, name: str, counter: dict | None, src_data, gens: list
         for j, r in enumerate(side_rows):
             if src is not None and sides[j] is not None and r is None:
                 raise MisalignedColumn(
-                    f"{sides[j] / name} has fewer samples than {cols.source / name}: rerun `genaug score`"
+                    f"{sides[j] / name} has fewer samples than {cols.source / name}: "
+                    f"rerun {column_command('score', sides[j], '--overwrite')}"
                 )
             if r is not None and r["__key__"] != src["__key__"]:
                 raise MisalignedColumn(
                     f"{sides[j] / name} holds key {r['__key__']} where {cols.source / name} "
-                    f"holds {src['__key__']}: the score column is misaligned, rerun `genaug score --overwrite`"
+                    f"holds {src['__key__']}: the score column is misaligned, "
+                    f"rerun {column_command('score', sides[j], '--overwrite')}"
                 )
         image = next((src[f] for f in IMAGE_FIELDS if f in src), None)
         variants, scores = [], []

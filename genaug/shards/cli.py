@@ -7,6 +7,7 @@ import sys
 import typer
 
 from genaug.core.cli_model import command
+from genaug.shards.layout import verify_command
 from genaug.shards.options import IndexOptions, VerifyOptions
 
 
@@ -28,7 +29,9 @@ def register(app: typer.Typer) -> None:
         for rep in reports:
             status = "ok" if not rep.problems else f"{len(rep.problems)} problem(s)"
             if rep.record_missing:
-                status += " (no completion record complete.json: `genaug verify --write-records` adds it)"
+                status += (
+                    f" (no completion record complete.json: {verify_command(rep.folder, '--write-records')} adds it)"
+                )
             print(
                 f"{rep.folder}: {rep.shards} shards, {rep.samples} samples, {rep.failures} recorded failures: {status}",
                 file=sys.stderr,

@@ -27,7 +27,7 @@ import json
 import warnings
 
 from genaug.core.jsonio import record_json
-from genaug.shards.layout import RECORD_NAME, stats_name
+from genaug.shards.layout import RECORD_NAME, stats_name, verify_command
 from genaug.shards.manifest import read_manifest
 from genaug.shards.storage import Location, RemotePath, as_location, list_sizes, put_atomic, read_many
 
@@ -129,7 +129,7 @@ def read_record(folder: Location, manifest: dict) -> dict[str, dict] | None:
     if why is not None:
         warnings.warn(
             f"genaug: ignoring {folder / RECORD_NAME} ({why}): opening the folder shard by shard; "
-            "rerun the stage that wrote it (or `genaug verify --write-records`) to renew it",
+            f"rerun the stage that wrote it (or {verify_command(folder, '--write-records')}) to renew it",
             stacklevel=2,
         )
         return None

@@ -31,15 +31,28 @@ def is_unlisted(location: Location) -> bool:
     return isinstance(location, RemotePath) and not location.writable
 
 
-def verify_command(folder: Location) -> str:
-    """`genaug verify --shards ROOT` for a split, column or score folder (or a shard in one): a hint that runs."""
+def verify_command(folder: Location, *flags: str) -> str:
+    """`genaug verify --shards ROOT FLAGS` for a split, column or score folder (or a shard in one): a hint that runs."""
     import shlex
 
     f = as_location(folder)
     if SHARD_RE.match(f.name):
         f = f.parent
     root = f.parent.parent.parent if f.parent.parent.name in ("gen", "scores") else f.parent
-    return f"`genaug verify --shards {shlex.quote(str(root))}`"
+    return f"`genaug verify --shards {' '.join(shlex.quote(a) for a in (str(root), *flags))}`"
+
+
+def column_command(stage: str, folder: Location, *flags: str) -> str:
+    """`genaug STAGE --shards ROOT --gen NAME --split SPLIT FLAGS` for a generated or score column's split folder (or
+    a shard in one): a hint that runs (e.g. stage `index` or `score`)."""
+    import shlex
+
+    f = as_location(folder)
+    if SHARD_RE.match(f.name):
+        f = f.parent
+    root, name = f.parent.parent.parent, f.parent.name
+    args = [stage, "--shards", str(root), "--gen", name, "--split", f.name, *flags]
+    return "`genaug " + " ".join(shlex.quote(a) for a in args) + "`"
 
 
 def shard_name(index: int) -> str:

@@ -84,17 +84,17 @@ def iter_checked_shard(
     path = folder / shard_name(index)
     stats = stats if stats is not None else read_stats(folder, index)
     if stats is None or not isinstance(stats.get("sha256"), str):
-        raise GenaugError(f"shard {path} has no valid stats file, so it is not complete: run `genaug verify`")
+        raise GenaugError(f"shard {path} has no valid stats file, so it is not complete: run {verify_command(path)}")
     try:
         if data is None and isinstance(folder, RemotePath):
             data = path.read_bytes()
         sha = hashlib.sha256(data).hexdigest() if data is not None else file_sha256(path)
     except FileNotFoundError:
-        raise GenaugError(f"shard {path} is missing: run `genaug verify` on its shard set") from None
+        raise GenaugError(f"shard {path} is missing: run {verify_command(path)}") from None
     if sha != stats["sha256"]:
         raise GenaugError(
             f"shard {path} does not match the sha256 its stats recorded (its bytes changed after commit, or the "
-            "host serves another file): run `genaug verify` and redo the shard"
+            f"host serves another file): run {verify_command(path)} and redo the shard"
         )
     yield from iter_shard_raw(path, data)
 

@@ -10,7 +10,7 @@ from genaug.core.errors import GenaugError
 from genaug.core.jsonio import sample_json
 from genaug.shards.complete import finish_folder, load_record, record_problem
 from genaug.shards.index import IndexMismatch, check_index, read_index
-from genaug.shards.layout import RECORD_NAME, SHARD_RE, ShardSet, check_key, is_unlisted
+from genaug.shards.layout import RECORD_NAME, SHARD_RE, ShardSet, check_key, column_command, is_unlisted, verify_command
 from genaug.shards.manifest import column_source_problem, read_manifest
 from genaug.shards.reader import is_image_field
 from genaug.shards.scores import fidelity_problem
@@ -152,16 +152,27 @@ def _check_index(rep: FolderReport, folder: Location, index: int, stats: dict, d
     try:
         doc, _ = read_index(folder, index, stats)
     except IndexMismatch as e:
-        rep.problems.append(f"{e}: rebuild it with `genaug index`")
+        rep.problems.append(f"{e}: rebuild it with {_index_command(folder, kind)}")
         return
     for p in check_index(doc, data, stats):
-        rep.problems.append(f"{folder / stats.get('index', {}).get('name', '')}: {p}: rebuild it with `genaug index`")
+        where = folder / stats.get("index", {}).get("name", "")
+        rep.problems.append(f"{where}: {p}: delete it, then rebuild it with {_index_command(folder, kind)}")
+
+
+def _index_command(folder: Location, kind: str) -> str:
+    """The hint that rebuilds a member index: `genaug index` for a generated column, ingest again for a source split."""
+    if kind == "generated":
+        return column_command("index", folder)
+    return "`genaug ingest` (rerun the ingest that wrote this split; `genaug index` indexes generated columns)"
 
 
 def _check_record(folder: Location, manifest: dict, seen: dict[str, dict], listed: set[str], rep: FolderReport) -> None:
     """The folder's completion record against its manifest and each shard's stats (which the tars were checked by)."""
     path = folder / RECORD_NAME
-    fix = "run `genaug verify --write-records` to renew it (or delete it: the stream then opens shard by shard)"
+    fix = (
+        f"run {verify_command(folder, '--write-records')} to renew it "
+        "(or delete it: the stream then opens shard by shard)"
+    )
     doc = load_record(folder) if RECORD_NAME in listed or is_unlisted(folder) else None
     if doc is None:
         if RECORD_NAME in listed:

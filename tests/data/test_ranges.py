@@ -211,6 +211,28 @@ def test_verify_catches_an_index_that_disagrees_with_its_tar(local_set, tmp_path
     assert f"{index_name(1)} does not match the size and sha256" in said
 
 
+def test_verify_hints_at_an_index_command_that_rebuilds_a_damaged_index(tmp_path, capsys, monkeypatch):
+    """verify names `genaug index` for the damaged column as a command; run as printed, it rebuilds the index."""
+    import re
+    import shlex
+
+    from genaug.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    root = tmp_path / "set"
+    write_synthetic_split(root, "train", num_shards=2, per_shard=4, size=16, seed=0)
+    col = write_noise_column(root, "g", 1)
+    (col / index_name(1)).write_bytes(b"{}")  # damaged after commit
+    capsys.readouterr()
+    assert main(["verify", "--shards", str(root)]) == 1
+    out = capsys.readouterr()
+    hints = sorted(set(re.findall(r"`(genaug index [^`]+)`", out.out + out.err)))
+    assert hints == [f"genaug index --shards {root} --gen g --split train"], out.out + out.err
+    assert main(shlex.split(hints[0])[1:]) == 0
+    capsys.readouterr()
+    assert main(["verify", "--shards", str(root)]) == 0
+
+
 def _index_killed_at(root: Path, fault: str) -> int:
     """Run the indexing in a child process that the fault point kills with SIGKILL; its return code."""
     import os

@@ -102,12 +102,45 @@ def test_resnet18_exports_to_torchvision(runs, name):
     assert torch.allclose(_features(model), _genaug_features(run), atol=1e-5, rtol=1e-4)
 
 
+def test_timm_vit_exports_to_torchvision(runs):
+    """The trained timm ViT, renamed to torchvision's VisionTransformer keys, gives genaug's features there."""
+    run = runs["timm-vit"]
+    assert main(["export", str(run), "--format", "torchvision", "--out", str(run / "tv.safetensors")]) == 0
+    info = json.loads((run / "tv.json").read_text())
+    kw = info["kwargs"]
+    assert info["architecture"] == "VisionTransformer" and (kw["image_size"], kw["patch_size"]) == (SIZE, 8)
+    state = load_file(str(run / "tv.safetensors"))
+    model = torchvision.models.vision_transformer.VisionTransformer(**kw)
+    # torchvision's classifier head stays at its initialisation with strict=False: only heads is missing
+    missing = model.load_state_dict(state, strict=False)
+    assert sorted(missing.missing_keys) == ["heads.head.bias", "heads.head.weight"] and not missing.unexpected_keys
+    model.heads = nn.Identity()  # the class token after the final norm, as timm's token pooling gives
+    model.load_state_dict(state, strict=True)
+    ref = _genaug_features(run)
+    assert torch.allclose(_features(model), ref, atol=1e-5, rtol=1e-4)
+    fresh = torchvision.models.vision_transformer.VisionTransformer(**kw)
+    fresh.heads = nn.Identity()
+    assert not torch.allclose(_features(fresh), ref, atol=1e-3)  # the features come from the file
+
+
 def test_export_refuses_what_the_library_lacks(runs, capsys):
+    from genaug.core.errors import GenaugError
+    from genaug.export import target_for
+
     assert main(["export", str(runs["resnet18"]), "--format", "timm"]) == 2  # CIFAR stem: no timm ResNet has it
     assert "CIFAR stem" in capsys.readouterr().err
-    assert main(["export", str(runs["timm-vit"]), "--format", "torchvision"]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("genaug: error: ") and err.count("\n") == 1 and "--format timm" in err
+    # timm models torchvision has no architecture for: a ConvNeXt, a ViT with registers, a ViT pooled by averaging
+    others = [
+        ("convnext_atto", {}),
+        ("vit_small_patch14_reg4_dinov2", {}),
+        ("vit_tiny_patch16_224", {"global_pool": "avg"}),
+    ]
+    for name, args in others:
+        recipe = {"backbone": {"name": f"timm:{name}", "timm_args": args}, "data": {"image_size": 32}}
+        module, _ = backbone_from_recipe(recipe)
+        with pytest.raises(GenaugError, match="--format timm") as e:
+            target_for(module, recipe, "torchvision")
+        assert "\n" not in str(e.value)
 
 
 def test_backbone_weights_start_from_a_timm_checkpoint(runs, shard_set, tmp_path, capsys):
