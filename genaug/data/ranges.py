@@ -146,10 +146,14 @@ def _whole(path: Location, stats: dict | None, out: ColumnsRead) -> list[dict] |
 
 def stats_and_index(folder: Location, name: str) -> tuple[dict | None, bytes | None]:
     """The stats of column shard `name` and the bytes at its index's usual name, read together: one concurrent
-    round trip from a store instead of two in a row (None for either when it is missing or unusable)."""
+    round trip from a store instead of two in a row (None for either when it is missing or unusable; when either
+    cannot be read, the stats are read alone and the index is left to read_index, which reports it)."""
     n = int(name[:6])
     stats_path = as_location(folder) / stats_name(n)
-    raw_stats, raw_index = read_many([stats_path, as_location(folder) / index_name(n)])
+    try:
+        raw_stats, raw_index = read_many([stats_path, as_location(folder) / index_name(n)])
+    except (GenaugError, OSError):  # one of the two unreadable: the stats alone, the index then fails on its own
+        return read_stats(folder, n), None
     return parse_stats(raw_stats, stats_path), raw_index
 
 

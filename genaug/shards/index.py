@@ -124,6 +124,8 @@ def read_index(folder: Location, index: int, stats: dict, fetched: bytes | None 
         data = read_bytes(path)
     except FileNotFoundError:
         raise IndexMismatch(f"{path} is missing") from None
+    except OSError as e:  # a folder or an unreadable file where the index should be: the whole shard is read
+        raise IndexMismatch(f"{path} cannot be read ({e.strerror or e})") from None
     except GenaugError as e:
         if isinstance(folder, RemotePath):
             raise IndexMismatch(f"{path} cannot be read ({e})") from None

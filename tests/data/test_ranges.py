@@ -166,6 +166,23 @@ def test_an_index_that_disagrees_with_its_tar_falls_back_to_the_whole_shard(loca
     assert got == ref and loader.last_io["index_fallback"] == 2
 
 
+def test_an_unreadable_index_falls_back_to_the_whole_shard(local_set, tmp_path):
+    """An index that exists but cannot be read (here a folder where the file was) is a counted fallback to the
+    whole shard with a warning, never a traceback: the stats and the index are read together, so a read error of
+    either one must not escape the range job."""
+    root = _copy(local_set, tmp_path / "set")
+    col = root / "gen" / "g" / "train"
+    ref, _ = _run(str(root), mode="off")
+    (col / index_name(3)).unlink()
+    (col / index_name(3)).mkdir()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got, loader = _run(str(root), mode="on")
+    said = " ".join(str(w.message) for w in caught)
+    assert index_name(3) in said and "reading the whole shard instead" in said
+    assert got == ref and loader.last_io["index_fallback"] == 1
+
+
 def test_a_column_without_index_still_trains(local_set, tmp_path):
     root = _copy(local_set, tmp_path / "set")
     write_noise_column(root, "old", 10, with_index=False)
