@@ -22,6 +22,16 @@ from genaug.testing.servers import MotoRecorder
 IMAGES, PER_SHARD = 20, 6
 COUNTS = [6, 6, 6, 2]
 TINY = {"views.preset": "small", "backbone.width": 4, "method_args.proj_hidden": 32, "method_args.proj_out": 16}
+SPE = sum(COUNTS) // 4  # steps per epoch at batch 4
+
+
+def train_flags(gen: str, epochs: int, **extra) -> dict:
+    """The keywords of genaug.train.runner.train both --gen-partial test files run: a tiny SimCLR on column `gen`,
+    batch 4, `epochs` epochs, a checkpoint and a log line every step."""
+    return dict(
+        method="simclr", gen=gen, gen_partial=True, p=0.5, steps=epochs * SPE, batch_size=4, backbone="tiny",
+        image_size=16, workers=0, log_every=1, ckpt_every=1, overrides=TINY, progress_bar=False, **extra,
+    )  # fmt: skip
 
 
 def image_folder(folder: Path, n: int = IMAGES) -> Path:

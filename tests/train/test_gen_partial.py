@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from gen_partial_helpers import (  # noqa: E402
     COUNTS,
-    TINY,
+    SPE,
     Recorder,
     column_folder,
     commit_column_shard,
@@ -28,6 +28,7 @@ from gen_partial_helpers import (  # noqa: E402
     partial_state,
     set_record,
     start_column,
+    train_flags,
 )
 
 from genaug.cli import main as cli_main  # noqa: E402
@@ -37,28 +38,11 @@ from genaug.shards.progress import PROGRESS_NAME, note_committed, read_progress 
 from genaug.shards.writer import read_stats  # noqa: E402
 from genaug.train.runner import train  # noqa: E402
 
-SPE = sum(COUNTS) // 4  # steps per epoch at batch 4
 NAMES = [shard_name(i) for i in range(len(COUNTS))]
 
 
 def _kw(shards: str, **extra) -> dict:
-    return dict(
-        method="simclr",
-        shards=shards,
-        gen="flat",
-        gen_partial=True,
-        p=0.5,
-        steps=4 * SPE,
-        batch_size=4,
-        backbone="tiny",
-        image_size=16,
-        workers=0,
-        log_every=1,
-        ckpt_every=1,
-        overrides=TINY,
-        progress_bar=False,
-        **extra,
-    )
+    return train_flags("flat", 4, shards=shards, **extra)
 
 
 @pytest.fixture(scope="module")

@@ -29,11 +29,13 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from gen_partial_helpers import (  # noqa: E402
     COUNTS,
+    SPE,
     TINY,
     image_folder,
     ingest_source,
     losses,
     partial_state,
+    train_flags,
     write_record,
 )
 
@@ -43,25 +45,10 @@ from genaug.shards.storage import as_location  # noqa: E402
 from genaug.train.checkpoint import list_checkpoints  # noqa: E402
 from genaug.train.runner import train  # noqa: E402
 
-SPE = sum(COUNTS) // 4  # steps per epoch at batch 4
 EPOCHS = 8
 NAMES = [shard_name(i) for i in range(len(COUNTS))]
 GEN = ["--model", "tiny", "--k", "1", "--steps", "1", "--batch-size", "8", "--no-fidelity", "--no-progress"]
-TRAIN_FLAGS = dict(
-    method="simclr",
-    gen="tiny",
-    gen_partial=True,
-    p=0.5,
-    steps=EPOCHS * SPE,
-    batch_size=4,
-    backbone="tiny",
-    image_size=16,
-    workers=0,
-    log_every=1,
-    ckpt_every=1,
-    overrides=TINY,
-    progress_bar=False,
-)
+TRAIN_FLAGS = train_flags("tiny", EPOCHS)
 
 
 def _train_argv(shards: str, out: Path) -> list[str]:
