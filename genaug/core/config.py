@@ -97,6 +97,38 @@ def flag_of(field: Any) -> str | None:
     return extra.get("flag")
 
 
+def command_words(opts: BaseModel, names: typing.Iterable[str], always: typing.Collection[str] = ()) -> list[str]:
+    """The command-line words that give `opts`'s fields `names`, in that order: each field whose value differs from
+    its declared default (or is named in `always`) as its flag and value (a positional argument as its value alone, a
+    switch `--on/--off` as the side it is on, a list as its flag once per item); unquoted."""
+    fields = type(opts).model_fields
+    words: list[str] = []
+    for name in names:
+        field, value = fields[name], getattr(opts, name)
+        default = field.get_default(call_default_factory=True)
+        if value is None or (name not in always and _same_value(value, default)):
+            continue
+        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+        flag = flag_of(field)
+        if extra.get("argument") or flag is None:
+            words.append(os.fspath(value) if isinstance(value, os.PathLike) else str(value))
+        elif isinstance(value, bool):
+            on, _, off = flag.partition("/")
+            words += [on] if value else [off] if off else []
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                words += [flag, str(v)]
+        else:
+            words += [flag, str(value)]
+    return words
+
+
+def _same_value(value: Any, default: Any) -> bool:
+    if isinstance(value, (list, tuple)) or isinstance(default, (list, tuple)):
+        return list(value or []) == list(default or [])
+    return value == default
+
+
 def close_key(key: str, valid: list[str], prefix: str = "") -> str:
     """' (did you mean X?)' for the valid key closest to `key`, or a list of the valid keys."""
     near = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)

@@ -83,7 +83,7 @@ from genaug.data.ranges import RANGE_GAP, ColumnsRead, read_columns, resolve_ran
 from genaug.data.transforms import ViewsRecipe, eval_view, make_views, parse_views
 from genaug.shards.cache import ShardCache, open_cache, parse_size
 from genaug.shards.complete import read_record
-from genaug.shards.layout import IMAGE_FIELDS, column_command, verify_command
+from genaug.shards.layout import IMAGE_FIELDS, column_command, finish_ingest, status_command, verify_command
 from genaug.shards.manifest import check_column_source, open_gen_split, open_split, read_manifest
 from genaug.shards.reader import iter_shard_raw
 from genaug.shards.scores import require_scores, score_source
@@ -139,7 +139,7 @@ def open_columns(
     for name in names:
         st = rec.get(name) if rec is not None else read_stats(src, int(name[:6]))
         if st is None or (rec is None and not (src / name).exists()):
-            raise GenaugError(f"source shard {src / name} is not complete: rerun ingest, or {verify_command(src)}")
+            raise GenaugError(f"source shard {src / name} is not complete: {finish_ingest(src, man)}")
         counts.append(int(st.get("count", 0)))
         if isinstance(src, RemotePath):
             pinned[str(src / name)] = st
@@ -152,8 +152,9 @@ def open_columns(
             for name in names:
                 if not (gdir / name).exists():
                     raise GenaugError(
-                        f"generated shard {gdir / name} is missing: finish `genaug generate` first, or pass "
-                        "--gen-partial to train on the shards committed so far"
+                        f"generated shard {gdir / name} is missing: finish the column (rerun the generate command "
+                        f"that made it; {status_command(gdir)} shows what is left), or pass --gen-partial to train "
+                        "on the shards committed so far"
                     )
         gens.append(gdir)
         found = require_scores(ss, col, split, need_scores) if need_scores else score_source(ss, col, split)

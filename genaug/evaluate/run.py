@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from genaug.core.config import flag_of
+from genaug.core.config import command_words
 from genaug.core.errors import GenaugError
 from genaug.core.hashing import stable_hash
 from genaug.evaluate.bootstrap import accuracy_interval, bootstrap_settings
@@ -168,28 +168,11 @@ def result_args(opts: EvalOptions) -> dict:
 def result_command(kind: str, opts: LinearOptions | KnnOptions) -> str:
     """The `genaug eval KIND ...` command that reproduces a result: the model and every result-changing option that
     differs from its default in the options model (--shards always), quoted for a POSIX shell."""
-    fields = type(opts).model_fields
     args = result_args(opts)
+    order = sorted(args, key=lambda n: COMMAND_ORDER.index(n) if n in COMMAND_ORDER else len(COMMAND_ORDER))
     words = ["genaug", "eval", kind] + ([str(opts.model)] if opts.model else [])
-    for name in sorted(args, key=lambda n: COMMAND_ORDER.index(n) if n in COMMAND_ORDER else len(COMMAND_ORDER)):
-        value, flag = args[name], flag_of(fields[name])
-        if value is None or (name != "shards" and _same(value, fields[name].get_default(call_default_factory=True))):
-            continue
-        if isinstance(value, bool):
-            on, _, off = flag.partition("/")
-            words += [on] if value else [off] if off else []
-        elif isinstance(value, (list, tuple)):
-            for v in value:
-                words += [flag, str(v)]
-        else:
-            words += [flag, str(value)]
+    words += command_words(opts, order, always=("shards",))
     return " ".join(shlex.quote(w) for w in words)
-
-
-def _same(value, default) -> bool:
-    if isinstance(value, (list, tuple)) or isinstance(default, (list, tuple)):
-        return list(value or []) == list(default or [])
-    return value == default
 
 
 def setting_id(src: Source, args: dict) -> str:

@@ -9,7 +9,7 @@ from genaug import __version__
 from genaug.core.errors import GenaugError
 from genaug.core.jsonio import sample_json
 from genaug.core.recipes import recipe_hash
-from genaug.shards.layout import SHARD_RE, ShardSet, check_name
+from genaug.shards.layout import SHARD_RE, ShardSet, check_name, finish_ingest, status_command
 from genaug.shards.manifest import open_split, read_manifest, write_manifest
 from genaug.shards.writer import is_shard_done, read_stats
 
@@ -106,8 +106,8 @@ class Column:
 def updating_error(folder: Path | str, name: str) -> GenaugError:
     """The one-line error of a reader that meets a column while `generate --update` is remaking it."""
     return GenaugError(
-        f"column {name!r} ({folder}) is being updated to a new recipe by `genaug generate --update`: rerun that "
-        "command until it finishes (it resumes), then use the column"
+        f"column {name!r} ({folder}) is being updated to a new recipe by generate --update: rerun that command until "
+        f"it finishes (it resumes; {status_command(folder)} shows what is left), then use the column"
     )
 
 
@@ -199,7 +199,9 @@ def open_column(
         )
     for i in indices:
         if not is_shard_done(src, i, check_sha=False):
-            raise GenaugError(f"source shard {src / f'{i:06d}.tar'} is not complete: rerun `genaug ingest` first")
+            raise GenaugError(
+                f"source shard {src / f'{i:06d}.tar'} is not complete: {finish_ingest(src, src_manifest)}"
+            )
     folder.mkdir(parents=True, exist_ok=True)
     write_manifest(folder, manifest)
     return Column(src, folder, name, indices, manifest, rh)

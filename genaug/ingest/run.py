@@ -18,6 +18,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from genaug import __version__
+from genaug.core.config import command_words
 from genaug.core.errors import GenaugError
 from genaug.core.locks import folder_lock
 from genaug.ingest.hf import HFOptions
@@ -81,9 +82,17 @@ def shuffled_order(n: int, seed: int) -> np.ndarray:
     return np.random.Generator(np.random.PCG64(seed)).permutation(n)
 
 
+#: the options that decide what an ingest writes (SOURCE, --shards and --split are where; the rest is how: workers,
+#: progress, --overwrite, the cache and storage options, which may hold credentials)
+REPRODUCE = (
+    "layout", "per_shard", "short_side", "max_side", "quality", "min_side", "max_pixels", "max_bytes", "reencode",
+    "order", "order_seed", "label_key", "image_column", "label_column", "hf_config", "hf_split",
+)  # fmt: skip
+
+
 def _previous_manifest(folder) -> dict | None:
     try:
-        return read_manifest(folder) if (folder / "manifest.json").exists() else None
+        return read_manifest(folder, check=False) if (folder / "manifest.json").exists() else None
     except GenaugError:
         return None
 
@@ -252,11 +261,15 @@ def run_ingest(o: IngestOptions) -> dict:
     opts = ImageOptions(o.short_side, o.max_side, o.quality, o.min_side, o.max_pixels, o.reencode)
     max_bytes, workers = o.max_bytes, o.workers
     t0 = time.perf_counter()
-    src = enumerate_source(source, o.layout, label_key=label_key, hf=o.hf_options(), progress=progress, split=split)
     sset = ShardSet.open(shards, must_exist=False)
     folder = sset.split_dir(split)
+    old = _previous_manifest(folder)
+    if Path(source).exists() and (old is None or "ingest_flags" in old):
+        # one plan however the path is spelled (a resume from another folder, the hint's absolute path); a split
+        # made before genaug recorded its flags keeps the spelling it was planned with, so it still resumes
+        source = str(Path(source).resolve())
+    src = enumerate_source(source, o.layout, label_key=label_key, hf=o.hf_options(), progress=progress, split=split)
     if order is None:
-        old = _previous_manifest(folder)
         resume_old = old is not None and "order" not in old and not overwrite and order_seed is None
         order = "sorted" if resume_old else "shuffled"
     perm = None
@@ -292,6 +305,8 @@ def run_ingest(o: IngestOptions) -> dict:
         "scan_skipped": src.skipped[:1000],
         "genaug_version": __version__,
         "order": order_doc,
+        # the flags that make this split, for the hint that resumes or repairs it (genaug.shards.layout.ingest_command)
+        "ingest_flags": command_words(o.model_copy(update={"order": order}), REPRODUCE),
         **src.info,
     }
     # an object store has no flock: one ingest per split there is the user's to ensure (docs/object-storage.md)

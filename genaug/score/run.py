@@ -24,7 +24,7 @@ from genaug.generate.column import source_indices
 from genaug.generate.fidelity import Scorer, random_weight_mark, settings
 from genaug.score.options import ScoreOptions
 from genaug.shards.complete import finish_folder
-from genaug.shards.layout import IMAGE_FIELDS, shard_name
+from genaug.shards.layout import IMAGE_FIELDS, shard_name, status_command
 from genaug.shards.manifest import open_gen_split, open_split, read_manifest, write_manifest
 from genaug.shards.reader import decode_image, iter_shard_raw
 from genaug.shards.scores import SCORES_KIND, column_summary, summarize
@@ -211,7 +211,10 @@ def run_score(o: ScoreOptions) -> dict[str, Any]:
         raise GenaugError(f"generated column {gdir} lists other shards than {src}: regenerate it")
     unfinished = [i for i in indices if not is_shard_done(gdir, i, check_sha=False)]
     if unfinished:
-        raise GenaugError(f"{gdir / shard_name(unfinished[0])} is not complete: finish `genaug generate` first")
+        raise GenaugError(
+            f"{gdir / shard_name(unfinished[0])} is not complete: finish the column first (rerun the generate "
+            f"command that made it; {status_command(gdir)} shows what is left)"
+        )
     folder = ss.scores_dir(gen, split)
     recipe, k = gman.get("recipe") or {}, int(gman.get("k") or 0)
     out = {"folder": str(folder), "shards": [], "samples": 0, "seconds": 0.0}

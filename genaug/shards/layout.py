@@ -42,17 +42,48 @@ def verify_command(folder: Location, *flags: str) -> str:
     return f"`genaug verify --shards {' '.join(shlex.quote(a) for a in (str(root), *flags))}`"
 
 
-def column_command(stage: str, folder: Location, *flags: str) -> str:
+def column_command(stage: str, folder: Location, *flags: str, name_flag: str = "--gen") -> str:
     """`genaug STAGE --shards ROOT --gen NAME --split SPLIT FLAGS` for a generated or score column's split folder (or
-    a shard in one): a hint that runs (e.g. stage `index` or `score`)."""
+    a shard in one): a hint that runs (e.g. stage `index` or `score`; `name_flag` names the column for the stage)."""
     import shlex
 
     f = as_location(folder)
     if SHARD_RE.match(f.name):
         f = f.parent
     root, name = f.parent.parent.parent, f.parent.name
-    args = [stage, "--shards", str(root), "--gen", name, "--split", f.name, *flags]
+    args = [stage, "--shards", str(root), name_flag, name, "--split", f.name, *flags]
     return "`genaug " + " ".join(shlex.quote(a) for a in args) + "`"
+
+
+def ingest_command(folder: Location, manifest: dict | None) -> str | None:
+    """`genaug ingest SOURCE --shards ROOT --split SPLIT FLAGS` that resumes (or repairs) the ingest of source split
+    `folder` (or a shard in one), from the source and flags its manifest records; None for a manifest that records
+    none (not a source split, or written before genaug recorded them)."""
+    import shlex
+
+    if not isinstance(manifest, dict) or manifest.get("kind", "source") != "source":
+        return None
+    flags, source = manifest.get("ingest_flags"), manifest.get("source")
+    if not isinstance(flags, list) or not all(isinstance(w, str) for w in flags) or not isinstance(source, str):
+        return None
+    f = as_location(folder)
+    if SHARD_RE.match(f.name) or f.name == "manifest.json":
+        f = f.parent
+    words = ["genaug", "ingest", source, "--shards", str(f.parent), "--split", f.name, *flags]
+    return "`" + " ".join(shlex.quote(w) for w in words) + "`"
+
+
+def finish_ingest(folder: Location, manifest: dict | None) -> str:
+    """What to do about an incomplete source split: the ingest command its manifest records (it resumes), else a
+    verify command that names what is missing."""
+    cmd = ingest_command(folder, manifest)
+    return f"finish its ingest: {cmd}" if cmd else f"rerun the ingest that made it, or {verify_command(folder)}"
+
+
+def status_command(folder: Location) -> str:
+    """`genaug generate --shards ROOT --column NAME --split SPLIT --status` for a generated column's split folder (or
+    a shard in one): a hint that runs and shows which shards are still to be made."""
+    return column_command("generate", folder, "--status", name_flag="--column")
 
 
 def shard_name(index: int) -> str:

@@ -5,20 +5,23 @@ from __future__ import annotations
 import os
 
 from genaug.core.errors import GenaugError
-from genaug.shards.layout import ShardSet, is_unlisted, resolve_shard_set
+from genaug.shards.layout import ShardSet, ingest_command, is_unlisted, resolve_shard_set
 from genaug.shards.shardnames import check_shard_names
 from genaug.shards.storage import Location, as_location, read_json, write_json
 
 FORMAT = "genaug-shards/1"
 
 
-def read_manifest(folder: Location) -> dict:
-    """Read `folder/manifest.json` and check its format tag."""
+def read_manifest(folder: Location, check: bool = True) -> dict:
+    """Read `folder/manifest.json` and check its format tag and (unless not `check`, for a stage about to rewrite
+    it) its shard list; a damaged source manifest's error ends in the ingest command that repairs it."""
     path = as_location(folder) / "manifest.json"
     doc = read_json(path)
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise GenaugError(f"{path} is not a genaug manifest (format {FORMAT} expected)")
-    check_shard_names(doc, path)
+    if check:
+        cmd = ingest_command(path, doc)
+        check_shard_names(doc, path, *([f"rerun {cmd}"] if cmd else []))
     return doc
 
 

@@ -228,7 +228,7 @@ class ShardWriter:
         """Create the folder and write the manifest; refuse a folder that holds a different plan."""
         self.folder.mkdir(parents=True, exist_ok=True)
         if (self.folder / "manifest.json").exists():
-            old = read_manifest(self.folder)
+            old = read_manifest(self.folder, check=False)  # a damaged shard list of the same plan is rewritten
             diff = [k for k in self.identity_keys if old.get(k) != self.manifest.get(k)]
             if diff and not overwrite:
                 raise GenaugError(
