@@ -7,7 +7,7 @@ from genaug.generate.column import open_column
 from genaug.generate.leases import lease_home, lease_state
 from genaug.shards.layout import ShardSet
 from genaug.shards.manifest import read_manifest
-from genaug.shards.writer import is_shard_done, read_stats
+from genaug.shards.writer import read_stats
 
 
 def column_status(
@@ -25,8 +25,9 @@ def column_status(
             f"(columns: {', '.join(ss.columns()) or 'none'}): check --column and --split"
         )
     manifest = read_manifest(folder)
-    col = open_column(shards, split, manifest["recipe"], column)
-    k = col.k
+    update = manifest.get("update")  # a `generate --update` under way: progress towards its recipe
+    col = open_column(shards, split, (update or manifest)["recipe"], column)
+    k = int(update["k"]) if update else col.k
     done, running, stale, pending = [], [], [], []
     images = failures = 0
     seconds = 0.0
@@ -36,7 +37,7 @@ def column_status(
     if lease_dir is None and ss.remote:
         homes.insert(0, folder)  # leases kept in the store by conditional PUT
     for i in col.indices:
-        if is_shard_done(folder, i, check_sha=False):
+        if col.is_current(i):
             st = read_stats(folder, i) or {}
             done.append(i)
             images += int(st.get("images", 0))
@@ -60,8 +61,9 @@ def column_status(
         "column": column,
         "split": split,
         "folder": str(folder),
-        "recipe_hash": manifest.get("recipe_hash"),
+        "recipe_hash": col.recipe_hash,
         "k": k,
+        "updating_from": {"recipe_hash": manifest.get("recipe_hash"), "k": manifest.get("k")} if update else None,
         "shards": len(col.indices),
         "done": done,
         "in_progress": running,
@@ -86,9 +88,10 @@ def format_status(st: dict) -> str:
         s = int(s)
         return f"{s // 3600}h{(s % 3600) // 60:02d}m{s % 60:02d}s"
 
-    rate = st["images_per_second"]
+    rate, up = st["images_per_second"], st.get("updating_from")
     lines = [
         f"column {st['column']} (split {st['split']}, k={st['k']}, recipe {st['recipe_hash']}): {st['folder']}",
+        *([f"  updating from k={up['k']}, recipe {up['recipe_hash']} (generate --update)"] if up else []),
         f"  shards: {len(st['done'])}/{st['shards']} done, {len(st['in_progress'])} in progress "
         f"({st['processes']} processes), {len(st['stale'])} stale (will be taken over), {len(st['pending'])} pending",
         f"  images: {st['images']} made, {st['failures']} source images failed, {st['remaining_images']} to go",

@@ -24,7 +24,7 @@ from genaug.generate.column import source_indices
 from genaug.generate.fidelity import Scorer, random_weight_mark, settings
 from genaug.score.options import ScoreOptions
 from genaug.shards.complete import finish_folder
-from genaug.shards.layout import IMAGE_FIELDS, shard_name, status_command
+from genaug.shards.layout import IMAGE_FIELDS, shard_name, status_command, verify_command
 from genaug.shards.manifest import open_gen_split, open_split, read_manifest, write_manifest
 from genaug.shards.reader import decode_image, iter_shard_raw
 from genaug.shards.scores import SCORES_KIND, column_summary, summarize
@@ -134,7 +134,9 @@ def resolve_embedder(encoder: str | None, recipe: dict, weights: str | None, dev
 def _pairs(src: Path, gen: Path, name: str):
     for s, g in itertools.zip_longest(iter_shard_raw(src / name), iter_shard_raw(gen / name)):
         if s is None or g is None or s["__key__"] != g["__key__"]:
-            raise GenaugError(f"{gen / name} is not aligned with {src / name}: run `genaug verify` and regenerate it")
+            raise GenaugError(
+                f"{gen / name} is not aligned with {src / name}: run {verify_command(gen)}, then regenerate it"
+            )
         yield s, g
 
 

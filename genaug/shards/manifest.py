@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from genaug.core.errors import GenaugError
-from genaug.shards.layout import ShardSet, ingest_command, is_unlisted, resolve_shard_set
+from genaug.shards.layout import ShardSet, ingest_command, is_unlisted, resolve_shard_set, status_command
 from genaug.shards.shardnames import check_shard_names
 from genaug.shards.storage import Location, as_location, read_json, write_json
 
@@ -72,8 +72,8 @@ def open_gen_split(
     man = read_manifest(col)
     if man.get("update") is not None:
         raise GenaugError(
-            f"generated column {gen!r} ({col}) is being updated to a new recipe by `genaug generate --update`: rerun "
-            "that command until it finishes (it resumes), then use the column"
+            f"generated column {gen!r} ({col}) is being updated to a new recipe by generate --update: rerun that "
+            f"command until it finishes (it resumes; {status_command(col)} shows what is left), then use the column"
         )
     src = ss.split_dir(split)
     check_column_source(col, man, src, read_manifest(src))

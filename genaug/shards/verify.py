@@ -10,7 +10,16 @@ from genaug.core.errors import GenaugError
 from genaug.core.jsonio import sample_json
 from genaug.shards.complete import finish_folder, load_record, record_problem
 from genaug.shards.index import IndexMismatch, check_index, read_index
-from genaug.shards.layout import RECORD_NAME, SHARD_RE, ShardSet, check_key, column_command, is_unlisted, verify_command
+from genaug.shards.layout import (
+    RECORD_NAME,
+    SHARD_RE,
+    ShardSet,
+    check_key,
+    column_command,
+    is_unlisted,
+    status_command,
+    verify_command,
+)
 from genaug.shards.manifest import column_source_problem, read_manifest
 from genaug.shards.reader import is_image_field
 from genaug.shards.scores import fidelity_problem
@@ -241,7 +250,10 @@ def verify_set(shards: str, check_sha: bool = True, write: bool = False) -> tupl
         if foreign:
             rep.problems.append(foreign)
         if kind == "gen" and col_man.get("update") is not None:
-            rep.problems.append(f"{folder}: an update (`genaug generate --update`) is unfinished: rerun it to finish")
+            rep.problems.append(
+                f"{folder}: an update (generate --update) is unfinished: rerun that command to finish it "
+                f"({status_command(folder)} shows what is left)"
+            )
         elif kind == "gen":
             stale = [n for n in rep.keys if (read_stats(folder, int(n[:6])) or {}).get("recipe_hash") not in
                      (None, col_man.get("recipe_hash"))]  # fmt: skip

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -55,7 +57,7 @@ def test_update_k_makes_only_the_new_variants_and_equals_a_fresh_column(root):
     assert down["images"] == 0 and read_manifest(root / "gen/up/train")["k"] == 2
 
 
-def test_update_killed_mid_commit_resumes_to_the_same_column_and_readers_wait(root):
+def test_update_killed_mid_commit_resumes_to_the_same_column_and_readers_wait(root, capsys):
     generate(model="tiny", shards=str(root), column="upk", k=2, batch_size=1, progress=False)
     folder = root / "gen/upk/train"
     cmd = [sys.executable, "-m", "genaug", "generate", "--shards", str(root), "--column", "upk", "--k", "4",
@@ -64,8 +66,14 @@ def test_update_killed_mid_commit_resumes_to_the_same_column_and_readers_wait(ro
     res = subprocess.run(cmd, env=env(GENAUG_FAULT="tar-renamed:1"), capture_output=True, text=True, timeout=300)
     assert res.returncode != 0
     assert read_manifest(folder)["update"]["k"] == 4
-    with pytest.raises(GenaugError, match="being updated"):  # the trainer, eval and inspect open it this way
+    with pytest.raises(GenaugError, match="being updated") as e:  # the trainer, eval and inspect open it this way
         open_gen_split(ShardSet.open(str(root)), "upk", "train", str(root))
+    hints = re.findall(r"`(genaug [^`]+)`", str(e.value))
+    assert hints == [f"genaug generate --shards {root} --column upk --split train --status"], str(e.value)
+    capsys.readouterr()
+    assert cli_main(shlex.split(hints[0])[1:]) == 0  # the hint runs: it reports the update's progress
+    out = capsys.readouterr().out
+    assert "k=4" in out and "updating from k=2" in out and f"1/{SHARDS} done" in out, out  # shard 0 was remade
     assert cli_main(["verify", "--shards", str(root)]) == 1  # problems found
     out = generate(model="tiny", shards=str(root), column="upk", k=4, batch_size=1, update=True, progress=False)
     assert out["images"] == PER * 2 + PER * 4  # shard 2 as planned; shard 1's old variants were lost: made again
