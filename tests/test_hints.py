@@ -142,3 +142,21 @@ def test_an_unfinished_column_hints_at_a_status_command(tmp_path, capsys, monkey
         assert main(shlex.split(hints[0])[1:]) == 0
         out = capsys.readouterr().out
         assert "1/4 done" in out and "3 pending" in out, out
+
+
+def test_a_manifest_cannot_make_the_hint_suggest_another_flag(tmp_path, capsys, monkeypatch):
+    """`ingest_flags` is read from a file anyone may edit: a flag ingest never records (--overwrite) drops the ingest
+    command from the hint, which falls back to a verify command."""
+    import json
+
+    _ingest_sorted(tmp_path, monkeypatch)
+    split = tmp_path / "shards" / "set" / "train"
+    doc = json.loads((split / "manifest.json").read_text())
+    doc["ingest_flags"] = [*doc["ingest_flags"], "--overwrite"]
+    (split / "manifest.json").write_text(json.dumps(doc))
+    for name in ("000001.tar", "000001.json", "complete.json"):
+        (split / name).unlink()
+    capsys.readouterr()
+    assert main(["generate", "--shards", "set", "--model", "tiny", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert _hints(err) == ["genaug verify --shards shards/set"] and "--overwrite" not in err, err

@@ -66,6 +66,10 @@ def ingest_command(folder: Location, manifest: dict | None) -> str | None:
     flags, source = manifest.get("ingest_flags"), manifest.get("source")
     if not isinstance(flags, list) or not all(isinstance(w, str) for w in flags) or not isinstance(source, str):
         return None
+    from genaug.ingest.run import REPRODUCE  # a manifest is a file anyone may edit: hint only the flags ingest records
+
+    if any(w.startswith("-") and w[2:].replace("-", "_") not in REPRODUCE for w in flags):
+        return None
     f = as_location(folder)
     if SHARD_RE.match(f.name) or f.name == "manifest.json":
         f = f.parent
