@@ -97,6 +97,14 @@ def _previous_manifest(folder) -> dict | None:
         return None
 
 
+def _source_ref(it: SourceItem, root: Path) -> str:
+    """Where a sample came from, as its json records it: relative to the source folder (a file, or `tar:key` of a
+    member), so the shard's bytes do not depend on where the source lies; a dataset row as `datasets` names it."""
+    if it.tar:
+        return f"{os.path.relpath(it.tar, root)}{it.ref[len(it.tar):]}" if it.ref.startswith(it.tar) else it.ref
+    return it.ref if it.row is not None else os.path.relpath(it.ref, root)
+
+
 def plan_hash(src: Source, per_shard: int, opts: ImageOptions, items: Sequence[SourceItem] | None = None) -> str:
     """Identity of an ingest plan: the ordered items and every option that changes the bytes.
 
@@ -338,7 +346,7 @@ def run_ingest(o: IngestOptions) -> dict:
                 for row, it in enumerate(shard_items):
                     data, info, extra = next(results)
                     key = make_key(s, row)
-                    rel = it.ref if it.tar or it.row is not None else os.path.relpath(it.ref, root)
+                    rel = _source_ref(it, root)
                     if data is None:
                         failures.append({"key": key, "source": rel, "error": info})
                     else:

@@ -152,3 +152,20 @@ def test_bad_label_key_is_one_line(tmp_path, capsys, key, fix):
     assert main(["ingest", str(src), "--shards", str(tmp_path / "s"), "--label-key", key, "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("genaug: error: --label-key") and fix in err and "\n" not in err
+
+
+def test_shards_do_not_depend_on_where_the_source_lies(tmp_path, monkeypatch):
+    """One set of tars ingested from two folders, given relative and absolute: byte-identical shards, whose samples
+    name their source relative to the source folder (`00000.tar:key`, never the machine's paths)."""
+    import shutil
+
+    write_img2dataset_output(tmp_path / "a" / "i2d")
+    shutil.copytree(tmp_path / "a" / "i2d", tmp_path / "b" / "deeper" / "i2d")
+    monkeypatch.chdir(tmp_path / "a")
+    ingest("i2d", tmp_path / "s1", per_shard=4, workers=0, progress=False, label_key="json.label")
+    ingest(tmp_path / "b" / "deeper" / "i2d", tmp_path / "s2", per_shard=4, workers=0, progress=False,
+           label_key="json.label")  # fmt: skip
+    one, two = sorted((tmp_path / "s1" / "train").glob("*.tar")), sorted((tmp_path / "s2" / "train").glob("*.tar"))
+    assert [p.read_bytes() for p in one] == [p.read_bytes() for p in two] and one
+    sources = [x["json"]["source"] for p in complete_shards(tmp_path / "s1" / "train") for x in iter_shard(p)]
+    assert all(s.split(":")[0] in ("00000.tar", "00001.tar") for s in sources), sources
