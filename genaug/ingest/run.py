@@ -25,7 +25,7 @@ from genaug.ingest.hf import HFOptions
 from genaug.ingest.images import BadImage, ImageOptions, process_image, read_file
 from genaug.ingest.options import DEFAULT_MAX_BYTES, MAX_PER_SHARD, ORDERS, IngestOptions  # noqa: F401 - re-exported
 from genaug.ingest.sources import Source, SourceItem, check_label, check_label_key, enumerate_source
-from genaug.shards.layout import ShardSet, make_key, shard_name
+from genaug.shards.layout import INGEST_RECORDED, ShardSet, make_key, shard_name
 from genaug.shards.manifest import read_manifest
 from genaug.shards.writer import ShardWriter
 
@@ -82,14 +82,6 @@ def shuffled_order(n: int, seed: int) -> np.ndarray:
     return np.random.Generator(np.random.PCG64(seed)).permutation(n)
 
 
-#: the options that decide what an ingest writes (SOURCE, --shards and --split are where; the rest is how: workers,
-#: progress, --overwrite, the cache and storage options, which may hold credentials)
-REPRODUCE = (
-    "layout", "per_shard", "short_side", "max_side", "quality", "min_side", "max_pixels", "max_bytes", "reencode",
-    "order", "order_seed", "label_key", "image_column", "label_column", "hf_config", "hf_split",
-)  # fmt: skip
-
-
 def _previous_manifest(folder) -> dict | None:
     try:
         return read_manifest(folder, check=False) if (folder / "manifest.json").exists() else None
@@ -101,7 +93,7 @@ def _source_ref(it: SourceItem, root: Path) -> str:
     """Where a sample came from, as its json records it: relative to the source folder (a file, or `tar:key` of a
     member), so the shard's bytes do not depend on where the source lies; a dataset row as `datasets` names it."""
     if it.tar:
-        return f"{os.path.relpath(it.tar, root)}{it.ref[len(it.tar):]}" if it.ref.startswith(it.tar) else it.ref
+        return f"{os.path.relpath(it.tar, root)}{it.ref[len(it.tar) :]}" if it.ref.startswith(it.tar) else it.ref
     return it.ref if it.row is not None else os.path.relpath(it.ref, root)
 
 
@@ -314,7 +306,7 @@ def run_ingest(o: IngestOptions) -> dict:
         "genaug_version": __version__,
         "order": order_doc,
         # the flags that make this split, for the hint that resumes or repairs it (genaug.shards.layout.ingest_command)
-        "ingest_flags": command_words(o.model_copy(update={"order": order}), REPRODUCE),
+        "ingest_flags": command_words(o.model_copy(update={"order": order}), INGEST_RECORDED),
         **src.info,
     }
     # an object store has no flock: one ingest per split there is the user's to ensure (docs/object-storage.md)

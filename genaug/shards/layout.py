@@ -22,6 +22,13 @@ DEFAULT_HOME = "shards"
 IMAGE_FIELDS = ("jpg", "jpeg", "png", "webp")
 #: split names looked for on a host that cannot be listed (https://): a split is there when its manifest.json is
 UNLISTED_SPLITS = ("train", "val", "validation", "test")
+#: the ingest options a source manifest records as `ingest_flags` (SOURCE, --shards and --split are where; the rest
+#: is how: workers, progress, --overwrite, the cache and storage options, which may hold credentials); the hint
+#: built from them prints no other flag
+INGEST_RECORDED = (
+    "layout", "per_shard", "short_side", "max_side", "quality", "min_side", "max_pixels", "max_bytes", "reencode",
+    "order", "order_seed", "label_key", "image_column", "label_column", "hf_config", "hf_split",
+)  # fmt: skip
 #: the completion record of a shard folder (genaug.shards.complete): every shard's count, size and checksum
 RECORD_NAME = "complete.json"
 
@@ -66,9 +73,7 @@ def ingest_command(folder: Location, manifest: dict | None) -> str | None:
     flags, source = manifest.get("ingest_flags"), manifest.get("source")
     if not isinstance(flags, list) or not all(isinstance(w, str) for w in flags) or not isinstance(source, str):
         return None
-    from genaug.ingest.run import REPRODUCE  # a manifest is a file anyone may edit: hint only the flags ingest records
-
-    if any(w.startswith("-") and w[2:].replace("-", "_") not in REPRODUCE for w in flags):
+    if any(w.startswith("-") and w[2:].replace("-", "_") not in INGEST_RECORDED for w in flags):  # edited by hand
         return None
     f = as_location(folder)
     if SHARD_RE.match(f.name) or f.name == "manifest.json":

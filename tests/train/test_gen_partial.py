@@ -147,7 +147,8 @@ def test_an_incomplete_column_without_the_flag_is_refused_naming_it(images, tmp_
     argv = ["train", "--shards", shards, "--gen", "flat", "--p", "0.5", "--steps", "1", "--out", str(tmp_path / "r")]
     assert cli_main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "--gen-partial" in err[0] and "finish `genaug generate` first" in err[0]
+    assert len(err) == 1 and "--gen-partial" in err[0] and "finish the column" in err[0]
+    assert "--column flat --split train --status`" in err[0]  # a status command that runs
 
 
 def test_concurrent_writers_lose_no_entry(tmp_path):
