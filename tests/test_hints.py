@@ -160,3 +160,31 @@ def test_a_manifest_cannot_make_the_hint_suggest_another_flag(tmp_path, capsys, 
     assert main(["generate", "--shards", "set", "--model", "tiny", "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert _hints(err) == ["genaug verify --shards shards/set"] and "--overwrite" not in err, err
+
+
+def test_a_split_planned_before_paths_were_resolved_resumes_on_every_rerun(tmp_path, capsys, monkeypatch):
+    """A split an older genaug planned from `tree` as spelled (made here by keeping the spelling, then dropping the
+    keys it did not write) resumes from `tree` again and again: a rerun must not switch it to the resolved path."""
+    import json
+
+    import genaug.ingest.run as run
+    from genaug.testing.shards import write_image_tree
+
+    monkeypatch.chdir(tmp_path)
+    write_image_tree(tmp_path / "tree", classes=2, per_class=12)
+    argv = ["ingest", "tree", "--shards", "set", "--per-shard", "6", "--order", "sorted", "--workers", "0", "--quiet"]
+    with monkeypatch.context() as m:  # the older genaug: SOURCE as spelled
+        m.setattr(run, "planned_source", lambda source, old: (str(source), False))
+        assert main(argv) == 0
+    split = tmp_path / "shards" / "set" / "train"
+    doc = json.loads((split / "manifest.json").read_text())
+    for key in ("ingest_flags", "source_resolved"):
+        doc.pop(key)
+    (split / "manifest.json").write_text(json.dumps(doc))
+    for lost in ("000001", "000002"):  # two crashes, two reruns
+        for name in (f"{lost}.tar", f"{lost}.json", "complete.json"):
+            (split / name).unlink(missing_ok=True)
+        capsys.readouterr()
+        assert main(argv) == 0, capsys.readouterr().err
+        assert "(1 written now, 3 already done)" in capsys.readouterr().out
+    assert main(["verify", "--shards", "set"]) == 0

@@ -82,6 +82,15 @@ def shuffled_order(n: int, seed: int) -> np.ndarray:
     return np.random.Generator(np.random.PCG64(seed)).permutation(n)
 
 
+def planned_source(source: str, old: dict | None) -> tuple[str, bool]:
+    """The SOURCE a plan is made from, and whether it is the resolved path: one plan however a local path is spelled
+    (a resume from another folder, the hint's absolute path); a split planned before genaug resolved it (its
+    manifest has no `source_resolved`) keeps the spelling it was planned with, on every rerun, so it still resumes."""
+    if Path(source).exists() and (old is None or old.get("source_resolved") is True):
+        return str(Path(source).resolve()), True
+    return str(source), False
+
+
 def _previous_manifest(folder) -> dict | None:
     try:
         return read_manifest(folder, check=False) if (folder / "manifest.json").exists() else None
@@ -264,10 +273,7 @@ def run_ingest(o: IngestOptions) -> dict:
     sset = ShardSet.open(shards, must_exist=False)
     folder = sset.split_dir(split)
     old = _previous_manifest(folder)
-    if Path(source).exists() and (old is None or "ingest_flags" in old):
-        # one plan however the path is spelled (a resume from another folder, the hint's absolute path); a split
-        # made before genaug recorded its flags keeps the spelling it was planned with, so it still resumes
-        source = str(Path(source).resolve())
+    source, resolved = planned_source(source, old)
     src = enumerate_source(source, o.layout, label_key=label_key, hf=o.hf_options(), progress=progress, split=split)
     if order is None:
         resume_old = old is not None and "order" not in old and not overwrite and order_seed is None
@@ -306,6 +312,7 @@ def run_ingest(o: IngestOptions) -> dict:
         "genaug_version": __version__,
         "order": order_doc,
         # the flags that make this split, for the hint that resumes or repairs it (genaug.shards.layout.ingest_command)
+        "source_resolved": resolved,
         "ingest_flags": command_words(o.model_copy(update={"order": order}), INGEST_RECORDED),
         **src.info,
     }

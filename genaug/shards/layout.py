@@ -70,6 +70,8 @@ def ingest_command(folder: Location, manifest: dict | None) -> str | None:
 
     if not isinstance(manifest, dict) or manifest.get("kind", "source") != "source":
         return None
+    if manifest.get("source_resolved") is not True:  # planned from SOURCE as the user spelled it: unknown here
+        return None
     flags, source = manifest.get("ingest_flags"), manifest.get("source")
     if not isinstance(flags, list) or not all(isinstance(w, str) for w in flags) or not isinstance(source, str):
         return None
